@@ -1,0 +1,1 @@
+"""Domain core: models, settings, reference data, geo and phone helpers, the CLI group."""

@@ -1,0 +1,136 @@
+"""Engine and session factory: the one place that turns a database URL into connections."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, Connection, DateTime, Engine, Table, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.errors import DatabaseError
+
+SUPPORTED = {"sqlite", "postgresql"}
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """An engine for URL, checked: a bad URL or unreachable server raises DatabaseError."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(f"DATABASE_URL {url!r} is not a database URL "
+                            "(expected e.g. sqlite:///var/burgernet.sqlite3)") from None
+    if parsed.get_backend_name() not in SUPPORTED:
+        raise DatabaseError(f"DATABASE_URL {redact(url)}: backend "
+                            f"{parsed.get_backend_name()!r} is not supported "
+                            "(sqlite or postgresql)")
+    kwargs: dict[str, Any] = {"echo": echo}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": 30}
+    else:
+        if parsed.get_driver_name() == "psycopg2" and "+" not in parsed.drivername:
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        # PostgreSQL's JIT adds 90-300 ms to area queries and saves nothing at our sizes.
+        kwargs["connect_args"] = {"options": "-c jit=off"}
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except NoSuchModuleError:
+        raise DatabaseError(f"DATABASE_URL {redact(url)}: driver "
+                            f"{parsed.drivername!r} is not installed") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite's own transaction handling breaks SAVEPOINT; SQLAlchemy emits BEGIN instead.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN")
+
+
+def check_connection(engine: Engine) -> None:
+    """Connect once, so that a wrong host or password is reported before any work starts."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise DatabaseError(f"cannot connect to {redact(str(engine.url))}: {reason}") from None
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions bound to ENGINE; callers own commit and rollback."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session that commits when the block ends normally and rolls back otherwise."""
+    with factory() as session, session.begin():
+        yield session
+
+
+def bulk_insert(connection: Connection, table: Table, columns: Sequence[str],
+                rows: Iterable[Sequence[Any]]) -> None:
+    """Insert many rows at driver speed: COPY on PostgreSQL, one executemany on SQLite.
+
+    Bypasses SQLAlchemy's per-value processing (it dominates at a million rows), so values
+    are converted here per column type: aware datetimes, JSON-able objects, enums as strings.
+    """
+    names = ", ".join(columns)
+    convert = [_bulk_converter(table.c[name].type, connection.dialect.name) for name in columns]
+    prepared = (tuple(f(value) if f else value for f, value in zip(convert, row, strict=True))
+                for row in rows)
+    if connection.dialect.name == "postgresql":
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cursor, cursor.copy(
+                f"COPY {table.name} ({names}) FROM STDIN") as copy:
+            for row in prepared:
+                copy.write_row(row)
+    else:
+        marks = ", ".join("?" for _ in columns)
+        connection.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})",
+                                   list(prepared))
+
+
+def _bulk_converter(column_type: Any, dialect: str) -> Callable[[Any], Any] | None:
+    if isinstance(column_type, JSON):
+        return lambda value: None if value is None else json.dumps(value)
+    if isinstance(column_type, DateTime) or isinstance(
+            getattr(column_type, "impl", None), DateTime):
+        return _sqlite_datetime if dialect == "sqlite" else None
+    return None
+
+
+def _sqlite_datetime(value: datetime | None) -> str | None:
+    """The text SQLAlchemy's SQLite dialect stores for a datetime (naive UTC)."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ")

@@ -1,0 +1,478 @@
+"""The domain model: SQLAlchemy 2.0 typed mappings, portable between SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    """Enums stored as their string values in a plain VARCHAR with a CHECK constraint."""
+    return Enum(cls, native_enum=False, create_constraint=True, length=24,
+                values_callable=lambda members: [m.value for m in members],
+                validate_strings=True, name=cls.__name__.lower())
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+# --- vocabularies ---------------------------------------------------------------------
+
+class OrganisationKind(enum.StrEnum):
+    POLICE = "police"
+    MUNICIPALITY = "municipality"
+    FIRE = "fire"
+    AMBULANCE = "ambulance"
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    CENTRALIST = "centralist"
+    MUNICIPALITY_OFFICER = "municipality_officer"
+
+
+class Language(enum.StrEnum):
+    NL = "nl"
+    EN = "en"
+
+
+class Channel(enum.StrEnum):
+    VOICE = "voice"
+    SMS = "sms"
+    EMAIL = "email"
+    PUSH = "push"
+
+    @property
+    def bit(self) -> int:
+        return CHANNEL_BITS[self]
+
+
+CHANNEL_BITS = {Channel.VOICE: 1, Channel.SMS: 2, Channel.EMAIL: 4, Channel.PUSH: 8}
+
+
+def channel_mask(channels: list[Channel] | set[Channel] | tuple[Channel, ...]) -> int:
+    """The bit mask stored in Participant.channels for a set of channels."""
+    mask = 0
+    for channel in channels:
+        mask |= Channel(channel).bit
+    return mask
+
+
+class ParticipantStatus(enum.StrEnum):
+    PENDING = "pending"
+    VERIFIED = "verified"
+    STOPPED = "stopped"
+
+
+class LocationKind(enum.StrEnum):
+    HOME = "home"
+    WORK = "work"
+    CURRENT = "current"
+
+
+class ActionKind(enum.StrEnum):
+    SUSPECT = "suspect"
+    VEHICLE = "vehicle"
+    MISSING_PERSON = "missing_person"
+    AMBER = "amber"
+    NEIGHBOURHOOD_INQUIRY = "neighbourhood_inquiry"
+    PREVENTIVE = "preventive"
+
+
+class Urgency(enum.StrEnum):
+    URGENT = "urgent"
+    NORMAL = "normal"
+
+
+class ActionStatus(enum.StrEnum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+class Outcome(enum.StrEnum):
+    FOUND = "found"
+    ARRESTED = "arrested"
+    NOT_FOUND = "not_found"
+    CANCELLED = "cancelled"
+
+
+class DeliveryPurpose(enum.StrEnum):
+    ALERT = "alert"
+    RESULT = "result"
+    UPDATE = "update"
+
+
+class DeliveryStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    ANSWERED = "answered"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class CallDirection(enum.StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+# --- reference data -------------------------------------------------------------------
+
+class Meldkamer(Base):
+    """A regional dispatch centre; callers are put through to its number or SIP URI."""
+
+    __tablename__ = "meldkamer"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(4), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    police_unit: Mapped[str] = mapped_column(String(120))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    sip_uri: Mapped[str | None] = mapped_column(String(255))
+    fallback_id: Mapped[int | None] = mapped_column(ForeignKey("meldkamer.id"))
+
+    fallback: Mapped[Meldkamer | None] = relationship(remote_side=[id])
+    safety_regions: Mapped[list[SafetyRegion]] = relationship(back_populates="meldkamer")
+
+
+class SafetyRegion(Base):
+    """One of the 25 veiligheidsregio's, each run from one meldkamer."""
+
+    __tablename__ = "safety_region"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(4), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    meldkamer_id: Mapped[int] = mapped_column(ForeignKey("meldkamer.id"))
+
+    meldkamer: Mapped[Meldkamer] = relationship(back_populates="safety_regions")
+    municipalities: Mapped[list[Municipality]] = relationship(back_populates="safety_region")
+
+
+class Municipality(Base):
+    """A gemeente by CBS code; province and population stay empty until a source provides them."""
+
+    __tablename__ = "municipality"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(6), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    province: Mapped[str | None] = mapped_column(String(40))
+    population: Mapped[int | None] = mapped_column(Integer)
+    safety_region_id: Mapped[int] = mapped_column(ForeignKey("safety_region.id"), index=True)
+    centroid_lat: Mapped[float] = mapped_column(Float)
+    centroid_lon: Mapped[float] = mapped_column(Float)
+    boundary: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)
+
+    safety_region: Mapped[SafetyRegion] = relationship(back_populates="municipalities")
+
+
+class Postcode(Base):
+    """A four-digit postcode area with its centroid and the municipality it lies in."""
+
+    __tablename__ = "postcode"
+
+    pc4: Mapped[str] = mapped_column(String(4), primary_key=True)
+    place: Mapped[str] = mapped_column(String(120))
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    municipality_id: Mapped[int] = mapped_column(ForeignKey("municipality.id"), index=True)
+    assignment: Mapped[str] = mapped_column(String(16))
+
+    municipality: Mapped[Municipality] = relationship()
+
+
+# --- people ---------------------------------------------------------------------------
+
+class Organisation(Base):
+    """A police unit, municipality, fire or ambulance service whose users work here."""
+
+    __tablename__ = "organisation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[OrganisationKind] = mapped_column(_enum(OrganisationKind))
+    name: Mapped[str] = mapped_column(String(160), unique=True)
+    meldkamer_id: Mapped[int | None] = mapped_column(ForeignKey("meldkamer.id"))
+    municipality_id: Mapped[int | None] = mapped_column(ForeignKey("municipality.id"))
+
+    meldkamer: Mapped[Meldkamer | None] = relationship()
+    municipality: Mapped[Municipality | None] = relationship()
+
+
+class User(Base):
+    """Someone who works in the console: an admin, a centralist or a municipality officer."""
+
+    __tablename__ = "user_account"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(160))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[Role] = mapped_column(_enum(Role))
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisation.id"), index=True)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+
+    organisation: Mapped[Organisation] = relationship()
+
+    # The four members a web session needs of a user (Flask-Login's protocol, without Flask).
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+
+class Participant(Base):
+    """A registered citizen: only what is needed to reach them, no name."""
+
+    __tablename__ = "participant"
+    __table_args__ = (CheckConstraint("channels >= 0 AND channels < 16", name="channels_mask"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phone: Mapped[str] = mapped_column(String(20), unique=True)
+    email: Mapped[str | None] = mapped_column(String(254))
+    language: Mapped[Language] = mapped_column(_enum(Language), default=Language.NL)
+    channels: Mapped[int] = mapped_column(Integer, default=CHANNEL_BITS[Channel.SMS])
+    #: {"sms": ["22:00", "07:00"], ...}: per channel, a daily window without non-urgent messages.
+    quiet_hours: Mapped[dict[str, list[str]]] = mapped_column(JSON, default=dict)
+    status: Mapped[ParticipantStatus] = mapped_column(
+        _enum(ParticipantStatus), default=ParticipantStatus.PENDING, index=True)
+    consent_at: Mapped[datetime | None]
+    verified_at: Mapped[datetime | None]
+    stopped_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    locations: Mapped[list[ParticipantLocation]] = relationship(
+        back_populates="participant", cascade="all, delete-orphan")
+
+    def has_channel(self, channel: Channel) -> bool:
+        return bool(self.channels & Channel(channel).bit)
+
+
+class ParticipantLocation(Base):
+    """Where a participant wants to be reached: home, work, or a current place that expires."""
+
+    __tablename__ = "participant_location"
+    __table_args__ = (
+        Index("ix_participant_location_lat_lon", "lat", "lon"),
+        CheckConstraint("lat BETWEEN -90 AND 90 AND lon BETWEEN -180 AND 180", name="coordinates"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(
+        ForeignKey("participant.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[LocationKind] = mapped_column(_enum(LocationKind))
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    country: Mapped[str] = mapped_column(String(2), default="NL")
+    pc4: Mapped[str | None] = mapped_column(String(4))
+    municipality_id: Mapped[int | None] = mapped_column(ForeignKey("municipality.id"), index=True)
+    expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    participant: Mapped[Participant] = relationship(back_populates="locations")
+    municipality: Mapped[Municipality | None] = relationship()
+
+
+# --- actions and what they cause ------------------------------------------------------
+
+class Action(Base):
+    """A search action, AMBER Alert, inquiry or preventive message, with the area it covers."""
+
+    __tablename__ = "action"
+    __table_args__ = (
+        CheckConstraint("radius_m IS NULL OR radius_m > 0", name="radius_positive"),
+        CheckConstraint(
+            "(radius_m IS NULL) = (center_lat IS NULL) "
+            "AND (center_lat IS NULL) = (center_lon IS NULL)",
+            name="circle_complete"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[ActionKind] = mapped_column(_enum(ActionKind))
+    urgency: Mapped[Urgency] = mapped_column(_enum(Urgency))
+    status: Mapped[ActionStatus] = mapped_column(
+        _enum(ActionStatus), default=ActionStatus.DRAFT, index=True)
+    title_nl: Mapped[str] = mapped_column(String(200))
+    title_en: Mapped[str | None] = mapped_column(String(200))
+    description_nl: Mapped[str] = mapped_column(Text, default="")
+    description_en: Mapped[str | None] = mapped_column(Text)
+    instruction_nl: Mapped[str] = mapped_column(Text, default="")
+    instruction_en: Mapped[str | None] = mapped_column(Text)
+    center_lat: Mapped[float | None] = mapped_column(Float)
+    center_lon: Mapped[float | None] = mapped_column(Float)
+    radius_m: Mapped[float | None] = mapped_column(Float)
+    polygon: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    meldkamer_id: Mapped[int] = mapped_column(ForeignKey("meldkamer.id"), index=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisation.id"), index=True)
+    creator_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    outcome: Mapped[Outcome | None] = mapped_column(_enum(Outcome))
+    outcome_text: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+
+    meldkamer: Mapped[Meldkamer] = relationship()
+    organisation: Mapped[Organisation] = relationship()
+    creator: Mapped[User | None] = relationship()
+
+
+class Delivery(Base):
+    """One message of one purpose to one participant over one channel: the outbox row."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        UniqueConstraint("action_id", "participant_id", "channel", "purpose",
+                         name="uq_delivery_once"),
+        Index("ix_delivery_action_status", "action_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action_id: Mapped[int] = mapped_column(ForeignKey("action.id"))
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"),
+                                                index=True)
+    channel: Mapped[Channel] = mapped_column(_enum(Channel))
+    purpose: Mapped[DeliveryPurpose] = mapped_column(
+        _enum(DeliveryPurpose), default=DeliveryPurpose.ALERT)
+    language: Mapped[Language] = mapped_column(_enum(Language), default=Language.NL)
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum(DeliveryStatus), default=DeliveryStatus.QUEUED)
+    attempts: Mapped[int] = mapped_column(default=0)
+    provider: Mapped[str | None] = mapped_column(String(32))
+    provider_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    provider_error: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    next_attempt_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+
+    action: Mapped[Action] = relationship()
+    participant: Mapped[Participant] = relationship()
+
+
+class CallRecord(Base):
+    """Every call in or out, with why it went where it went."""
+
+    __tablename__ = "call_record"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    direction: Mapped[CallDirection] = mapped_column(_enum(CallDirection))
+    transport: Mapped[str] = mapped_column(String(16))
+    provider_call_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    caller: Mapped[str | None] = mapped_column(String(40))
+    called: Mapped[str | None] = mapped_column(String(255))
+    participant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("participant.id", ondelete="SET NULL"))
+    meldkamer_id: Mapped[int | None] = mapped_column(ForeignKey("meldkamer.id"))
+    action_id: Mapped[int | None] = mapped_column(ForeignKey("action.id"), index=True)
+    routing_reason: Mapped[str | None] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    answered_at: Mapped[datetime | None]
+    connected_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(32))
+
+    meldkamer: Mapped[Meldkamer | None] = relationship()
+    action: Mapped[Action | None] = relationship()
+
+
+class Tip(Base):
+    """What a participant reports on an action: text and media, for centralists only."""
+
+    __tablename__ = "tip"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action_id: Mapped[int] = mapped_column(ForeignKey("action.id"), index=True)
+    participant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("participant.id", ondelete="SET NULL"))
+    source: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text, default="")
+    media_path: Mapped[str | None] = mapped_column(String(255))
+    media_type: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    action: Mapped[Action] = relationship()
+
+
+class AuditEvent(Base):
+    """Who did what to which object, and when: written for every state change."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_event_object", "object_type", "object_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(String(160))
+    verb: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str] = mapped_column(String(40))
+    object_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    ip: Mapped[str | None] = mapped_column(String(45))

@@ -1,0 +1,47 @@
+"""Phone numbers: everything stored is E.164; Dutch, Belgian and German numbers are accepted."""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+
+from core.errors import PhoneNumberError
+
+ACCEPTED_REGIONS = frozenset({"NL", "BE", "DE"})
+
+#: +31 69 is not allocated in the Dutch numbering plan (06-1..06-5 and 06-8 are mobile,
+#: 06-6 pagers, 06-7 data services): no subscriber can hold such a number, so the demo
+#: population, the example meldkamer numbers and the tests use it and nothing else.
+FICTIONAL = re.compile(r"^\+3169\d{7}$")
+
+
+def is_fictional(e164: str) -> bool:
+    """True for numbers in the block reserved here for demo and test data."""
+    return bool(FICTIONAL.match(e164))
+
+
+def normalize(raw: str, *, default_region: str = "NL", allow_fictional: bool = True) -> str:
+    """RAW as an E.164 string (+31612345678); raises PhoneNumberError saying why not."""
+    text = (raw or "").strip()
+    if not text:
+        raise PhoneNumberError("phone number is empty")
+    compact = re.sub(r"[\s\-().]", "", text)
+    if compact.startswith("00"):
+        compact = "+" + compact[2:]
+    if FICTIONAL.match(compact) or FICTIONAL.match("+31" + compact.removeprefix("0")):
+        if not allow_fictional:
+            raise PhoneNumberError(f"{text!r} is a fictional demo number")
+        return compact if compact.startswith("+") else "+31" + compact.removeprefix("0")
+    try:
+        number = phonenumbers.parse(compact, default_region)
+    except phonenumbers.NumberParseException:
+        raise PhoneNumberError(f"{text!r} is not a phone number") from None
+    if not phonenumbers.is_valid_number(number):
+        raise PhoneNumberError(f"{text!r} is not a valid phone number")
+    region = phonenumbers.region_code_for_number(number)
+    if region not in ACCEPTED_REGIONS:
+        raise PhoneNumberError(
+            f"{text!r} is a number from {region or 'an unknown country'}; "
+            "only Dutch, Belgian and German numbers are accepted")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

@@ -1,0 +1,268 @@
+"""Demo data: one user per role and a synthetic participant population on fictional numbers.
+
+The reference data has no population figures, so participants are spread by an honest proxy:
+every residential PC4 area is equally likely, which weights a municipality by its number of
+PC4 areas. PO-box ranges (PC4 rows assigned by place name, with stray coordinates) are left
+out. Every phone number lies in +31 69, which the Dutch numbering plan does not allocate.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.security import generate_password_hash
+
+from core import audit
+from core.db import bulk_insert, transaction
+from core.errors import DataError
+from core.models import (
+    Channel,
+    Language,
+    LocationKind,
+    Meldkamer,
+    Municipality,
+    Organisation,
+    OrganisationKind,
+    Participant,
+    ParticipantLocation,
+    ParticipantStatus,
+    Postcode,
+    Role,
+    SafetyRegion,
+    User,
+    channel_mask,
+    utcnow,
+)
+
+DEMO_PASSWORD = "burgernet-demo"
+FICTIONAL_PREFIX = "+3169"
+#: +31 69 000 0000-0999 stays free for service and meldkamer numbers in examples.
+FIRST_PARTICIPANT_NUMBER = 1000
+CHUNK = 10_000
+JITTER_M = 600.0
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    email: str
+    name: str
+    role: Role
+    organisation: str
+
+
+@dataclass(frozen=True)
+class DemoOrganisation:
+    name: str
+    kind: OrganisationKind
+    meldkamer: str | None = None
+    municipality: str | None = None
+
+
+DEMO_ORGANISATIONS = (
+    DemoOrganisation("Politie Nederland - beheer Burgernet", OrganisationKind.POLICE),
+    DemoOrganisation("Politie Midden-Nederland", OrganisationKind.POLICE, meldkamer="MN"),
+    DemoOrganisation("Gemeente Utrecht", OrganisationKind.MUNICIPALITY, municipality="GM0344"),
+)
+DEMO_USERS = (
+    DemoUser("beheer@example.org", "Demo Beheerder", Role.ADMIN, DEMO_ORGANISATIONS[0].name),
+    DemoUser("centralist@example.org", "Demo Centralist", Role.CENTRALIST,
+             DEMO_ORGANISATIONS[1].name),
+    DemoUser("gemeente@example.org", "Demo Gemeente", Role.MUNICIPALITY_OFFICER,
+             DEMO_ORGANISATIONS[2].name),
+)
+
+
+@dataclass
+class SeedResult:
+    """What seed-demo created, for printing."""
+
+    users: list[DemoUser] = field(default_factory=list)
+    participants: int = 0
+    locations: int = 0
+    existing: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        lines = [f"demo login ({DEMO_PASSWORD}): " +
+                 ", ".join(f"{u.email} ({u.role.value})" for u in DEMO_USERS)]
+        if self.existing and not self.participants:
+            lines.append(f"{self.existing} demo participants already present "
+                         "(use --reset to replace them)")
+        else:
+            lines.append(f"{self.participants} participants with {self.locations} locations "
+                         f"in {self.seconds:.1f} s")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class _Area:
+    pc4: str
+    lat: float
+    lon: float
+    municipality_id: int
+    region_id: int
+
+
+def seed_demo(sessions: sessionmaker[Session], *, size: int, seed: int = 2023,
+              reset: bool = False, progress: Callable[[int], None] | None = None) -> SeedResult:
+    """Create demo users (idempotently) and SIZE synthetic participants in one transaction."""
+    started = time.perf_counter()
+    result = SeedResult()
+    with transaction(sessions) as session:
+        result.users = _ensure_users(session)
+        result.existing = session.scalar(
+            select(func.count(Participant.id)).where(Participant.phone.like(FICTIONAL_PREFIX + "%"))
+        ) or 0
+        if result.existing and not reset:
+            return result
+        if result.existing:
+            _delete_demo_participants(session)
+        if size:
+            areas = _residential_areas(session)
+            result.participants, result.locations = _insert_population(
+                session, areas, size, random.Random(seed), progress or (lambda _n: None))
+        audit.record(session, "seed_demo", "participant", actor="cli",
+                     participants=result.participants, reset=reset)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _ensure_users(session: Session) -> list[DemoUser]:
+    organisations = {}
+    for spec in DEMO_ORGANISATIONS:
+        org = session.scalar(select(Organisation).where(Organisation.name == spec.name))
+        if org is None:
+            org = Organisation(name=spec.name, kind=spec.kind,
+                               meldkamer=_by_code(session, Meldkamer, spec.meldkamer),
+                               municipality=_by_code(session, Municipality, spec.municipality))
+            session.add(org)
+        organisations[spec.name] = org
+    password_hash = generate_password_hash(DEMO_PASSWORD)
+    for spec in DEMO_USERS:
+        if session.scalar(select(User.id).where(User.email == spec.email)) is None:
+            session.add(User(email=spec.email, name=spec.name, role=spec.role,
+                             organisation=organisations[spec.organisation],
+                             password_hash=password_hash))
+    session.flush()
+    return list(DEMO_USERS)
+
+
+def _by_code(session: Session, model: type[Meldkamer] | type[Municipality],
+             code: str | None) -> Any:
+    if code is None:
+        return None
+    obj = session.scalar(select(model).where(model.code == code))
+    if obj is None:
+        raise DataError("reference data", None,
+                        f"{model.__tablename__} {code} is missing: run `burgernet load-reference`")
+    return obj
+
+
+def _delete_demo_participants(session: Session) -> None:
+    demo = select(Participant.id).where(Participant.phone.like(FICTIONAL_PREFIX + "%"))
+    session.execute(delete(ParticipantLocation).where(ParticipantLocation.participant_id.in_(demo)))
+    session.execute(delete(Participant).where(Participant.phone.like(FICTIONAL_PREFIX + "%")))
+
+
+def _residential_areas(session: Session) -> list[_Area]:
+    rows = session.execute(
+        select(Postcode.pc4, Postcode.lat, Postcode.lon, Postcode.municipality_id,
+               Municipality.safety_region_id)
+        .join(Municipality, Postcode.municipality_id == Municipality.id)
+        .join(SafetyRegion, Municipality.safety_region_id == SafetyRegion.id)
+        .where(Postcode.assignment != "place_name")
+        .order_by(Postcode.pc4)).all()
+    if not rows:
+        raise DataError("reference data", None,
+                        "no postcodes loaded: run `burgernet load-reference` first")
+    return [_Area(*row) for row in rows]
+
+
+def _insert_population(session: Session, areas: list[_Area], size: int, rng: random.Random,
+                       progress: Callable[[int], None]) -> tuple[int, int]:
+    by_region: dict[int, list[_Area]] = defaultdict(list)
+    for area in areas:
+        by_region[area.region_id].append(area)
+    numbers = rng.sample(range(FIRST_PARTICIPANT_NUMBER, 10_000_000), size)
+    next_participant = (session.scalar(select(func.max(Participant.id))) or 0) + 1
+    next_location = (session.scalar(select(func.max(ParticipantLocation.id))) or 0) + 1
+    now = utcnow()
+    located = 0
+    connection = session.connection()
+    for start in range(0, size, CHUNK):
+        people: list[tuple[Any, ...]] = []
+        places: list[tuple[Any, ...]] = []
+        for number in numbers[start:start + CHUNK]:
+            pid = next_participant + len(people) + start
+            people.append(_participant(pid, number, rng, now))
+            home = rng.choice(areas)
+            places.append(_location(next_location + located, pid, LocationKind.HOME, home,
+                                    rng, now))
+            located += 1
+            if rng.random() < 0.25:
+                work = rng.choice(by_region[home.region_id])
+                places.append(_location(next_location + located, pid, LocationKind.WORK, work,
+                                        rng, now))
+                located += 1
+        bulk_insert(connection, Participant.__table__, PARTICIPANT_COLUMNS, people)
+        bulk_insert(connection, ParticipantLocation.__table__, LOCATION_COLUMNS, places)
+        progress(len(people))
+    return size, located
+
+
+PARTICIPANT_COLUMNS = ("id", "phone", "email", "language", "channels", "quiet_hours", "status",
+                       "consent_at", "verified_at", "stopped_at", "created_at")
+LOCATION_COLUMNS = ("id", "participant_id", "kind", "lat", "lon", "country", "pc4",
+                    "municipality_id", "expires_at", "created_at")
+
+
+def _participant(pid: int, number: int, rng: random.Random, now: datetime) -> tuple[Any, ...]:
+    channels = {Channel.SMS}
+    if rng.random() < 0.6:
+        channels.add(Channel.VOICE)
+    if rng.random() < 0.35:
+        channels.add(Channel.EMAIL)
+    if rng.random() < 0.45:
+        channels.add(Channel.PUSH)
+    roll = rng.random()
+    status = (ParticipantStatus.VERIFIED if roll < 0.94 else
+              ParticipantStatus.PENDING if roll < 0.98 else ParticipantStatus.STOPPED)
+    joined = now - timedelta(days=rng.uniform(1, 3650))
+    quiet = ({c.value: ["23:00", "07:00"] for c in channels} if rng.random() < 0.25 else {})
+    return (
+        pid,
+        f"{FICTIONAL_PREFIX}{number:07d}",
+        f"deelnemer{number:07d}@example.org" if Channel.EMAIL in channels else None,
+        (Language.EN if rng.random() < 0.06 else Language.NL).value,
+        channel_mask(channels),
+        quiet,
+        status.value,
+        joined,
+        joined if status != ParticipantStatus.PENDING else None,
+        now if status == ParticipantStatus.STOPPED else None,
+        joined,
+    )
+
+
+def _location(lid: int, pid: int, kind: LocationKind, area: _Area, rng: random.Random,
+              now: datetime) -> tuple[Any, ...]:
+    lat, lon = jitter(area.lat, area.lon, rng)
+    return (lid, pid, kind.value, lat, lon, "NL", area.pc4, area.municipality_id, None, now)
+
+
+def jitter(lat: float, lon: float, rng: random.Random, sigma_m: float = JITTER_M
+           ) -> tuple[float, float]:
+    """A point scattered around (LAT, LON) with a normal spread of SIGMA_M metres."""
+    dlat = rng.gauss(0.0, sigma_m) / 111_320.0
+    dlon = rng.gauss(0.0, sigma_m) / (111_320.0 * math.cos(math.radians(lat)))
+    return round(lat + dlat, 6), round(lon + dlon, 6)
+

@@ -1,0 +1,132 @@
+"""Settings, read from the environment by the entry points only."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.errors import ConfigError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_DATA_DIR = PACKAGE_DIR / "data"
+
+#: Every variable the application reads, with its default and meaning.
+#: The README's table is generated from this list, so the two cannot drift.
+VARIABLES: tuple[tuple[str, str, str], ...] = (
+    ("BURGERNET_HOME", "current directory", "where `var/` (database, Redis, secrets) lives"),
+    ("DATABASE_URL", "sqlite:///$BURGERNET_HOME/var/burgernet.sqlite3",
+     "SQLAlchemy URL; PostgreSQL as postgresql+psycopg://user:pass@host/db"),
+    ("REDIS_URL", "(none: `burgernet run` starts its own redis-server)",
+     "Redis for queues and rate limits, e.g. redis://127.0.0.1:6379/0"),
+    ("SECRET_KEY", "random, kept in var/secret_key", "Flask session and CSRF signing key"),
+    ("WEB_HOST", "127.0.0.1", "address the web server binds to"),
+    ("WEB_PORT", "8000", "port the web server listens on"),
+    ("WEB_WORKERS", "2", "gunicorn worker processes"),
+    ("PUBLIC_URL", "http://$WEB_HOST:$WEB_PORT", "the URL the outside world reaches us on"),
+    ("MELDKAMER_CONFIG", "config/meldkamers.toml",
+     "numbers and SIP URIs of the meldkamers (fictional examples shipped)"),
+    ("REFERENCE_DATA_DIR", "core/data (shipped)", "folder with the Dutch reference data"),
+    ("AUTO_MIGRATE", "1", "upgrade the database schema on start (0: refuse if not current)"),
+    ("SESSION_COOKIE_SECURE", "0", "1 behind HTTPS: session cookie only over TLS"),
+    ("LOG_LEVEL", "INFO", "logging level"),
+)
+
+
+def _flag(value: str, name: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{name}={value!r} is not a yes/no value (use 1 or 0)")
+
+
+def _port(value: str, name: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a port number") from None
+    if not 0 < port < 65536:
+        raise ConfigError(f"{name}={value!r} is outside 1-65535")
+    return port
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, resolved to concrete values."""
+
+    home: Path
+    database_url: str
+    redis_url: str | None
+    secret_key: str
+    web_host: str = "127.0.0.1"
+    web_port: int = 8000
+    web_workers: int = 2
+    public_url: str = ""
+    meldkamer_config: Path = field(default_factory=lambda: Path("config/meldkamers.toml"))
+    reference_data_dir: Path = DEFAULT_DATA_DIR
+    auto_migrate: bool = True
+    session_cookie_secure: bool = False
+    log_level: str = "INFO"
+
+    @property
+    def var_dir(self) -> Path:
+        return self.home / "var"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from environment variables, filling in the embedded defaults."""
+        env = os.environ if environ is None else environ
+        home = Path(env.get("BURGERNET_HOME") or Path.cwd()).resolve()
+        var = home / "var"
+        database_url = env.get("DATABASE_URL") or f"sqlite:///{var / 'burgernet.sqlite3'}"
+        host = env.get("WEB_HOST", "127.0.0.1")
+        port = _port(env.get("WEB_PORT", "8000"), "WEB_PORT")
+        log_level = env.get("LOG_LEVEL", "INFO").upper()
+        if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ConfigError(f"LOG_LEVEL={log_level!r} is not DEBUG, INFO, WARNING or ERROR")
+        workers = env.get("WEB_WORKERS", "2")
+        if not workers.isdigit() or int(workers) < 1:
+            raise ConfigError(f"WEB_WORKERS={workers!r} must be a whole number of at least 1")
+        return cls(
+            home=home,
+            database_url=database_url,
+            redis_url=env.get("REDIS_URL") or None,
+            secret_key=env.get("SECRET_KEY") or _stored_secret(var),
+            web_host=host,
+            web_port=port,
+            web_workers=int(workers),
+            public_url=(env.get("PUBLIC_URL") or f"http://{host}:{port}").rstrip("/"),
+            meldkamer_config=_resolve(home, env.get("MELDKAMER_CONFIG", "config/meldkamers.toml")),
+            reference_data_dir=_resolve(home,
+                                        env.get("REFERENCE_DATA_DIR") or str(DEFAULT_DATA_DIR)),
+            auto_migrate=_flag(env.get("AUTO_MIGRATE", "1"), "AUTO_MIGRATE"),
+            session_cookie_secure=_flag(env.get("SESSION_COOKIE_SECURE", "0"),
+                                        "SESSION_COOKIE_SECURE"),
+            log_level=log_level,
+        )
+
+
+def _resolve(home: Path, value: str) -> Path:
+    path = Path(value)
+    if path.is_absolute():
+        return path
+    shipped = PACKAGE_DIR.parent / path
+    local = home / path
+    return local if local.exists() or not shipped.exists() else shipped
+
+
+def _stored_secret(var: Path) -> str:
+    """A random key kept in var/ so sessions survive a restart of the demo."""
+    path = var / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        var.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.write_text(key)
+        path.chmod(0o600)
+        return key

@@ -1,0 +1,1 @@
+"""Fan-out, outbox, RQ jobs, rate limits, providers, feedback and progress."""

@@ -1,0 +1,1 @@
+"""Who handles a call: meldkamer directory, location resolvers and the routing decision."""

@@ -1,0 +1,73 @@
+from collections import Counter
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.security import check_password_hash
+
+from core.models import (
+    AuditEvent,
+    Participant,
+    ParticipantLocation,
+    Postcode,
+    Role,
+    User,
+)
+from core.phone import is_fictional
+from core.seed import DEMO_PASSWORD, seed_demo
+
+
+def test_demo_users_one_per_role_with_the_demo_password(sessions: sessionmaker[Session]) -> None:
+    seed_demo(sessions, size=0)
+    with sessions() as session:
+        users = session.scalars(select(User)).all()
+        assert Counter(u.role for u in users) == {Role.ADMIN: 1, Role.CENTRALIST: 1,
+                                                  Role.MUNICIPALITY_OFFICER: 1}
+        assert all(check_password_hash(u.password_hash, DEMO_PASSWORD) for u in users)
+        centralist = next(u for u in users if u.role == Role.CENTRALIST)
+        assert centralist.organisation.meldkamer.code == "MN"
+
+
+def test_participants_are_fictional_and_located_in_the_netherlands(
+        sessions: sessionmaker[Session]) -> None:
+    result = seed_demo(sessions, size=2000, seed=7)
+    assert result.participants == 2000
+    with sessions() as session:
+        phones = session.scalars(select(Participant.phone)).all()
+        assert len(phones) == len(set(phones)) == 2000
+        assert all(is_fictional(p) for p in phones)
+        locations = session.scalars(select(ParticipantLocation)).all()
+        assert len(locations) == result.locations
+        homes = [loc for loc in locations if loc.kind == "home"]
+        assert len(homes) == 2000
+        assert all(loc.municipality_id is not None and loc.pc4 for loc in locations)
+        assert all(50.7 < loc.lat < 53.6 and 3.3 < loc.lon < 7.3 for loc in locations)
+        assert session.scalar(select(func.count(AuditEvent.id))
+                              .where(AuditEvent.verb == "seed_demo")) == 1
+
+
+def test_municipalities_are_weighted_by_their_number_of_pc4_areas(
+        sessions: sessionmaker[Session]) -> None:
+    seed_demo(sessions, size=20_000, seed=11)
+    with sessions() as session:
+        homes = Counter(session.scalars(
+            select(ParticipantLocation.municipality_id)
+            .where(ParticipantLocation.kind == "home")).all())
+        areas = Counter(session.scalars(
+            select(Postcode.municipality_id).where(Postcode.assignment != "place_name")).all())
+    total_areas = sum(areas.values())
+    # Amsterdam, Rotterdam and Utrecht hold many PC4 areas; each should get its share (±20 %).
+    for municipality_id, count in areas.most_common(3):
+        expected = 20_000 * count / total_areas
+        assert homes[municipality_id] == pytest.approx(expected, rel=0.2)
+
+
+def test_seeding_again_adds_nothing_unless_reset(sessions: sessionmaker[Session]) -> None:
+    seed_demo(sessions, size=300)
+    again = seed_demo(sessions, size=300)
+    assert again.participants == 0 and again.existing == 300
+    reset = seed_demo(sessions, size=100, reset=True, seed=3)
+    assert reset.participants == 100
+    with sessions() as session:
+        assert session.scalar(select(func.count(Participant.id))) == 100
+        assert session.scalar(select(func.count(User.id))) == 3

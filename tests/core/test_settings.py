@@ -1,0 +1,32 @@
+from pathlib import Path
+
+import pytest
+
+from core.errors import ConfigError
+from core.settings import VARIABLES, Settings
+
+
+def test_defaults_put_sqlite_and_secrets_under_var(tmp_path: Path) -> None:
+    settings = Settings.from_env({"BURGERNET_HOME": str(tmp_path)})
+    assert settings.database_url == f"sqlite:///{tmp_path / 'var' / 'burgernet.sqlite3'}"
+    assert settings.redis_url is None
+    assert settings.public_url == "http://127.0.0.1:8000"
+    assert (tmp_path / "var" / "secret_key").read_text() == settings.secret_key
+    assert Settings.from_env({"BURGERNET_HOME": str(tmp_path)}).secret_key == settings.secret_key
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("WEB_PORT", "eighty", "not a port number"),
+    ("WEB_PORT", "70000", "outside 1-65535"),
+    ("AUTO_MIGRATE", "perhaps", "not a yes/no value"),
+    ("WEB_WORKERS", "0", "at least 1"),
+])
+def test_bad_values_are_named(tmp_path: Path, name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=f"{name}.*{message}"):
+        Settings.from_env({"BURGERNET_HOME": str(tmp_path), name: value})
+
+
+def test_readme_lists_every_variable() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for name, _default, _meaning in VARIABLES:
+        assert f"`{name}`" in readme, name

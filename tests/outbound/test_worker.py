@@ -1,0 +1,31 @@
+import redis
+from click.testing import CliRunner
+from rq import Queue
+
+from core.cli import main
+from core.settings import Settings
+from outbound.queues import queue_names
+
+
+def test_queues_are_drained_most_urgent_first() -> None:
+    names = queue_names()
+    assert names[:4] == ["voice-urgent", "sms-urgent", "email-urgent", "push-urgent"]
+    assert names[-1] == "push-normal"
+
+
+def test_the_worker_runs_a_queued_job_from_redis(settings: Settings,
+                                                 redis_client: redis.Redis) -> None:
+    job = Queue("sms-urgent", connection=redis_client).enqueue("operator.add", 2, 3)
+    result = CliRunner().invoke(main, ["worker", "--burst"], env={
+        "REDIS_URL": settings.redis_url, "DATABASE_URL": settings.database_url,
+        "BURGERNET_HOME": str(settings.home)}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    job.refresh()
+    assert job.is_finished and job.return_value() == 5
+
+
+def test_the_worker_needs_redis(settings: Settings) -> None:
+    result = CliRunner().invoke(main, ["worker", "--burst"], env={
+        "REDIS_URL": "", "DATABASE_URL": settings.database_url})
+    assert result.exit_code == 1
+    assert "REDIS_URL is not set" in result.output

@@ -1,0 +1,89 @@
+"""The web layer and composition root: `create_app` wires settings, clients and blueprints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, g
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy.orm import Session
+
+from core.models import User
+from core.settings import Settings
+from web.i18n import current_language, translate
+from web.runtime import Runtime
+
+csrf = CSRFProtect()
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
+               test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app; without arguments it reads the environment (the one place it does)."""
+    if runtime is None:
+        runtime = Runtime.from_settings(settings or Settings.from_env())
+    settings = runtime.settings
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.session_cookie_secure,
+        REMEMBER_COOKIE_SECURE=settings.session_cookie_secure,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        MAX_CONTENT_LENGTH=10 * 1024 * 1024,
+    )
+    if test_config:
+        app.config.update(test_config)
+    app.extensions["runtime"] = runtime
+    csrf.init_app(app)
+    _init_login(app)
+    app.jinja_env.globals.update(_=translate, current_language=current_language)
+    app.teardown_request(_close_session)
+
+    from web import auth, health
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(auth.bp)
+    return app
+
+
+def runtime() -> Runtime:
+    """The Runtime of the current app."""
+    from flask import current_app
+
+    return current_app.extensions["runtime"]  # type: ignore[no-any-return]
+
+
+def db() -> Session:
+    """The request's database session; committed or rolled back when the request ends."""
+    if "db" not in g:
+        g.db = runtime().sessions()
+    return g.db  # type: ignore[no-any-return]
+
+
+def _close_session(error: BaseException | None) -> None:
+    session = g.pop("db", None)
+    if session is None:
+        return
+    try:
+        if error is None:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()
+
+
+def _init_login(app: Flask) -> None:
+    manager = LoginManager(app)
+    manager.login_view = "auth.login"
+    manager.login_message = "Log in om verder te gaan."
+    manager.session_protection = "strong"
+
+    @manager.user_loader
+    def load_user(user_id: str) -> User | None:
+        if not user_id.isdigit():
+            return None
+        user = db().get(User, int(user_id))
+        return user if user is not None and user.active else None

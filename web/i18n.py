@@ -1,0 +1,45 @@
+"""Dutch first, English available: the language of a request and the English catalogue."""
+
+from __future__ import annotations
+
+from flask import request, session
+
+LANGUAGES = ("nl", "en")
+
+#: English for every Dutch interface text; the Dutch text is the key.
+ENGLISH = {
+    "Inloggen": "Log in",
+    "Uitloggen": "Log out",
+    "E-mailadres": "E-mail address",
+    "Wachtwoord": "Password",
+    "Onjuist e-mailadres of wachtwoord.": "Incorrect e-mail address or password.",
+    "Vul dit veld in.": "Please fill in this field.",
+    "Log in om verder te gaan.": "Please log in to continue.",
+    "Welkom": "Welcome",
+    "Rol": "Role",
+    "Organisatie": "Organisation",
+    "beheerder": "administrator",
+    "centralist": "centralist",
+    "gemeentelijk medewerker": "municipality officer",
+    "Het sessieformulier is verlopen; probeer het opnieuw.":
+        "The form has expired; please try again.",
+    "Te veel pogingen; probeer het over een minuut opnieuw.":
+        "Too many attempts; please try again in a minute.",
+}
+
+
+def current_language() -> str:
+    """?lang= switches and is remembered; otherwise the browser's preference, else Dutch."""
+    asked = request.args.get("lang")
+    if asked in LANGUAGES:
+        session["lang"] = asked
+        return asked
+    remembered = session.get("lang")
+    if remembered in LANGUAGES:
+        return str(remembered)
+    return request.accept_languages.best_match(LANGUAGES, default="nl") or "nl"
+
+
+def translate(text: str) -> str:
+    """TEXT in the request's language."""
+    return ENGLISH.get(text, text) if current_language() == "en" else text
