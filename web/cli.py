@@ -62,6 +62,8 @@ def web_command(context: Context) -> None:
 def run_command(ctx: click.Context, context: Context, participants: int) -> None:
     """Start everything with demo data: Redis (if REDIS_URL is unset), web and a worker."""
     settings = context.settings
+    # A shell starts background jobs with SIGINT ignored; `kill -INT` must still stop us.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with ExitStack() as stack:
         redis_url = settings.redis_url

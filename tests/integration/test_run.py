@@ -47,7 +47,9 @@ def test_run_starts_everything_with_demo_data_and_stops_cleanly(
     env.pop("REDIS_URL", None)
     process = subprocess.Popen([sys.executable, "-m", "core.cli", "run", "--participants", "300"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, start_new_session=True)
+                               text=True, start_new_session=True,
+                               # as a shell starts a background job: SIGINT ignored
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         _wait_for(f"http://127.0.0.1:{port}/healthz", process)
         status, body = _get(f"http://127.0.0.1:{port}/healthz")
@@ -55,13 +57,19 @@ def test_run_starts_everything_with_demo_data_and_stops_cleanly(
         status, body = _get(f"http://127.0.0.1:{port}/login")
         assert status == 200 and "Inloggen" in body
     finally:
-        os.killpg(process.pid, signal.SIGINT)
-        output, _ = process.communicate(timeout=30)
+        process.send_signal(signal.SIGINT)
+        try:
+            output, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+            raise AssertionError(f"SIGINT did not stop burgernet run:\n{output}") from None
     assert process.returncode == 0, output
     assert f"Burgernet is running: http://127.0.0.1:{port}/" in output
     assert "centralist@example.org" in output
     assert "300 participants with" in output
     redis_port = int(re.search(r"started redis-server on redis://127.0.0.1:(\d+)", output)[1])
-    with pytest.raises(ConnectionRefusedError), \
-            socket.create_connection(("127.0.0.1", redis_port), 1):
-        pass
+    for stopped_port in (redis_port, port):
+        with pytest.raises(ConnectionRefusedError), \
+                socket.create_connection(("127.0.0.1", stopped_port), 1):
+            pass
