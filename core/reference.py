@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -36,6 +36,7 @@ EUROPE_LAT = (34.0, 72.0)
 EUROPE_LON = (-25.0, 45.0)
 
 Progress = Callable[[int], None]
+T = TypeVar("T")
 
 
 @dataclass
@@ -104,6 +105,21 @@ def _match(value: str, pattern: str, what: str, path: Path, line: int) -> str:
     if not re.fullmatch(pattern, value):
         raise DataError(path, line, f"{what} {value!r} is malformed")
     return value
+
+
+def _new_key(rows: dict[str, Any], value: str, pattern: str, what: str, path: Path,
+             line: int) -> str:
+    key = _match(value, pattern, what, path, line)
+    if key in rows:
+        raise DataError(path, line, f"{what} {key} appears twice")
+    return key
+
+
+def _lookup(objects: dict[str, T], value: str, what: str, path: Path, line: int) -> T:
+    found = objects.get(value)
+    if found is None:
+        raise DataError(path, line, f"unknown {what} {value!r}")
+    return found
 
 
 def _coordinate(value: str, bounds: tuple[float, float], what: str, path: Path, line: int) -> float:
@@ -233,9 +249,7 @@ def load_reference(session: Session, data_dir: Path, meldkamer_config: Path,
 def _read_meldkamers(path: Path, tick: Progress) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for line, row in read_csv(path, ("code", "name", "police_unit")):
-        code = _match(row["code"], r"[A-Z]{2,3}", "meldkamer code", path, line)
-        if code in rows:
-            raise DataError(path, line, f"meldkamer {code} appears twice")
+        code = _new_key(rows, row["code"], r"[A-Z]{2,3}", "meldkamer code", path, line)
         rows[code] = {"name": _text(row["name"], "name", path, line),
                       "police_unit": _text(row["police_unit"], "police_unit", path, line)}
         tick(1)
@@ -246,12 +260,8 @@ def _read_regions(path: Path, meldkamers: dict[str, Meldkamer],
                   tick: Progress) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for line, row in read_csv(path, ("code", "name", "meldkamer")):
-        code = _match(row["code"], r"VR\d{2}", "safety region code", path, line)
-        if code in rows:
-            raise DataError(path, line, f"safety region {code} appears twice")
-        meldkamer = meldkamers.get(row["meldkamer"])
-        if meldkamer is None:
-            raise DataError(path, line, f"unknown meldkamer code {row['meldkamer']!r}")
+        code = _new_key(rows, row["code"], r"VR\d{2}", "safety region code", path, line)
+        meldkamer = _lookup(meldkamers, row["meldkamer"], "meldkamer code", path, line)
         rows[code] = {"name": _text(row["name"], "name", path, line),
                       "meldkamer_id": meldkamer.id}
         tick(1)
@@ -284,12 +294,8 @@ def _read_municipalities(data_dir: Path, regions: dict[str, SafetyRegion],
     rows: dict[str, dict[str, Any]] = {}
     columns = ("code", "name", "safety_region", "centroid_lat", "centroid_lon")
     for line, row in read_csv(path, columns):
-        code = _match(row["code"], r"GM\d{4}", "municipality code", path, line)
-        if code in rows:
-            raise DataError(path, line, f"municipality {code} appears twice")
-        region = regions.get(row["safety_region"])
-        if region is None:
-            raise DataError(path, line, f"unknown safety region code {row['safety_region']!r}")
+        code = _new_key(rows, row["code"], r"GM\d{4}", "municipality code", path, line)
+        region = _lookup(regions, row["safety_region"], "safety region code", path, line)
         if code not in boundaries:
             raise DataError(path, line, f"{code} has no boundary in {FILES['boundaries']}")
         rows[code] = {
@@ -310,12 +316,9 @@ def _read_postcodes(path: Path, municipalities: dict[str, Municipality],
                     tick: Progress) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for line, row in read_csv(path, ("pc4", "place", "lat", "lon", "municipality", "how")):
-        pc4 = _match(row["pc4"], r"[1-9]\d{3}", "postcode", path, line)
-        if pc4 in rows:
-            raise DataError(path, line, f"postcode {pc4} appears twice")
-        municipality = municipalities.get(row["municipality"])
-        if municipality is None:
-            raise DataError(path, line, f"unknown municipality code {row['municipality']!r}")
+        pc4 = _new_key(rows, row["pc4"], r"[1-9]\d{3}", "postcode", path, line)
+        municipality = _lookup(municipalities, row["municipality"], "municipality code", path,
+                               line)
         if row["how"] not in ASSIGNMENTS:
             raise DataError(path, line, f"assignment {row['how']!r} is not one of "
                                         f"{', '.join(sorted(ASSIGNMENTS))}")

@@ -12,7 +12,7 @@ import math
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -104,7 +104,9 @@ class SeedResult:
 
 
 @dataclass(frozen=True)
-class _Area:
+class Area:
+    """A residential PC4 area: where synthetic homes and workplaces are put."""
+
     pc4: str
     lat: float
     lon: float
@@ -127,7 +129,7 @@ def seed_demo(sessions: sessionmaker[Session], *, size: int, seed: int = 2023,
         if result.existing:
             _delete_demo_participants(session)
         if size:
-            areas = _residential_areas(session)
+            areas = residential_areas(session)
             result.participants, result.locations = _insert_population(
                 session, areas, size, random.Random(seed), progress or (lambda _n: None))
         audit.record(session, "seed_demo", "participant", actor="cli",
@@ -173,7 +175,8 @@ def _delete_demo_participants(session: Session) -> None:
     session.execute(delete(Participant).where(Participant.phone.like(FICTIONAL_PREFIX + "%")))
 
 
-def _residential_areas(session: Session) -> list[_Area]:
+def residential_areas(session: Session) -> list[Area]:
+    """Every PC4 area except PO-box ranges, in postcode order (so a seed is reproducible)."""
     rows = session.execute(
         select(Postcode.pc4, Postcode.lat, Postcode.lon, Postcode.municipality_id,
                Municipality.safety_region_id)
@@ -184,39 +187,50 @@ def _residential_areas(session: Session) -> list[_Area]:
     if not rows:
         raise DataError("reference data", None,
                         "no postcodes loaded: run `burgernet load-reference` first")
-    return [_Area(*row) for row in rows]
+    return [Area(*row) for row in rows]
 
 
-def _insert_population(session: Session, areas: list[_Area], size: int, rng: random.Random,
+def _insert_population(session: Session, areas: list[Area], size: int, rng: random.Random,
                        progress: Callable[[int], None]) -> tuple[int, int]:
-    by_region: dict[int, list[_Area]] = defaultdict(list)
+    first_participant = (session.scalar(select(func.max(Participant.id))) or 0) + 1
+    first_location = (session.scalar(select(func.max(ParticipantLocation.id))) or 0) + 1
+    connection = session.connection()
+    located = 0
+    for people, places in population_chunks(areas, size, rng, first_participant,
+                                            first_location):
+        bulk_insert(connection, Participant.__table__, PARTICIPANT_COLUMNS, people)
+        bulk_insert(connection, ParticipantLocation.__table__, LOCATION_COLUMNS, places)
+        located += len(places)
+        progress(len(people))
+    return size, located
+
+
+Rows = list[tuple[Any, ...]]
+
+
+def population_chunks(areas: list[Area], size: int, rng: random.Random, first_participant: int,
+                      first_location: int) -> Iterator[tuple[Rows, Rows]]:
+    """SIZE synthetic participants and their locations, as rows in chunks of CHUNK."""
+    by_region: dict[int, list[Area]] = defaultdict(list)
     for area in areas:
         by_region[area.region_id].append(area)
     numbers = rng.sample(range(FIRST_PARTICIPANT_NUMBER, 10_000_000), size)
-    next_participant = (session.scalar(select(func.max(Participant.id))) or 0) + 1
-    next_location = (session.scalar(select(func.max(ParticipantLocation.id))) or 0) + 1
     now = utcnow()
-    located = 0
-    connection = session.connection()
+    pid, lid = first_participant, first_location
     for start in range(0, size, CHUNK):
-        people: list[tuple[Any, ...]] = []
-        places: list[tuple[Any, ...]] = []
+        people: Rows = []
+        places: Rows = []
         for number in numbers[start:start + CHUNK]:
-            pid = next_participant + len(people) + start
             people.append(_participant(pid, number, rng, now))
             home = rng.choice(areas)
-            places.append(_location(next_location + located, pid, LocationKind.HOME, home,
-                                    rng, now))
-            located += 1
+            places.append(_location(lid, pid, LocationKind.HOME, home, rng, now))
+            lid += 1
             if rng.random() < 0.25:
                 work = rng.choice(by_region[home.region_id])
-                places.append(_location(next_location + located, pid, LocationKind.WORK, work,
-                                        rng, now))
-                located += 1
-        bulk_insert(connection, Participant.__table__, PARTICIPANT_COLUMNS, people)
-        bulk_insert(connection, ParticipantLocation.__table__, LOCATION_COLUMNS, places)
-        progress(len(people))
-    return size, located
+                places.append(_location(lid, pid, LocationKind.WORK, work, rng, now))
+                lid += 1
+            pid += 1
+        yield people, places
 
 
 PARTICIPANT_COLUMNS = ("id", "phone", "email", "language", "channels", "quiet_hours", "status",
@@ -253,7 +267,7 @@ def _participant(pid: int, number: int, rng: random.Random, now: datetime) -> tu
     )
 
 
-def _location(lid: int, pid: int, kind: LocationKind, area: _Area, rng: random.Random,
+def _location(lid: int, pid: int, kind: LocationKind, area: Area, rng: random.Random,
               now: datetime) -> tuple[Any, ...]:
     lat, lon = jitter(area.lat, area.lon, rng)
     return (lid, pid, kind.value, lat, lon, "NL", area.pc4, area.municipality_id, None, now)

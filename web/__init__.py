@@ -10,6 +10,7 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import Session
 
 from core.models import User
+from core.schema import ensure_schema
 from core.settings import Settings
 from web.i18n import current_language, translate
 from web.runtime import Runtime
@@ -22,6 +23,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     """Build the app; without arguments it reads the environment (the one place it does)."""
     if runtime is None:
         runtime = Runtime.from_settings(settings or Settings.from_env())
+        ensure_schema(runtime.engine, upgrade=runtime.settings.auto_migrate)
     settings = runtime.settings
     app = Flask(__name__)
     app.config.update(

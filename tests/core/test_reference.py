@@ -84,6 +84,8 @@ def test_a_first_load_fills_an_empty_database(empty_sessions) -> None:
      r"pc4.csv:5: latitude 'north' is not a number"),
     ("pc4.csv", 6, "1004,Amsterdam,4.9,52.3,GM0363,inside",
      r"pc4.csv:6: latitude 4.9 lies outside"),
+    ("pc4.csv", 3, "1000,Amsterdam,52.37778,4.90559,GM0363,inside",
+     r"pc4.csv:3: postcode 1000 appears twice"),
     ("pc4.csv", 7, "1005,Amsterdam,52.37,4.90",
      r"pc4.csv:7: expected 6 fields"),
     ("municipalities.csv", 2, "GM0014,Groningen,VR99,53.20771,6.57503",
