@@ -147,7 +147,8 @@ def main() -> None:
     print(f"seed-demo:   {seed_rows} rows in {seed_seconds:.2f} s = {seed_rate:,.0f} rows/s")
     print(f"bare driver: {bare_rows} rows in {bare_seconds:.2f} s = {bare_rate:,.0f} rows/s")
     print(f"ratio seed-demo / bare driver: {seed_rate / bare_rate:.2f}")
-    print(f"estimate for 1,600,000 participants: {seed_seconds * 1_600_000 / args.participants:.0f} s")
+    estimate = seed_seconds * 1_600_000 / args.participants
+    print(f"estimate for 1,600,000 participants: {estimate:.0f} s")
 
 
 if __name__ == "__main__":
