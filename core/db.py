@@ -125,12 +125,12 @@ def _bulk_converter(column_type: Any, dialect: str) -> Callable[[Any], Any] | No
         return lambda value: None if value is None else json.dumps(value)
     if isinstance(column_type, DateTime) or isinstance(
             getattr(column_type, "impl", None), DateTime):
-        return _sqlite_datetime if dialect == "sqlite" else None
+        return sqlite_datetime if dialect == "sqlite" else None
     return None
 
 
-def _sqlite_datetime(value: datetime | None) -> str | None:
+def sqlite_datetime(value: datetime | None) -> str | None:
     """The text SQLAlchemy's SQLite dialect stores for a datetime (naive UTC)."""
     if value is None:
         return None
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", timespec="microseconds")

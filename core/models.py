@@ -307,6 +307,12 @@ class Participant(Base):
     verified_at: Mapped[datetime | None]
     stopped_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The pending SMS verification: a keyed hash of the code, never the code itself.
+    code_hash: Mapped[str | None] = mapped_column(String(64))
+    code_expires_at: Mapped[datetime | None]
+    code_attempts: Mapped[int] = mapped_column(default=0)
+    code_sent_at: Mapped[datetime | None]
+    code_sends: Mapped[int] = mapped_column(default=0)
 
     locations: Mapped[list[ParticipantLocation]] = relationship(
         back_populates="participant", cascade="all, delete-orphan")

@@ -14,6 +14,14 @@ from core.db import check_connection, redact
 from core.errors import DatabaseError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: Kept by the database and outside the ORM: PostGIS, its generated point and index.
+DATABASE_ONLY = {"geom", "ix_participant_location_geom", "spatial_ref_sys"}
+
+
+def include_object(obj: object, name: str | None, type_: str, reflected: bool,
+                   compare_to: object) -> bool:
+    """Alembic filter: leave the database-only columns and indexes out of comparisons."""
+    return name not in DATABASE_ONLY
 
 
 def alembic_config(engine: Engine | None = None) -> Config:

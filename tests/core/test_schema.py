@@ -8,12 +8,13 @@ from sqlalchemy import Engine, inspect, text
 from core.db import make_engine
 from core.errors import DatabaseError
 from core.models import Base
-from core.schema import current_revision, ensure_schema, head_revision
+from core.schema import current_revision, ensure_schema, head_revision, include_object
 
 
 def test_migrations_create_exactly_the_models(engine: Engine) -> None:
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_object": include_object})
         assert compare_metadata(context, Base.metadata) == []
 
 

@@ -1,0 +1,282 @@
+"""Registration and preferences of participants: service functions the web and SMS layers call.
+
+Nothing here reveals whether a number is registered: registering a known number and an
+unknown one answer alike (a code goes to that phone, and only its holder can use it), and a
+wrong, expired or unknown code gets the same error. A participant is reached only after
+verification and never after STOP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.errors import BurgernetError
+from core.geo import check_coordinates, in_netherlands
+from core.models import (
+    Channel,
+    Language,
+    LocationKind,
+    Participant,
+    ParticipantLocation,
+    ParticipantStatus,
+    Postcode,
+    channel_mask,
+)
+from core.phone import normalize
+
+CODE_TTL = timedelta(minutes=10)
+MAX_ATTEMPTS = 5
+RESEND_AFTER = timedelta(seconds=60)
+MAX_SENDS_PER_DAY = 5
+MAX_LOCATIONS = 5
+MAX_CURRENT_TTL = timedelta(hours=24)
+FOREIGN = {"BE", "DE"}
+CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class RegistrationError(BurgernetError, ValueError):
+    """A registration step that cannot be done; the message is safe to show."""
+
+    error_id = "registration_error"
+
+
+class VerificationFailed(RegistrationError):
+    """Wrong, expired, used-up or unknown: deliberately one answer for all."""
+
+    error_id = "verification_failed"
+
+    def __init__(self) -> None:
+        super().__init__("the code is wrong or has expired")
+
+
+class TooManyCodes(RegistrationError):
+    error_id = "too_many_codes"
+
+
+@dataclass(frozen=True)
+class CodeToSend:
+    """A verification code for the caller to send by SMS to PHONE (never stored in clear)."""
+
+    phone: str
+    code: str
+    language: Language
+
+
+def register(session: Session, phone: str, *, secret: str, now: datetime,
+             language: Language = Language.NL, email: str | None = None,
+             channels: Iterable[str] = (Channel.SMS,), pc4: str | None = None,
+             allow_fictional: bool = True) -> CodeToSend:
+    """Sign up PHONE, or re-send a code to it when it is known; the answer is the same."""
+    number = normalize(phone, allow_fictional=allow_fictional)
+    participant = session.scalar(select(Participant).where(Participant.phone == number))
+    if participant is None:
+        participant = Participant(phone=number, status=ParticipantStatus.PENDING,
+                                  consent_at=now, quiet_hours={})
+        session.add(participant)
+        set_preferences(session, participant, channels=channels, language=language,
+                        email=email)
+        session.flush()
+        if pc4 is not None:
+            add_location_by_postcode(session, participant, LocationKind.HOME, pc4)
+        audit.record(session, "register", "participant", participant.id, actor="participant")
+    code = _issue_code(participant, secret, now)
+    return CodeToSend(number, code, participant.language)
+
+
+def _issue_code(participant: Participant, secret: str, now: datetime) -> str:
+    if participant.code_sent_at and now - participant.code_sent_at < RESEND_AFTER:
+        raise TooManyCodes("a code was sent less than a minute ago; wait before asking again")
+    if participant.code_sent_at is None or now - participant.code_sent_at > timedelta(days=1):
+        participant.code_sends = 0
+    if participant.code_sends >= MAX_SENDS_PER_DAY:
+        raise TooManyCodes("too many codes requested for this number today; try tomorrow")
+    code = f"{secrets.randbelow(1_000_000):06d}"
+    participant.code_hash = _code_hash(secret, participant.phone, code)
+    participant.code_expires_at = now + CODE_TTL
+    participant.code_attempts = 0
+    participant.code_sent_at = now
+    participant.code_sends += 1
+    return code
+
+
+def _code_hash(secret: str, phone: str, code: str) -> str:
+    return hmac.new(secret.encode(), f"{phone}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def verify(session: Session, phone: str, code: str, *, secret: str,
+           now: datetime) -> Participant:
+    """Confirm PHONE with the CODE sent to it: the participant becomes verified (again)."""
+    try:
+        number = normalize(phone)
+    except BurgernetError:
+        raise VerificationFailed() from None
+    participant = session.scalar(select(Participant).where(Participant.phone == number))
+    if (participant is None or participant.code_hash is None
+            or participant.code_expires_at is None or participant.code_expires_at < now):
+        raise VerificationFailed()
+    given = _code_hash(secret, number, (code or "").strip())
+    if not hmac.compare_digest(given, participant.code_hash):
+        participant.code_attempts += 1
+        if participant.code_attempts >= MAX_ATTEMPTS:
+            participant.code_hash = None  # used up: a new code is needed
+        raise VerificationFailed()
+    participant.code_hash = None
+    participant.code_expires_at = None
+    participant.status = ParticipantStatus.VERIFIED
+    participant.verified_at = now
+    participant.consent_at = participant.consent_at if participant.stopped_at is None else now
+    participant.stopped_at = None
+    audit.record(session, "verify", "participant", participant.id, actor="participant")
+    return participant
+
+
+def stop(session: Session, participant: Participant, now: datetime) -> None:
+    """STOP: nothing more is sent to this participant until they START again."""
+    participant.status = ParticipantStatus.STOPPED
+    participant.stopped_at = now
+    participant.code_hash = None
+    audit.record(session, "stop", "participant", participant.id, actor="participant")
+
+
+def start(session: Session, participant: Participant, now: datetime) -> None:
+    """START from the participant's own phone (an SMS proves they hold the number)."""
+    participant.status = ParticipantStatus.VERIFIED
+    participant.verified_at = participant.verified_at or now
+    if participant.stopped_at is not None:
+        participant.consent_at = now
+    participant.stopped_at = None
+    audit.record(session, "start", "participant", participant.id, actor="participant")
+
+
+def set_preferences(session: Session, participant: Participant, *,
+                    channels: Iterable[str] | None = None,
+                    quiet_hours: dict[str, Any] | None = None,
+                    language: str | None = None, email: str | None = None) -> None:
+    """Change what the participant chose; every value is checked before anything changes."""
+    new_email = participant.email if email is None else (email.strip() or None)
+    if new_email is not None and not EMAIL.match(new_email):
+        raise RegistrationError(f"{new_email!r} is not an e-mail address")
+    chosen = participant.channels if channels is None else channel_mask(_channels(channels))
+    if chosen & Channel.EMAIL.bit and new_email is None:
+        raise RegistrationError("the e-mail channel needs an e-mail address")
+    new_language = participant.language if language is None else _language(language)
+    quiet = participant.quiet_hours if quiet_hours is None else _quiet_hours(quiet_hours)
+    participant.email, participant.channels = new_email, chosen
+    participant.language, participant.quiet_hours = new_language, quiet
+
+
+def _channels(names: Iterable[str]) -> set[Channel]:
+    chosen = set()
+    for name in names:
+        try:
+            chosen.add(Channel(name))
+        except ValueError:
+            raise RegistrationError(f"unknown channel {name!r} (voice, sms, email, push)") from None
+    return chosen
+
+
+def _language(value: str) -> Language:
+    try:
+        return Language(value)
+    except ValueError:
+        raise RegistrationError(f"unknown language {value!r} (nl or en)") from None
+
+
+def _quiet_hours(value: dict[str, Any]) -> dict[str, list[str]]:
+    if not isinstance(value, dict):
+        raise RegistrationError("quiet hours must map a channel to [start, end]")
+    result = {}
+    for name, window in value.items():
+        channel = next(iter(_channels([name])))
+        if not isinstance(window, list | tuple) or len(window) != 2:
+            raise RegistrationError(f"quiet hours for {name}: give [start, end] as HH:MM")
+        clocks = [CLOCK.match(str(v)) for v in window]
+        if not all(clocks):
+            raise RegistrationError(f"quiet hours for {name}: {window!r} is not HH:MM")
+        start_at, end_at = (time(int(m[1]), int(m[2])) for m in clocks if m)
+        if start_at == end_at:
+            raise RegistrationError(f"quiet hours for {name}: start and end are the same")
+        result[channel.value] = [start_at.strftime("%H:%M"), end_at.strftime("%H:%M")]
+    return result
+
+
+def add_location(session: Session, participant: Participant, kind: LocationKind, *,
+                 lat: float, lon: float, now: datetime, country: str | None = None,
+                 expires_at: datetime | None = None) -> ParticipantLocation:
+    """Add a place to reach the participant; a new home or current place replaces the old one.
+
+    Dutch points get their PC4 area and municipality (nearest PC4 centroid); a point outside
+    the Netherlands needs its country (BE or DE), since there is no foreign routing table.
+    """
+    kind = LocationKind(kind)
+    check_coordinates(lat, lon, "location")
+    pc4 = municipality_id = None
+    if in_netherlands(lat, lon):
+        country = "NL"
+        pc4, municipality_id = nearest_postcode(session, lat, lon)
+    elif (country or "").upper() not in FOREIGN:
+        raise RegistrationError("a location outside the Netherlands needs its country "
+                                "(BE or DE)")
+    if kind == LocationKind.CURRENT:
+        if expires_at is None or not now < expires_at <= now + MAX_CURRENT_TTL:
+            raise RegistrationError("a current location needs an expiry within 24 hours")
+    elif expires_at is not None:
+        raise RegistrationError(f"a {kind.value} location does not expire")
+    return _store(session, participant, ParticipantLocation(
+        kind=kind, lat=lat, lon=lon, country=(country or "NL").upper(), pc4=pc4,
+        municipality_id=municipality_id, expires_at=expires_at))
+
+
+def add_location_by_postcode(session: Session, participant: Participant, kind: LocationKind,
+                             pc4: str) -> ParticipantLocation:
+    """A home or work location at the centroid of a Dutch four-digit postcode."""
+    kind = LocationKind(kind)
+    if kind == LocationKind.CURRENT:
+        raise RegistrationError("a current location needs coordinates, not a postcode")
+    area = session.get(Postcode, (pc4 or "").strip())
+    if area is None:
+        raise RegistrationError(f"postcode {pc4!r} is not a known four-digit Dutch postcode")
+    return _store(session, participant, ParticipantLocation(
+        kind=kind, lat=area.lat, lon=area.lon, country="NL", pc4=area.pc4,
+        municipality_id=area.municipality_id))
+
+
+def _store(session: Session, participant: Participant,
+           location: ParticipantLocation) -> ParticipantLocation:
+    if location.kind in {LocationKind.HOME, LocationKind.CURRENT}:
+        session.execute(delete(ParticipantLocation).where(
+            ParticipantLocation.participant_id == participant.id,
+            ParticipantLocation.kind == location.kind))
+        session.expire(participant, ["locations"])
+    if len(participant.locations) >= MAX_LOCATIONS:
+        raise RegistrationError(f"at most {MAX_LOCATIONS} locations per participant")
+    location.participant_id = participant.id
+    session.add(location)
+    session.flush()
+    return location
+
+
+def nearest_postcode(session: Session, lat: float, lon: float) -> tuple[str | None, int | None]:
+    """The PC4 area whose centroid is nearest to the point (looked up in a widening box)."""
+    for reach in (0.05, 0.2, 1.0):
+        rows = session.execute(
+            select(Postcode.pc4, Postcode.lat, Postcode.lon, Postcode.municipality_id)
+            .where(Postcode.lat.between(lat - reach, lat + reach),
+                   Postcode.lon.between(lon - reach * 1.6, lon + reach * 1.6),
+                   Postcode.assignment != "place_name")).all()
+        if rows:
+            best = min(rows, key=lambda r: (r.lat - lat) ** 2 + ((r.lon - lon) * 0.62) ** 2)
+            return best.pc4, best.municipality_id
+    return None, None

@@ -1,0 +1,191 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.errors import PhoneNumberError
+from core.geo import AreaError, circle
+from core.models import (
+    AuditEvent,
+    Channel,
+    Language,
+    LocationKind,
+    Participant,
+    ParticipantStatus,
+    Urgency,
+)
+from core.participants import (
+    MAX_ATTEMPTS,
+    RegistrationError,
+    TooManyCodes,
+    VerificationFailed,
+    add_location,
+    add_location_by_postcode,
+    register,
+    set_preferences,
+    start,
+    stop,
+    verify,
+)
+from core.targeting import select_recipients
+
+SECRET = "test-secret"
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def _signup(db: Session, phone: str = "06 12345678", **kwargs):
+    return register(db, phone, secret=SECRET, now=NOW, pc4="3511", **kwargs)
+
+
+def _participant(db: Session, phone: str = "+31612345678") -> Participant:
+    return db.scalar(select(Participant).where(Participant.phone == phone))
+
+
+def _reached(db: Session, participant: Participant) -> bool:
+    recipients = select_recipients(db, circle(52.09, 5.11, 5_000), Urgency.URGENT,
+                                   NOW + timedelta(minutes=5))
+    return any(r.participant_id == participant.id for r in recipients)
+
+
+def test_a_signup_is_pending_until_the_sms_code_is_confirmed(db: Session) -> None:
+    sent = _signup(db)
+    assert sent.phone == "+31612345678" and len(sent.code) == 6 and sent.code.isdigit()
+    participant = _participant(db)
+    assert participant.status == ParticipantStatus.PENDING
+    assert participant.code_hash and sent.code not in participant.code_hash
+    assert not _reached(db, participant)
+    verify(db, "+31 6 1234 5678", sent.code, secret=SECRET, now=NOW + timedelta(minutes=1))
+    assert participant.status == ParticipantStatus.VERIFIED
+    assert _reached(db, participant)
+
+
+@pytest.mark.parametrize("phone", ["+32 470 12 34 56", "+49 151 23456789", "020 123 4567"])
+def test_belgian_german_and_fixed_numbers_can_sign_up(db: Session, phone: str) -> None:
+    assert _signup(db, phone).phone.startswith("+")
+
+
+def test_a_malformed_number_is_refused_and_nothing_is_stored(db: Session) -> None:
+    with pytest.raises(PhoneNumberError, match="not a valid phone number"):
+        _signup(db, "06 123")
+    assert db.scalar(select(Participant)) is None
+
+
+def test_a_known_number_gets_the_same_answer_and_keeps_its_settings(db: Session) -> None:
+    first = _signup(db, language=Language.NL)
+    verify(db, first.phone, first.code, secret=SECRET, now=NOW)
+    again = register(db, "0612345678", secret=SECRET, now=NOW + timedelta(minutes=2),
+                     language=Language.EN, channels=["voice"])
+    assert type(again) is type(first) and again.phone == first.phone
+    participant = _participant(db)
+    assert participant.status == ParticipantStatus.VERIFIED
+    assert participant.language == Language.NL and participant.has_channel(Channel.SMS)
+    assert not participant.has_channel(Channel.VOICE)
+
+
+def test_wrong_expired_and_unknown_codes_fail_alike(db: Session) -> None:
+    sent = _signup(db)
+    wrong = "000000" if sent.code != "000000" else "111111"
+    messages = set()
+    for phone, code, when in [(sent.phone, wrong, NOW), ("+31687654321", sent.code, NOW),
+                              (sent.phone, sent.code, NOW + timedelta(minutes=11)),
+                              ("not a number", sent.code, NOW)]:
+        with pytest.raises(VerificationFailed) as caught:
+            verify(db, phone, code, secret=SECRET, now=when)
+        messages.add(str(caught.value))
+    assert messages == {"the code is wrong or has expired"}
+
+
+def test_a_code_is_used_up_after_too_many_wrong_attempts(db: Session) -> None:
+    sent = _signup(db)
+    wrong = "000000" if sent.code != "000000" else "111111"
+    for _ in range(MAX_ATTEMPTS):
+        with pytest.raises(VerificationFailed):
+            verify(db, sent.phone, wrong, secret=SECRET, now=NOW)
+    with pytest.raises(VerificationFailed):
+        verify(db, sent.phone, sent.code, secret=SECRET, now=NOW)
+    assert _participant(db).status == ParticipantStatus.PENDING
+
+
+def test_codes_are_not_sent_more_than_once_a_minute_or_five_times_a_day(db: Session) -> None:
+    _signup(db)
+    with pytest.raises(TooManyCodes, match="less than a minute"):
+        register(db, "0612345678", secret=SECRET, now=NOW + timedelta(seconds=30))
+    for minute in range(2, 6):
+        register(db, "0612345678", secret=SECRET, now=NOW + timedelta(minutes=minute))
+    with pytest.raises(TooManyCodes, match="today"):
+        register(db, "0612345678", secret=SECRET, now=NOW + timedelta(minutes=10))
+    register(db, "0612345678", secret=SECRET, now=NOW + timedelta(days=1, minutes=10))
+
+
+def test_stop_is_final_until_start(db: Session) -> None:
+    sent = _signup(db)
+    participant = verify(db, sent.phone, sent.code, secret=SECRET, now=NOW)
+    stop(db, participant, NOW)
+    assert not _reached(db, participant)
+    start(db, participant, NOW + timedelta(minutes=1))
+    assert participant.status == ParticipantStatus.VERIFIED and _reached(db, participant)
+    verbs = db.scalars(select(AuditEvent.verb).where(AuditEvent.object_id == str(participant.id)))
+    assert list(verbs) == ["register", "verify", "stop", "start"]
+
+
+def test_preferences_are_checked_before_anything_changes(db: Session) -> None:
+    _signup(db)
+    participant = _participant(db)
+    with pytest.raises(RegistrationError, match="unknown channel 'fax'"):
+        set_preferences(db, participant, channels=["sms", "fax"], language="en")
+    with pytest.raises(RegistrationError, match="needs an e-mail address"):
+        set_preferences(db, participant, channels=["email"])
+    with pytest.raises(RegistrationError, match="is not HH:MM"):
+        set_preferences(db, participant, quiet_hours={"sms": ["late", "07:00"]})
+    with pytest.raises(RegistrationError, match="unknown language"):
+        set_preferences(db, participant, language="fr")
+    assert participant.language == Language.NL and participant.quiet_hours == {}
+    set_preferences(db, participant, channels=["sms", "email"], email="me@example.org",
+                    quiet_hours={"sms": ["23:00", "7:00"]}, language="en")
+    assert participant.has_channel(Channel.EMAIL)
+    assert participant.quiet_hours == {"sms": ["23:00", "07:00"]}
+
+
+def test_locations_home_replaced_work_added_foreign_needs_a_country(db: Session) -> None:
+    _signup(db)
+    participant = _participant(db)
+    assert participant.locations[0].pc4 == "3511"
+    home = add_location(db, participant, LocationKind.HOME, lat=52.37, lon=4.89, now=NOW)
+    assert home.country == "NL" and home.municipality_id is not None
+    add_location_by_postcode(db, participant, LocationKind.WORK, "3511")
+    with pytest.raises(RegistrationError, match="needs its country"):
+        add_location(db, participant, LocationKind.WORK, lat=51.22, lon=4.40, now=NOW)
+    antwerp = add_location(db, participant, LocationKind.WORK, lat=51.22, lon=4.40, now=NOW,
+                           country="be")
+    assert antwerp.country == "BE" and antwerp.municipality_id is None
+    db.refresh(participant)
+    assert sorted(loc.kind for loc in participant.locations) == ["home", "work", "work"]
+
+
+def test_a_current_location_expires_within_a_day(db: Session) -> None:
+    _signup(db)
+    participant = _participant(db)
+    with pytest.raises(RegistrationError, match="expiry within 24 hours"):
+        add_location(db, participant, LocationKind.CURRENT, lat=52.0, lon=5.0, now=NOW)
+    with pytest.raises(RegistrationError, match="expiry within 24 hours"):
+        add_location(db, participant, LocationKind.CURRENT, lat=52.0, lon=5.0, now=NOW,
+                     expires_at=NOW + timedelta(hours=25))
+    add_location(db, participant, LocationKind.CURRENT, lat=52.0, lon=5.0, now=NOW,
+                 expires_at=NOW + timedelta(hours=2))
+    add_location(db, participant, LocationKind.CURRENT, lat=52.1, lon=5.1, now=NOW,
+                 expires_at=NOW + timedelta(hours=2))
+    db.refresh(participant)
+    assert [loc.lat for loc in participant.locations if loc.kind == "current"] == [52.1]
+
+
+@pytest.mark.parametrize(("lat", "lon"), [(10.0, 5.0), (52.0, 80.0)])
+def test_coordinates_outside_europe_are_refused(db: Session, lat: float, lon: float) -> None:
+    _signup(db)
+    with pytest.raises(AreaError, match="outside Europe"):
+        add_location(db, _participant(db), LocationKind.WORK, lat=lat, lon=lon, now=NOW)
+
+
+def test_an_unknown_postcode_is_refused(db: Session) -> None:
+    with pytest.raises(RegistrationError, match="'0000' is not a known"):
+        register(db, "0612345678", secret=SECRET, now=NOW, pc4="0000")

@@ -1,0 +1,217 @@
+"""Selection of recipients, run on SQLite and (with TEST_DATABASE_URL) on PostgreSQL + PostGIS."""
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+import shapely
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.geo import (
+    AreaError,
+    circle,
+    gaussian_radius,
+    in_netherlands,
+    netherlands,
+    parse_area,
+    polygon,
+)
+from core.models import (
+    Channel,
+    Delivery,
+    Language,
+    LocationKind,
+    Participant,
+    ParticipantLocation,
+    ParticipantStatus,
+    Urgency,
+    channel_mask,
+)
+from core.targeting import QUIET_HOURS_RULE, preview, select_recipients
+
+NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
+UTRECHT = (52.0907, 5.1214)
+_numbers = iter(range(1_000, 9_999_999))
+
+
+def destination(lat: float, lon: float, bearing: float, metres: float) -> tuple[float, float]:
+    """The point METRES away from (LAT, LON) in direction BEARING (degrees), on the sphere."""
+    d = metres / gaussian_radius(lat)
+    phi, lam, theta = math.radians(lat), math.radians(lon), math.radians(bearing)
+    phi2 = math.asin(math.sin(phi) * math.cos(d) + math.cos(phi) * math.sin(d) * math.cos(theta))
+    lam2 = lam + math.atan2(math.sin(theta) * math.sin(d) * math.cos(phi),
+                            math.cos(d) - math.sin(phi) * math.sin(phi2))
+    return math.degrees(phi2), math.degrees(lam2)
+
+
+@pytest.fixture
+def person(db: Session) -> Callable[..., Participant]:
+    """Make a participant with locations at the given points, bypassing registration."""
+
+    def make(*points: tuple[float, float], channels=(Channel.SMS,), language=Language.NL,
+             status=ParticipantStatus.VERIFIED, quiet_hours=None, kinds=None,
+             expires_at=None) -> Participant:
+        participant = Participant(phone=f"+3169{next(_numbers):07d}", status=status,
+                                  channels=channel_mask(set(channels)), language=language,
+                                  quiet_hours=quiet_hours or {},
+                                  email="x@example.org" if Channel.EMAIL in channels else None)
+        for index, (lat, lon) in enumerate(points):
+            kind = (kinds or [LocationKind.HOME, LocationKind.WORK, LocationKind.WORK])[index]
+            participant.locations.append(ParticipantLocation(
+                kind=kind, lat=lat, lon=lon, country="NL" if in_netherlands(lat, lon) else "BE",
+                expires_at=expires_at if kind == LocationKind.CURRENT else None))
+        db.add(participant)
+        db.flush()
+        return participant
+
+    return make
+
+
+def _selected(db: Session, area, urgency=Urgency.URGENT, now=NOW) -> set[tuple[int, Channel]]:
+    return {(r.participant_id, r.channel) for r in select_recipients(db, area, urgency, now)}
+
+
+def _border_point() -> tuple[float, float]:
+    """A vertex of the real national outline on the Belgian border near Putte/Ossendrecht."""
+    outline = netherlands().context
+    target = shapely.Point(4.39, 51.37)
+    ring = max(getattr(outline, "geoms", [outline]), key=lambda g: g.area).exterior
+    lon, lat = min(ring.coords, key=lambda c: shapely.Point(c).distance(target))
+    return lat, lon
+
+
+def test_a_circle_on_the_belgian_border_reaches_both_sides_and_stops_at_its_radius(
+        db: Session, person) -> None:
+    lat, lon = _border_point()
+    assert shapely.Point(lon, lat).distance(shapely.Point(4.39, 51.37)) < 0.05
+    inside, outside = {}, {}
+    for bearing in range(0, 360, 15):
+        for metres, bucket in ((1_500, inside), (4_500, inside), (5_600, outside)):
+            point = destination(lat, lon, bearing, metres)
+            bucket[person(point).id] = in_netherlands(*point)
+    selected = {pid for pid, _ in _selected(db, circle(lat, lon, 5_000))}
+    assert selected == set(inside)
+    assert True in inside.values() and False in inside.values()  # both countries in the circle
+
+
+def test_a_polygon_with_a_hole_leaves_the_hole_out(db: Session, person) -> None:
+    lat, lon = UTRECHT
+    outer = [[lon - 0.1, lat - 0.1], [lon + 0.1, lat - 0.1], [lon + 0.1, lat + 0.1],
+             [lon - 0.1, lat + 0.1], [lon - 0.1, lat - 0.1]]
+    hole = [[lon - 0.02, lat - 0.02], [lon - 0.02, lat + 0.02], [lon + 0.02, lat + 0.02],
+            [lon + 0.02, lat - 0.02], [lon - 0.02, lat - 0.02]]
+    area = polygon({"type": "Polygon", "coordinates": [outer, hole]})
+    in_ring = person((lat + 0.06, lon))
+    in_hole = person((lat + 0.01, lon - 0.01))
+    beyond = person((lat + 0.15, lon))
+    selected = {pid for pid, _ in _selected(db, area)}
+    assert in_ring.id in selected
+    assert in_hole.id not in selected and beyond.id not in selected
+
+
+def test_quiet_hours_at_three_at_night_hold_a_normal_message_but_not_an_amber_alert(
+        db: Session, person) -> None:
+    night = datetime(2026, 11, 24, 3, 0, tzinfo=ZoneInfo("Europe/Amsterdam"))
+    sleeper = person(UTRECHT, channels=(Channel.SMS, Channel.PUSH),
+                     quiet_hours={"sms": ["23:00", "07:00"], "push": ["22:00", "06:30"]})
+    area = circle(*UTRECHT, 1_000)
+    assert _selected(db, area, Urgency.NORMAL, night) == set()
+    assert _selected(db, area, Urgency.URGENT, night) == {(sleeper.id, Channel.SMS),
+                                                          (sleeper.id, Channel.PUSH)}
+    assert _selected(db, area, Urgency.NORMAL, night.replace(hour=8)) == {
+        (sleeper.id, Channel.SMS), (sleeper.id, Channel.PUSH)}
+
+
+def test_the_quiet_hours_rule_is_written_for_participants_in_both_languages() -> None:
+    assert "AMBER" in QUIET_HOURS_RULE["nl"] and "AMBER" in QUIET_HOURS_RULE["en"]
+
+
+def test_urgency_chooses_the_channels(db: Session, person) -> None:
+    everything = person(UTRECHT, channels=tuple(Channel))
+    area = circle(*UTRECHT, 1_000)
+    assert {c for _, c in _selected(db, area, Urgency.URGENT)} == {
+        Channel.VOICE, Channel.SMS, Channel.PUSH}
+    assert {c for _, c in _selected(db, area, Urgency.NORMAL)} == {
+        Channel.EMAIL, Channel.PUSH, Channel.SMS}
+    assert {pid for pid, _ in _selected(db, area)} == {everything.id}
+
+
+def test_two_locations_in_the_area_reach_a_participant_once_per_channel(
+        db: Session, person) -> None:
+    lat, lon = UTRECHT
+    commuter = person((lat, lon), (lat + 0.01, lon + 0.01),
+                      channels=(Channel.SMS, Channel.VOICE))
+    recipients = list(select_recipients(db, circle(lat, lon, 5_000), Urgency.URGENT, NOW))
+    assert Counter(r.channel for r in recipients) == {Channel.VOICE: 1, Channel.SMS: 1}
+    assert {r.participant_id for r in recipients} == {commuter.id}
+
+
+def test_only_verified_participants_are_reached(db: Session, person) -> None:
+    person(UTRECHT, status=ParticipantStatus.PENDING)
+    person(UTRECHT, status=ParticipantStatus.STOPPED)
+    verified = person(UTRECHT)
+    assert {pid for pid, _ in _selected(db, circle(*UTRECHT, 500))} == {verified.id}
+
+
+def test_a_current_location_counts_until_it_expires(db: Session, person) -> None:
+    visitor = person((52.37, 4.89), UTRECHT, kinds=[LocationKind.HOME, LocationKind.CURRENT],
+                     expires_at=NOW + timedelta(hours=2))
+    area = circle(*UTRECHT, 1_000)
+    assert {pid for pid, _ in _selected(db, area)} == {visitor.id}
+    assert _selected(db, area, now=NOW + timedelta(hours=3)) == set()
+
+
+def test_recipients_carry_their_language(db: Session, person) -> None:
+    person(UTRECHT, language=Language.EN)
+    [recipient] = select_recipients(db, circle(*UTRECHT, 500), Urgency.URGENT, NOW)
+    assert recipient.language == Language.EN
+
+
+def test_the_preview_counts_by_channel_and_municipality_and_writes_nothing(
+        db: Session, person) -> None:
+    lat, lon = UTRECHT
+    for _ in range(3):
+        person((lat, lon), channels=(Channel.SMS, Channel.VOICE))
+    person((52.0, 5.08), channels=(Channel.SMS,))  # Nieuwegein, south of Utrecht
+    deliveries = db.scalar(select(func.count(Delivery.id)))
+    result = preview(db, circle(lat, lon, 15_000), Urgency.URGENT, NOW)
+    assert result.participants == 4 and result.messages == 7
+    assert result.by_channel == {Channel.SMS: 4, Channel.VOICE: 3}
+    assert sum(result.by_municipality.values()) == 4
+    assert db.scalar(select(func.count(Delivery.id))) == deliveries
+    assert not db.new and not db.dirty
+
+
+def test_the_selection_streams(db: Session, person) -> None:
+    person(UTRECHT)
+    stream = select_recipients(db, circle(*UTRECHT, 500), Urgency.URGENT, NOW)
+    assert iter(stream) is stream
+    assert next(stream).channel == Channel.SMS
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"lat": 52.0, "lon": 5.0, "radius_m": 0}, "must be a positive number"),
+    ({"lat": 52.0, "lon": 5.0, "radius_m": -5}, "must be a positive number"),
+    ({"lat": 52.0, "lon": 5.0, "radius_m": 400_000}, "larger than the country"),
+    ({"lat": 52.0, "lon": 5.0, "radius_m": float("nan")}, "must be a positive number"),
+    ({"lat": 5.0, "lon": 52.0, "radius_m": 1000}, "outside Europe"),
+    ({"lat": 52.0, "lon": 5.0}, "needs a centre"),
+    ({"geojson": {"type": "Polygon", "coordinates": [[[5, 52], [5.1, 52.1], [5.1, 52],
+                                                      [5, 52.1], [5, 52]]]}},
+     "Self-intersection"),
+    ({"geojson": {"type": "Polygon", "coordinates": [[[5, 52], [5.1, 52], [5.1, 52.1],
+                                                      [5, 52.1]]]}}, "open"),
+    ({"geojson": {"type": "Polygon", "coordinates": [[[5, 52], [5.1, 52], [5, 52]]]}},
+     "at least 4 positions"),
+    ({"geojson": {"type": "Point", "coordinates": [5, 52]}}, "not a Polygon"),
+    ({"geojson": "{not json"}, "not valid JSON"),
+    ({"geojson": {"type": "Polygon", "coordinates": [[[50, 5], [51, 5], [51, 6], [50, 5]]]}},
+     "outside Europe"),
+])
+def test_bad_areas_are_refused_with_a_reason(kwargs, message: str) -> None:
+    with pytest.raises(AreaError, match=message):
+        parse_area(**kwargs)
