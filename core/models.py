@@ -326,7 +326,9 @@ class ParticipantLocation(Base):
 
     __tablename__ = "participant_location"
     __table_args__ = (
-        Index("ix_participant_location_lat_lon", "lat", "lon"),
+        # Covers the area query: box, exact test and who-to-reach come from the index alone.
+        Index("ix_participant_location_lat_lon", "lat", "lon", "participant_id",
+              "municipality_id", "expires_at", "status", "channels", "language"),
         CheckConstraint("lat BETWEEN -90 AND 90 AND lon BETWEEN -180 AND 180", name="coordinates"),
     )
 
@@ -341,6 +343,11 @@ class ParticipantLocation(Base):
     municipality_id: Mapped[int | None] = mapped_column(ForeignKey("municipality.id"), index=True)
     expires_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Copies of the participant's status, channels and language, written by database triggers
+    # (migration 0002) and never by code: the urgent area query then needs no join.
+    status: Mapped[str | None] = mapped_column(String(24))
+    channels: Mapped[int | None] = mapped_column(Integer)
+    language: Mapped[str | None] = mapped_column(String(2))
 
     participant: Mapped[Participant] = relationship(back_populates="locations")
     municipality: Mapped[Municipality | None] = relationship()

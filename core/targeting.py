@@ -9,11 +9,14 @@ the PostGIS GiST index, then the same exact test), and both pass the same tests.
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, time
-from typing import Any
+from itertools import chain
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -22,7 +25,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from core.db import sqlite_datetime
-from core.geo import Area, Circle, Polygon, unit_vector
+from core.geo import Area, Circle, Polygon
 from core.models import Channel, Language, Municipality, Urgency
 
 LOCAL_TIME = ZoneInfo("Europe/Amsterdam")
@@ -48,14 +51,15 @@ QUIET_HOURS_RULE = {
 }
 
 
-@dataclass(frozen=True)
-class Recipient:
+class Recipient(NamedTuple):
     """One message to send: a participant on one channel, in their language."""
 
     participant_id: int
     channel: Channel
     language: Language
-    municipality_id: int | None
+
+
+LANGUAGES = {language.value: language for language in Language}
 
 
 @dataclass
@@ -106,27 +110,35 @@ def select_recipients(session: Session, area: Area, urgency: Urgency,
     Only verified participants; each once per channel however many of their locations lie in
     the area; expired current locations do not count. Rows come from the database in batches.
     """
-    urgency = Urgency(urgency)
-    local = now.astimezone(LOCAL_TIME).time()
-    languages = {language.value: language for language in Language}
-    for pid, mask, language, quiet, municipality_id in _candidates(session, area, urgency, now):
-        if isinstance(quiet, str):
-            quiet = json.loads(quiet) if quiet != "{}" else None
-        for channel in allowed_channels(mask, quiet, urgency, local):
-            yield Recipient(pid, channel, languages[language], municipality_id)
+    return chain.from_iterable(select_recipient_batches(session, area, urgency, now))
+
+
+def select_recipient_batches(session: Session, area: Area, urgency: Urgency,
+                             now: datetime) -> Iterator[list[Recipient]]:
+    """The same stream in lists of a few thousand, for writers that insert in bulk."""
+    choose = _chooser(Urgency(urgency), now)
+    for rows in _candidate_batches(session, area, Urgency(urgency), now):
+        batch: list[Recipient] = []
+        add = batch.append
+        for pid, mask, language, quiet in rows:
+            lang = LANGUAGES[language]
+            for channel in choose(mask, quiet):
+                add(Recipient(pid, channel, lang))
+        yield batch
 
 
 def preview(session: Session, area: Area, urgency: Urgency, now: datetime) -> Preview:
     """Counts by channel and municipality of what select_recipients would yield."""
     result = Preview()
     by_id: Counter[int | None] = Counter()
-    seen_last = None
-    for recipient in select_recipients(session, area, urgency, now):
-        result.by_channel[recipient.channel] += 1
-        if recipient.participant_id != seen_last:
-            seen_last = recipient.participant_id
-            result.participants += 1
-            by_id[recipient.municipality_id] += 1
+    choose = _chooser(Urgency(urgency), now)
+    for rows in _candidate_batches(session, area, Urgency(urgency), now, municipality=True):
+        for _pid, mask, _language, quiet, municipality_id in rows:
+            channels = choose(mask, quiet)
+            if channels:
+                result.participants += 1
+                by_id[municipality_id] += 1
+                result.by_channel.update(channels)
     names = dict(session.execute(select(Municipality.id, Municipality.name)
                                  .where(Municipality.id.in_([i for i in by_id if i]))).all())
     for municipality_id, count in by_id.items():
@@ -134,102 +146,120 @@ def preview(session: Session, area: Area, urgency: Urgency, now: datetime) -> Pr
     return result
 
 
+def _chooser(urgency: Urgency, now: datetime) -> Callable[[int, Any], list[Channel]]:
+    """Channels per participant; precomputed per channel mask when quiet hours play no part."""
+    local = now.astimezone(LOCAL_TIME).time()
+    by_mask = [allowed_channels(mask, None, urgency, local) for mask in range(16)]
+
+    def choose(mask: int, quiet: Any) -> list[Channel]:
+        if not quiet or quiet == "{}":
+            return by_mask[mask]
+        hours = json.loads(quiet) if isinstance(quiet, str) else quiet
+        return allowed_channels(mask, hours, urgency, local)
+
+    return choose
+
+
 # --- the SQL, per database ------------------------------------------------------------
+#
+# The urgent path reads only the covering index of participant_location (which carries copies
+# of status, channels and language, kept by triggers) and joins nothing; the normal path joins
+# participant for the quiet hours. Rows are read through the driver's own cursor in batches
+# (a server-side cursor on PostgreSQL) and de-duplicated with a bitmap of participant ids.
 
-Row = tuple[int, int, str, Any, int | None]
-
-_PARTICIPANT = """
-SELECT p.id, p.channels, p.language, p.quiet_hours, hit.municipality_id
-FROM ({hits}) AS hit JOIN participant p ON p.id = hit.participant_id
-WHERE p.status = 'verified' AND (p.channels & :mask) != 0
-"""
-_ON_SPHERE = ("cos(radians(lat)) * cos(radians(lon)) * :cx + "
-              "cos(radians(lat)) * sin(radians(lon)) * :cy + "
-              "sin(radians(lat)) * :cz >= :min_cos")
-_CURRENT = "(expires_at IS NULL OR expires_at > :now)"
+_CURRENT = "(l.expires_at IS NULL OR l.expires_at > :now)"
+_ON_SPHERE = ("sin(radians(l.lat)) * :sin_lat + "
+              "cos(radians(l.lat)) * :cos_lat * cos(radians(l.lon) - :lon_rad) >= :min_cos")
 
 
-def _candidates(session: Session, area: Area, urgency: Urgency, now: datetime) -> Iterator[Row]:
-    mask = sum(c.bit for c in channels_for(urgency))
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        sql, params = _postgres(area)
-    elif isinstance(area, Circle):
-        sql, params = _sqlite_circle(area)
+def _candidate_batches(session: Session, area: Area, urgency: Urgency, now: datetime,
+                       municipality: bool = False) -> Iterator[list[tuple[Any, ...]]]:
+    """Batches of (participant, channel mask, language, quiet hours[, municipality]) rows,
+    each participant once."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    where, params = _postgres_area(area) if postgres else _sqlite_area(area)
+    params.update(mask=sum(c.bit for c in channels_for(urgency)),
+                  now=now if postgres else sqlite_datetime(now))
+    exact_in_python = isinstance(area, Polygon) and not postgres
+    if quiet_hours_apply(urgency):
+        columns = "l.participant_id, p.channels, p.language, p.quiet_hours"
+        source = "participant_location l JOIN participant p ON p.id = l.participant_id"
+        who = "p.status = 'verified' AND (p.channels & :mask) != 0"
     else:
-        yield from _sqlite_polygon(session, area, mask, now)
-        return
-    params.update(mask=mask, now=now if dialect == "postgresql" else _sqlite_time(now))
-    result = session.execute(text(_PARTICIPANT.format(hits=sql)), params,
-                             execution_options={"stream_results": True, "yield_per": BATCH})
-    for partition in result.partitions():
-        yield from partition  # type: ignore[misc]
+        columns = "l.participant_id, l.channels, l.language, NULL"
+        source = "participant_location l"
+        who = "l.status = 'verified' AND (l.channels & :mask) != 0"
+    width = 5 if municipality else 4
+    if municipality:
+        columns += ", l.municipality_id"
+    if exact_in_python:
+        columns += ", l.lon, l.lat"
+    sql = f"SELECT {columns} FROM {source} WHERE {where} AND {_CURRENT} AND {who}"
+    seen = bytearray((session.scalar(text("SELECT max(id) FROM participant")) or 0) + 1)
+    for batch in _batches(session, sql, params, postgres):
+        if exact_in_python:
+            batch = _inside(area, batch, width)  # type: ignore[arg-type]
+        fresh = []
+        for row in batch:
+            pid = row[0]
+            if pid >= len(seen):
+                seen.extend(bytes(pid + 1 - len(seen)))
+            if not seen[pid]:
+                seen[pid] = 1
+                fresh.append(row if width == len(row) else row[:width])
+        yield fresh
 
 
-def _circle_params(area: Circle) -> dict[str, Any]:
-    cx, cy, cz = unit_vector(area.lat, area.lon)
-    return {"cx": cx, "cy": cy, "cz": cz, "min_cos": area.min_cosine}
+def _batches(session: Session, sql: str, params: dict[str, Any],
+             postgres: bool) -> Iterator[list[tuple[Any, ...]]]:
+    """Rows in batches straight from the driver, inside the session's transaction."""
+    raw: Any = session.connection().connection.driver_connection
+    if postgres:
+        cursor = raw.cursor(name="select_recipients")  # server-side: nothing piles up here
+        sql = re.sub(r"(?<!:):(\w+)", r"%(\1)s", sql)
+    else:
+        cursor = raw.cursor()
+    try:
+        cursor.execute(sql, params)
+        while batch := cursor.fetchmany(BATCH):
+            yield batch
+    finally:
+        cursor.close()
 
 
-def _sqlite_time(now: datetime) -> str:
-    return sqlite_datetime(now) or ""
+def _inside(area: Polygon, batch: list[tuple[Any, ...]], width: int) -> list[tuple[Any, ...]]:
+    lon = np.fromiter((row[width] for row in batch), float, len(batch))
+    lat = np.fromiter((row[width + 1] for row in batch), float, len(batch))
+    hits = shapely.intersects_xy(area.geometry, lon, lat)  # inside or on the edge
+    return [row for row, hit in zip(batch, hits, strict=True) if hit]
 
 
-def _sqlite_circle(area: Circle) -> tuple[str, dict[str, Any]]:
+def _sphere_params(area: Circle) -> dict[str, Any]:
+    return {"sin_lat": math.sin(math.radians(area.lat)),
+            "cos_lat": math.cos(math.radians(area.lat)),
+            "lon_rad": math.radians(area.lon), "min_cos": area.min_cosine}
+
+
+def _sqlite_area(area: Area) -> tuple[str, dict[str, Any]]:
+    """The box on the covering (lat, lon, ...) index, then the exact test for a circle."""
     box = area.box()
-    # SQLite returns the other columns of the row that gave min(id): the oldest location.
-    hits = f"""
-        SELECT participant_id, municipality_id, min(id) FROM participant_location
-        WHERE lat BETWEEN :lat_min AND :lat_max AND lon BETWEEN :lon_min AND :lon_max
-          AND {_CURRENT} AND {_ON_SPHERE}
-        GROUP BY participant_id"""
-    return hits, {"lat_min": box.lat_min, "lat_max": box.lat_max, "lon_min": box.lon_min,
-                  "lon_max": box.lon_max, **_circle_params(area)}
-
-
-def _sqlite_polygon(session: Session, area: Polygon, mask: int, now: datetime) -> Iterator[Row]:
-    """Box on the index in SQL, then shapely's vectorised point-in-polygon on each batch."""
-    box = area.box()
-    sql = f"""
-        SELECT l.participant_id, p.channels, p.language, p.quiet_hours, l.municipality_id,
-               l.lon, l.lat
-        FROM participant_location l JOIN participant p ON p.id = l.participant_id
-        WHERE l.lat BETWEEN :lat_min AND :lat_max AND l.lon BETWEEN :lon_min AND :lon_max
-          AND {_CURRENT.replace('expires_at', 'l.expires_at')}
-          AND p.status = 'verified' AND (p.channels & :mask) != 0
-        ORDER BY l.participant_id, l.id"""
+    where = "l.lat BETWEEN :lat_min AND :lat_max AND l.lon BETWEEN :lon_min AND :lon_max"
     params = {"lat_min": box.lat_min, "lat_max": box.lat_max, "lon_min": box.lon_min,
-              "lon_max": box.lon_max, "mask": mask, "now": _sqlite_time(now)}
-    geometry = area.geometry
-    shapely.prepare(geometry)
-    last = None
-    result = session.execute(text(sql), params, execution_options={"yield_per": BATCH})
-    for partition in result.partitions():
-        lon = np.fromiter((row[5] for row in partition), float, len(partition))
-        lat = np.fromiter((row[6] for row in partition), float, len(partition))
-        inside = shapely.intersects_xy(geometry, lon, lat)  # inside or on the edge
-        for row, hit in zip(partition, inside, strict=True):
-            if hit and row[0] != last:
-                last = row[0]
-                yield row[0], row[1], row[2], row[3], row[4]
-
-
-def _postgres(area: Area) -> tuple[str, dict[str, Any]]:
+              "lon_max": box.lon_max}
     if isinstance(area, Circle):
-        where = f"""geom && ST_Expand(ST_Transform(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326),
-                                                  28992), :reach)
-                    AND {_ON_SPHERE}"""
+        return f"{where} AND {_ON_SPHERE}", {**params, **_sphere_params(area)}
+    return where, params
+
+
+def _postgres_area(area: Area) -> tuple[str, dict[str, Any]]:
+    """The GiST index on the RD New point, then the same exact test as SQLite."""
+    if isinstance(area, Circle):
         # RD New's scale stays within 0.02 % here: 1 % and 100 m keep the box a superset.
-        params = {"lat": area.lat, "lon": area.lon, "reach": area.radius_m * 1.01 + 100,
-                  **_circle_params(area)}
-    else:
-        where = """geom && ST_Expand(ST_Transform(ST_SetSRID(ST_GeomFromGeoJSON(:shape), 4326),
-                                                 28992), 100)
-                   AND ST_Covers(ST_SetSRID(ST_GeomFromGeoJSON(:shape), 4326),
-                                 ST_SetSRID(ST_MakePoint(lon, lat), 4326))"""
-        params = {"shape": json.dumps(area.geojson)}
-    hits = f"""
-        SELECT DISTINCT ON (participant_id) participant_id, municipality_id
-        FROM participant_location WHERE {where} AND {_CURRENT}
-        ORDER BY participant_id, id"""
-    return hits, params
+        where = (f"l.geom && ST_Expand(ST_Transform(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326),"
+                 f" 28992), :reach) AND {_ON_SPHERE}")
+        return where, {"lat": area.lat, "lon": area.lon, "reach": area.radius_m * 1.01 + 100,
+                       **_sphere_params(area)}
+    shape = "ST_SetSRID(ST_GeomFromGeoJSON(:shape), 4326)"
+    where = (f"l.geom && ST_Expand(ST_Transform({shape}, 28992), 100) "
+             f"AND ST_Covers({shape}, ST_SetSRID(ST_MakePoint(l.lon, l.lat), 4326))")
+    return where, {"shape": json.dumps(area.geojson)}

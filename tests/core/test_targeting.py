@@ -215,3 +215,16 @@ def test_the_selection_streams(db: Session, person) -> None:
 def test_bad_areas_are_refused_with_a_reason(kwargs, message: str) -> None:
     with pytest.raises(AreaError, match=message):
         parse_area(**kwargs)
+
+
+def test_changes_to_a_participant_reach_the_area_query_at_once(db: Session, person) -> None:
+    participant = person(UTRECHT, channels=(Channel.SMS,))
+    area = circle(*UTRECHT, 500)
+    participant.channels = channel_mask({Channel.VOICE})
+    participant.language = Language.EN
+    db.flush()
+    assert list(select_recipients(db, area, Urgency.URGENT, NOW)) == [
+        (participant.id, Channel.VOICE, Language.EN)]
+    participant.status = ParticipantStatus.STOPPED
+    db.flush()
+    assert list(select_recipients(db, area, Urgency.URGENT, NOW)) == []
