@@ -51,12 +51,6 @@ def gaussian_radius(lat: float) -> float:
     return WGS84_A * math.sqrt(1 - WGS84_E2) / (1 - WGS84_E2 * s * s)
 
 
-def unit_vector(lat: float, lon: float) -> tuple[float, float, float]:
-    """The point as a unit vector from the earth's centre (x, y, z)."""
-    phi, lam = math.radians(lat), math.radians(lon)
-    return math.cos(phi) * math.cos(lam), math.cos(phi) * math.sin(lam), math.sin(phi)
-
-
 @dataclass(frozen=True)
 class Box:
     """A latitude/longitude box, for the indexed first pass of a selection."""
@@ -77,7 +71,7 @@ class Circle:
 
     @property
     def min_cosine(self) -> float:
-        """A point p is inside when unit(p) · unit(centre) >= this."""
+        """A point is inside when the cosine of its angle to the centre is at least this."""
         return math.cos(self.radius_m / gaussian_radius(self.lat))
 
     def box(self) -> Box:
@@ -87,11 +81,6 @@ class Circle:
         widest = min(abs(self.lat) + dlat, 89.9)
         dlon = dlat / math.cos(math.radians(widest))
         return Box(self.lat - dlat, self.lat + dlat, self.lon - dlon, self.lon + dlon)
-
-    def contains(self, lat: float, lon: float) -> bool:
-        x, y, z = unit_vector(lat, lon)
-        cx, cy, cz = unit_vector(self.lat, self.lon)
-        return x * cx + y * cy + z * cz >= self.min_cosine
 
 
 @dataclass(frozen=True)
@@ -104,16 +93,9 @@ class Polygon:
     def geometry(self) -> BaseGeometry:
         return _shape(json.dumps(self.geojson, sort_keys=True))
 
-    @property
-    def prepared(self) -> PreparedGeometry:
-        return _prepared(json.dumps(self.geojson, sort_keys=True))
-
     def box(self) -> Box:
         lon_min, lat_min, lon_max, lat_max = self.geometry.bounds
         return Box(lat_min, lat_max, lon_min, lon_max)
-
-    def contains(self, lat: float, lon: float) -> bool:
-        return bool(self.prepared.covers(shapely.Point(lon, lat)))
 
 
 Area = Circle | Polygon
@@ -122,11 +104,6 @@ Area = Circle | Polygon
 @cache
 def _shape(text: str) -> BaseGeometry:
     return shape(json.loads(text))
-
-
-@cache
-def _prepared(text: str) -> PreparedGeometry:
-    return prep(_shape(text))
 
 
 def circle(lat: float, lon: float, radius_m: float) -> Circle:

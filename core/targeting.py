@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from itertools import chain
+from itertools import count as counter
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -167,6 +168,7 @@ def _chooser(urgency: Urgency, now: datetime) -> Callable[[int, Any], list[Chann
 # participant for the quiet hours. Rows are read through the driver's own cursor in batches
 # (a server-side cursor on PostgreSQL) and de-duplicated with a bitmap of participant ids.
 
+_CURSORS = counter()
 _CURRENT = "(l.expires_at IS NULL OR l.expires_at > :now)"
 _ON_SPHERE = ("sin(radians(l.lat)) * :sin_lat + "
               "cos(radians(l.lat)) * :cos_lat * cos(radians(l.lon) - :lon_rad) >= :min_cos")
@@ -215,7 +217,8 @@ def _batches(session: Session, sql: str, params: dict[str, Any],
     """Rows in batches straight from the driver, inside the session's transaction."""
     raw: Any = session.connection().connection.driver_connection
     if postgres:
-        cursor = raw.cursor(name="select_recipients")  # server-side: nothing piles up here
+        # server-side, so nothing piles up here; a unique name lets selections interleave
+        cursor = raw.cursor(name=f"select_recipients_{next(_CURSORS)}")
         sql = re.sub(r"(?<!:):(\w+)", r"%(\1)s", sql)
     else:
         cursor = raw.cursor()
