@@ -32,6 +32,15 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("AUTO_MIGRATE", "1", "upgrade the database schema on start (0: refuse if not current)"),
     ("SESSION_COOKIE_SECURE", "0", "1 behind HTTPS: session cookie only over TLS"),
     ("LOG_LEVEL", "INFO", "logging level"),
+    ("SMS_PROVIDER", "console", "console (records, sends nothing) or twilio"),
+    ("VOICE_PROVIDER", "console", "console or twilio"),
+    ("TWILIO_ACCOUNT_SID", "(none)", "account SID for the Twilio-compatible API"),
+    ("TWILIO_AUTH_TOKEN", "(none)", "auth token; also verifies the status callbacks"),
+    ("TWILIO_FROM", "(none)", "sender number (E.164) or alphanumeric sender"),
+    ("TWILIO_BASE_URL", "https://api.twilio.com", "base URL of the Twilio-compatible API"),
+    ("SMS_RATE", "1", "messages per second for the SMS sender (0: no limit)"),
+    ("VOICE_RATE", "1", "calls per second for the voice sender (0: no limit)"),
+    ("FREE_NUMBER", "0800-0011", "the free number printed in messages (fictional default)"),
 )
 
 
@@ -71,6 +80,15 @@ class Settings:
     auto_migrate: bool = True
     session_cookie_secure: bool = False
     log_level: str = "INFO"
+    sms_provider: str = "console"
+    voice_provider: str = "console"
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_from: str = ""
+    twilio_base_url: str = "https://api.twilio.com"
+    sms_rate: float = 1.0
+    voice_rate: float = 1.0
+    free_number: str = "0800-0011"
 
     @property
     def var_dir(self) -> Path:
@@ -107,7 +125,37 @@ class Settings:
             session_cookie_secure=_flag(env.get("SESSION_COOKIE_SECURE", "0"),
                                         "SESSION_COOKIE_SECURE"),
             log_level=log_level,
+            **_outbound(env),
         )
+
+
+def _rate(value: str, name: str) -> float:
+    try:
+        rate = float(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a number of messages per second") from None
+    if rate < 0 or rate != rate:
+        raise ConfigError(f"{name}={value!r} must be 0 (no limit) or more")
+    return rate
+
+
+def _outbound(env: Mapping[str, str]) -> dict[str, object]:
+    providers = {}
+    for name in ("SMS_PROVIDER", "VOICE_PROVIDER"):
+        value = env.get(name, "console").lower()
+        if value not in {"console", "twilio"}:
+            raise ConfigError(f"{name}={value!r} is not console or twilio")
+        providers[name.lower()] = value
+    twilio = {key: env.get(key.upper(), "") for key in
+              ("twilio_account_sid", "twilio_auth_token", "twilio_from")}
+    if "twilio" in providers.values() and not all(twilio.values()):
+        missing = [k.upper() for k, v in twilio.items() if not v]
+        raise ConfigError(f"the twilio provider needs {', '.join(missing)}")
+    return {**providers, **twilio,
+            "twilio_base_url": env.get("TWILIO_BASE_URL", "https://api.twilio.com").rstrip("/"),
+            "sms_rate": _rate(env.get("SMS_RATE", "1"), "SMS_RATE"),
+            "voice_rate": _rate(env.get("VOICE_RATE", "1"), "VOICE_RATE"),
+            "free_number": env.get("FREE_NUMBER", "0800-0011")}
 
 
 def _resolve(home: Path, value: str) -> Path:

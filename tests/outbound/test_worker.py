@@ -1,6 +1,7 @@
 import redis
 from click.testing import CliRunner
 from rq import Queue
+from rq.serializers import JSONSerializer
 
 from core.cli import main
 from core.settings import Settings
@@ -15,7 +16,8 @@ def test_queues_are_drained_most_urgent_first() -> None:
 
 def test_the_worker_runs_a_queued_job_from_redis(settings: Settings,
                                                  redis_client: redis.Redis) -> None:
-    job = Queue("sms-urgent", connection=redis_client).enqueue("operator.add", 2, 3)
+    queue = Queue("sms-urgent", connection=redis_client, serializer=JSONSerializer)
+    job = queue.enqueue("operator.add", 2, 3)
     result = CliRunner().invoke(main, ["worker", "--burst"], env={
         "REDIS_URL": settings.redis_url, "DATABASE_URL": settings.database_url,
         "BURGERNET_HOME": str(settings.home)}, catch_exceptions=False)

@@ -1,0 +1,134 @@
+"""`burgernet action ...`: create, preview, start and follow an action from the command line."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+import redis
+from sqlalchemy import select
+
+from core.cli import Context, pass_context
+from core.db import transaction
+from core.errors import ConfigError
+from core.geo import parse_area
+from core.models import Action, ActionKind, Meldkamer, Organisation, Urgency
+from core.targeting import preview
+from outbound.fanout import ActionError, area_of, start_action
+from outbound.jobs import enqueue
+from outbound.progress import progress
+
+
+@click.group("action")
+def action_command() -> None:
+    """Search actions, AMBER Alerts and messages."""
+
+
+@action_command.command("create")
+@click.option("--kind", type=click.Choice([k.value for k in ActionKind]), required=True)
+@click.option("--urgency", type=click.Choice([u.value for u in Urgency]), default=None,
+              help="default: urgent for suspect, vehicle, missing person and AMBER")
+@click.option("--title", required=True, help="title in Dutch")
+@click.option("--title-en", default=None)
+@click.option("--description", default="", help="description in Dutch")
+@click.option("--description-en", default=None)
+@click.option("--instruction", default="", help="what to do, in Dutch")
+@click.option("--instruction-en", default=None)
+@click.option("--lat", type=float, default=None)
+@click.option("--lon", type=float, default=None)
+@click.option("--radius", "radius_m", type=float, default=None, help="metres")
+@click.option("--polygon", "polygon_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="GeoJSON file with a Polygon or MultiPolygon")
+@click.option("--meldkamer", "meldkamer_code", required=True, help="code, e.g. MN")
+@click.option("--organisation", default="Politie Midden-Nederland", show_default=True)
+@pass_context
+def create(context: Context, kind: str, urgency: str | None, title: str, title_en: str | None,
+           description: str, description_en: str | None, instruction: str,
+           instruction_en: str | None, lat: float | None, lon: float | None,
+           radius_m: float | None, polygon_file: Path | None, meldkamer_code: str,
+           organisation: str) -> None:
+    """Create a draft action; prints its id."""
+    geojson = json.loads(polygon_file.read_text()) if polygon_file else None
+    area = parse_area(lat=lat, lon=lon, radius_m=radius_m, geojson=geojson)
+    context.ready_engine()
+    with transaction(context.sessions) as session:
+        meldkamer = session.scalar(select(Meldkamer).where(Meldkamer.code == meldkamer_code))
+        org = session.scalar(select(Organisation).where(Organisation.name == organisation))
+        if meldkamer is None or org is None:
+            raise ActionError(f"unknown {'meldkamer' if meldkamer is None else 'organisation'}"
+                              f" {meldkamer_code if meldkamer is None else organisation!r}")
+        kind_value = ActionKind(kind)
+        urgent = kind_value not in {ActionKind.NEIGHBOURHOOD_INQUIRY, ActionKind.PREVENTIVE}
+        action = Action(
+            kind=kind_value, urgency=Urgency(urgency) if urgency else
+            (Urgency.URGENT if urgent else Urgency.NORMAL),
+            title_nl=title, title_en=title_en, description_nl=description,
+            description_en=description_en, instruction_nl=instruction,
+            instruction_en=instruction_en, meldkamer=meldkamer, organisation=org,
+            **({"polygon": area.geojson} if hasattr(area, "geojson") else
+               {"center_lat": area.lat, "center_lon": area.lon,  # type: ignore[union-attr]
+                "radius_m": area.radius_m}))  # type: ignore[union-attr]
+        session.add(action)
+        session.flush()
+        click.echo(action.id)
+
+
+@action_command.command("preview")
+@click.argument("action_id", type=int)
+@pass_context
+def preview_command(context: Context, action_id: int) -> None:
+    """Who the action would reach, by channel and municipality; writes nothing."""
+    context.ready_engine()
+    with context.sessions() as session:
+        action = _action(session, action_id)
+        result = preview(session, area_of(action), action.urgency, datetime.now(UTC))
+    click.echo(f"{result.participants} participants, {result.messages} messages")
+    for channel, number in result.by_channel.most_common():
+        click.echo(f"  {channel.value:6} {number}")
+    for name, number in result.by_municipality.most_common(10):
+        click.echo(f"  {name:28} {number}")
+
+
+@action_command.command("start")
+@click.argument("action_id", type=int)
+@pass_context
+def start_command(context: Context, action_id: int) -> None:
+    """Start a draft action: write its outbox and queue it. Starting again does nothing."""
+    url = context.settings.redis_url
+    if not url:
+        raise ConfigError("REDIS_URL is not set: starting an action queues it in Redis")
+    context.ready_engine()
+    with transaction(context.sessions) as session:
+        result = start_action(session, action_id, now=datetime.now(UTC))
+    if not result.started:
+        click.echo(f"action {action_id} was already started; nothing done")
+        return
+    jobs = enqueue(redis.Redis.from_url(url), result.batches)
+    click.echo(f"action {action_id} started: {result.deliveries} deliveries in {jobs} batches")
+
+
+@action_command.command("status")
+@click.argument("action_id", type=int)
+@pass_context
+def status_command(context: Context, action_id: int) -> None:
+    """Deliveries by channel and status, the current rate and the time left."""
+    context.ready_engine()
+    with context.sessions() as session:
+        action = _action(session, action_id)
+        result = progress(session, action_id, context.settings, datetime.now(UTC))
+    click.echo(f"action {action_id} ({action.status.value}): {result.total} deliveries")
+    for channel, by_status in sorted(result.counts.items()):
+        parts = ", ".join(f"{status.value} {n}" for status, n in sorted(by_status.items()))
+        rate = result.rate_per_second.get(channel, 0.0)
+        click.echo(f"  {channel.value:6} {parts}; {rate:.1f}/s now; "
+                   f"{result.remaining_seconds.get(channel, 0):.0f} s to go")
+    click.echo(f"forecast: everyone reached in {result.forecast_seconds:.0f} s")
+
+
+def _action(session, action_id: int) -> Action:  # type: ignore[no-untyped-def]
+    action = session.get(Action, action_id)
+    if action is None:
+        raise ActionError(f"no action {action_id}")
+    return action

@@ -1,0 +1,215 @@
+"""A local Twilio-compatible server: real HTTP on loopback, for tests and benchmarks.
+
+It accepts Messages.json and Calls.json like Twilio's REST API (Basic auth with the account
+SID and auth token), answers after a configurable latency, fails a configurable share of
+requests (HTTP 500, or 429 as Twilio does under load), and sends signed status callbacks
+(sent, then delivered; for calls completed, busy or no-answer) to the URL it was given.
+
+    python -m outbound.fake_twilio --port 8700 --latency-ms 100 --error-rate 0.01
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import random
+import re
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import ClientSession, web
+from twilio.request_validator import RequestValidator
+
+ACCOUNT_SID = "AC" + "0" * 32
+E164 = re.compile(r"^\+[1-9]\d{7,14}$")
+AUTH_TOKEN = "fake-auth-token"
+
+
+@dataclass
+class Behaviour:
+    """How the fake behaves; change it between requests in a test."""
+
+    latency_ms: float = 0.0
+    error_rate: float = 0.0
+    throttle_rate: float = 0.0
+    busy_rate: float = 0.0
+    no_answer_rate: float = 0.0
+    callbacks: bool = True
+    seed: int | None = None
+
+
+@dataclass
+class Record:
+    kind: str
+    sid: str
+    to: str
+    sender: str
+    body: str
+    callback: str | None
+    at: float
+
+
+@dataclass
+class FakeTwilio:
+    """The server's state: what it accepted, in order."""
+
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    account_sid: str = ACCOUNT_SID
+    auth_token: str = AUTH_TOKEN
+    records: list[Record] = field(default_factory=list)
+    rejected: int = 0
+
+    def __post_init__(self) -> None:
+        self.random = random.Random(self.behaviour.seed)
+        self.validator = RequestValidator(self.auth_token)
+        self._session: ClientSession | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        base = "/2010-04-01/Accounts/{sid}"
+        app.router.add_post(base + "/Messages.json", self.create_message)
+        app.router.add_post(base + "/Calls.json", self.create_call)
+        app.router.add_get("/_fake/records", self.list_records)
+        app.on_cleanup.append(self._close)
+        return app
+
+    async def create_message(self, request: web.Request) -> web.Response:
+        return await self._create(request, "message")
+
+    async def create_call(self, request: web.Request) -> web.Response:
+        return await self._create(request, "call")
+
+    async def _create(self, request: web.Request, kind: str) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"code": 20003, "message": "Authenticate", "status": 401},
+                                     status=401)
+        form = await request.post()
+        if self.behaviour.latency_ms:
+            await asyncio.sleep(self.behaviour.latency_ms / 1000)
+        roll = self.random.random()
+        if roll < self.behaviour.error_rate:
+            self.rejected += 1
+            return web.json_response({"code": 20500, "message": "Internal Server Error",
+                                      "status": 500}, status=500)
+        if roll < self.behaviour.error_rate + self.behaviour.throttle_rate:
+            self.rejected += 1
+            return web.json_response({"code": 20429, "message": "Too Many Requests",
+                                      "status": 429}, status=429)
+        to = str(form.get("To", ""))
+        if not E164.match(to):
+            self.rejected += 1
+            return web.json_response({"code": 21211, "message": f"The 'To' number {to} is not "
+                                      "a valid phone number.", "status": 400}, status=400)
+        prefix = "SM" if kind == "message" else "CA"
+        sid = prefix + uuid.uuid4().hex
+        callback = str(form["StatusCallback"]) if "StatusCallback" in form else None
+        self.records.append(Record(kind, sid, to, str(form.get("From", "")),
+                                   str(form.get("Body", "")), callback,
+                                   asyncio.get_running_loop().time()))
+        if callback and self.behaviour.callbacks:
+            task = asyncio.create_task(self._callbacks(kind, sid, to, callback))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+        return web.json_response({"sid": sid, "account_sid": self.account_sid, "to": to,
+                                  "from": form.get("From"), "body": form.get("Body"),
+                                  "status": "queued"}, status=201)
+
+    def _authorised(self, request: web.Request) -> bool:
+        expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
+        return request.headers.get("Authorization") == f"Basic {expected}"
+
+    async def _callbacks(self, kind: str, sid: str, to: str, url: str) -> None:
+        if kind == "message":
+            steps = [{"MessageSid": sid, "MessageStatus": status, "To": to}
+                     for status in ("sent", "delivered")]
+        else:
+            roll = self.random.random()
+            final = ("busy" if roll < self.behaviour.busy_rate else
+                     "no-answer" if roll < self.behaviour.busy_rate + self.behaviour.no_answer_rate
+                     else "completed")
+            steps = [{"CallSid": sid, "CallStatus": status, "To": to}
+                     for status in ("ringing", final)]
+        for params in steps:
+            await self._post(url, {**params, "AccountSid": self.account_sid})
+
+    async def _post(self, url: str, params: dict[str, str]) -> None:
+        if self._session is None:
+            self._session = ClientSession()
+        signature = self.validator.compute_signature(url, params)
+        try:
+            async with self._session.post(url, data=params,
+                                          headers={"X-Twilio-Signature": signature}) as reply:
+                await reply.read()
+        except OSError:
+            pass  # like Twilio: a callback that cannot be delivered is dropped
+
+    async def list_records(self, _request: web.Request) -> web.Response:
+        return web.json_response({"records": [r.__dict__ for r in self.records],
+                                  "rejected": self.rejected})
+
+    async def _close(self, _app: web.Application) -> None:
+        for task in list(self._pending):
+            task.cancel()
+        if self._session is not None:
+            await self._session.close()
+
+
+class FakeTwilioServer:
+    """Runs a FakeTwilio on 127.0.0.1 in a background thread (for tests and benchmarks)."""
+
+    def __init__(self, fake: FakeTwilio | None = None, port: int = 0) -> None:
+        self.fake = fake or FakeTwilio()
+        self.port = port
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FakeTwilioServer:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    async def _start(self) -> None:
+        self._runner = web.AppRunner(self.fake.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def __enter__(self) -> FakeTwilioServer:
+        return self.start()
+
+    def __exit__(self, *_exc: Any) -> None:
+        self.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A local Twilio-compatible fake server")
+    parser.add_argument("--port", type=int, default=8700)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--error-rate", type=float, default=0.0)
+    parser.add_argument("--throttle-rate", type=float, default=0.0)
+    parser.add_argument("--busy-rate", type=float, default=0.0)
+    parser.add_argument("--no-answer-rate", type=float, default=0.0)
+    args = parser.parse_args()
+    fake = FakeTwilio(Behaviour(args.latency_ms, args.error_rate, args.throttle_rate,
+                                args.busy_rate, args.no_answer_rate))
+    web.run_app(fake.app(), host="127.0.0.1", port=args.port, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""RQ jobs: thin, idempotent, carrying delivery ids; and the enqueueing of batches.
+
+`send_batch` claims its deliveries (queued → sending) in one statement, so a delivery that a
+duplicate job, a retry or a second worker already took is skipped; it then sends within the
+sender's shared rate, all messages of the batch concurrently up to that rate, and records
+every outcome in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from rq import Queue, Retry
+from rq.serializers import JSONSerializer
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from core.models import (
+    Action,
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    Language,
+    Participant,
+    ParticipantStatus,
+)
+from outbound.fanout import Batch, priority_of
+from outbound.providers import Message, ProviderError
+from outbound.runtime import OutboundRuntime, current
+from outbound.templates import alert_text
+
+MAX_IN_FLIGHT = 200
+#: Attempts per channel before a delivery fails for good.
+MAX_ATTEMPTS = {Channel.SMS: 4, Channel.VOICE: 3, Channel.EMAIL: 3, Channel.PUSH: 3}
+JOB = "outbound.jobs.send_batch"
+
+
+def enqueue(connection: redis.Redis, batches: Iterable[Batch], delay: float = 0.0) -> int:
+    """Put BATCHES on their queues in one pipeline (RQ's enqueue_many); returns the count."""
+    by_queue: dict[str, list[Batch]] = defaultdict(list)
+    for batch in batches:
+        by_queue[batch.queue].append(batch)
+    with connection.pipeline() as pipe:
+        for name, group in by_queue.items():
+            queue = Queue(name, connection=connection, serializer=JSONSerializer)
+            jobs = [Queue.prepare_data(JOB, args=(list(b.delivery_ids),),
+                                       job_id=f"{b.job_id}-{int(time.time() * 1000)}",
+                                       result_ttl=3600, failure_ttl=7 * 86400,
+                                       retry=Retry(max=3, interval=[5, 30, 120]))
+                    for b in group]
+            if delay:
+                for data in jobs:
+                    queue.enqueue_in(timedelta(seconds=delay), data.func, *data.args,
+                                     job_id=data.job_id, pipeline=pipe)
+            else:
+                queue.enqueue_many(jobs, pipeline=pipe)
+        pipe.execute()
+    return sum(len(g) for g in by_queue.values())
+
+
+@dataclass(frozen=True)
+class _Work:
+    delivery_id: int
+    channel: Channel
+    message: Message
+
+
+def send_batch(delivery_ids: list[int]) -> dict[str, int]:
+    """The job: claim, send at the shared rate, record. Returns counts for RQ's result."""
+    runtime = current()
+    now = datetime.now(UTC)
+    with runtime.sessions() as session, session.begin():
+        work = _claim(session, runtime, delivery_ids, now)
+    if not work:
+        return {"claimed": 0}
+    outcomes = asyncio.run(_send_all(runtime, work))
+    with runtime.sessions() as session, session.begin():
+        retry = _record(session, outcomes, datetime.now(UTC))
+    if retry:
+        _schedule_retries(runtime, retry)
+    counts: dict[str, int] = defaultdict(int)
+    for _work, result in outcomes:
+        counts["sent" if isinstance(result, str) else
+               "retry" if result.retryable else "failed"] += 1
+    return {"claimed": len(work), **counts}
+
+
+def _claim(session: Session, runtime: OutboundRuntime, ids: list[int],
+           now: datetime) -> list[_Work]:
+    claimed = session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.QUEUED)
+        .values(status=DeliveryStatus.SENDING, attempts=Delivery.attempts + 1, updated_at=now)
+        .returning(Delivery.id)).scalars().all()
+    if not claimed:
+        return []
+    rows = session.execute(
+        select(Delivery, Participant.phone, Participant.email, Participant.status, Action)
+        .join(Participant, Participant.id == Delivery.participant_id)
+        .join(Action, Action.id == Delivery.action_id)
+        .where(Delivery.id.in_(claimed))).all()
+    work = []
+    for delivery, phone, email, status, action in rows:
+        if status != ParticipantStatus.VERIFIED:  # STOP is final, also for queued messages
+            delivery.status = DeliveryStatus.SKIPPED
+            delivery.provider_error = f"participant {status.value}"
+            continue
+        to = email if delivery.channel == Channel.EMAIL else phone
+        body = alert_text(action, Language(delivery.language), runtime.settings.free_number)
+        work.append(_Work(delivery.id, delivery.channel,
+                          Message(delivery.id, delivery.channel, to or "", body,
+                                  delivery.language.value, runtime.status_callback)))
+    return work
+
+
+async def _send_all(runtime: OutboundRuntime,
+                    work: list[_Work]) -> list[tuple[_Work, str | ProviderError]]:
+    by_channel: dict[Channel, list[_Work]] = defaultdict(list)
+    for item in work:
+        by_channel[item.channel].append(item)
+    in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+    providers = {channel: runtime.providers[channel]() for channel in by_channel}
+    tasks = []
+    for channel, items in by_channel.items():
+        provider = providers[channel]
+        reservation = runtime.throttle.reserve(runtime.sender_key(channel),
+                                               runtime.rate(channel), len(items))
+        for index, item in enumerate(items):
+            tasks.append(_send_one(provider, item, reservation.slot(index), in_flight))
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for provider in {id(p): p for p in providers.values()}.values():
+            await provider.close()
+
+
+async def _send_one(provider: Any, item: _Work, at: float,
+                    in_flight: asyncio.Semaphore) -> tuple[_Work, str | ProviderError]:
+    delay = at - time.time()
+    if delay > 0:
+        await asyncio.sleep(delay)
+    async with in_flight:
+        try:
+            return item, await provider.send(item.message)
+        except ProviderError as error:
+            return item, error
+
+
+def _record(session: Session, outcomes: list[tuple[_Work, str | ProviderError]],
+            now: datetime) -> list[int]:
+    retry = []
+    deliveries = {d.id: d for d in session.scalars(
+        select(Delivery).where(Delivery.id.in_([w.delivery_id for w, _ in outcomes])))}
+    for item, result in outcomes:
+        delivery = deliveries[item.delivery_id]
+        if delivery.status != DeliveryStatus.SENDING:
+            continue  # a status callback already moved it on
+        if isinstance(result, str):
+            delivery.status, delivery.provider_id, delivery.sent_at = (
+                DeliveryStatus.SENT, result, now)
+            delivery.provider = item.message.channel.value
+            delivery.provider_error = None
+        elif result.retryable and delivery.attempts < MAX_ATTEMPTS[item.channel]:
+            delivery.status = DeliveryStatus.QUEUED
+            delivery.provider_error = str(result)[:255]
+            delivery.next_attempt_at = now + backoff(delivery.attempts)
+            retry.append(delivery.id)
+        else:
+            delivery.status, delivery.completed_at = DeliveryStatus.FAILED, now
+            delivery.provider_error = str(result)[:255]
+    return retry
+
+
+def backoff(attempt: int) -> timedelta:
+    """Exponential backoff with full jitter: up to 5 s, 10 s, 20 s ... capped at 5 minutes."""
+    return timedelta(seconds=random.uniform(0, min(300.0, 5.0 * 2 ** (attempt - 1))))
+
+
+def _schedule_retries(runtime: OutboundRuntime, delivery_ids: list[int]) -> None:
+    """Each retry goes back on its own queue after its backoff (RQ's scheduler holds it)."""
+    with runtime.sessions() as session:
+        rows = session.execute(select(Delivery, Action)
+                               .join(Action, Action.id == Delivery.action_id)
+                               .where(Delivery.id.in_(delivery_ids))).all()
+        now = datetime.now(UTC)
+        for delivery, action in rows:
+            queue = f"{delivery.channel.value}-{priority_of(action, delivery.purpose)}"
+            delay = max(0.0, ((delivery.next_attempt_at or now) - now).total_seconds())
+            enqueue(runtime.redis, [Batch(queue, (delivery.id,))], delay=delay)

@@ -1,0 +1,41 @@
+"""Providers behind one small interface: each sends one message and says whether to retry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from core.models import Channel
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message ready to go: who, what, and where status callbacks should go."""
+
+    delivery_id: int
+    channel: Channel
+    to: str
+    body: str
+    language: str
+    status_callback: str | None = None
+
+
+class ProviderError(Exception):
+    """A failed send, as data: whether to retry, our code, and the provider's own code."""
+
+    def __init__(self, retryable: bool, code: str, provider_code: str | None = None,
+                 detail: str = "") -> None:
+        self.retryable = retryable
+        self.code = code
+        self.provider_code = provider_code
+        super().__init__(f"{code}{f' ({provider_code})' if provider_code else ''}: {detail}")
+
+
+class Provider(Protocol):
+    """Sends a message; returns the provider's id for it, or raises ProviderError."""
+
+    name: str
+
+    async def send(self, message: Message) -> str: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,62 @@
+"""SMS and voice through a Twilio-compatible REST API, with the official client on aiohttp.
+
+The base URL is configurable, so Twilio, other Twilio-compatible services and our local fake
+all run through this same code.
+"""
+
+from __future__ import annotations
+
+from twilio.base import values
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.rest import Client
+
+from core.models import Channel
+from outbound.providers import Message, ProviderError
+
+#: Twilio error codes that no retry can fix (invalid or unreachable numbers, opt-outs).
+PERMANENT = {"21211", "21214", "21408", "21610", "21612", "21614", "30003", "30005", "30006"}
+
+
+class TwilioRestProvider:
+    """Messages.create for SMS, Calls.create (pointing at our TwiML URL) for voice."""
+
+    name = "twilio"
+
+    def __init__(self, account_sid: str, auth_token: str, sender: str, *,
+                 base_url: str | None = None, voice_url: str | None = None,
+                 timeout: float = 10.0) -> None:
+        self.sender = sender
+        self.voice_url = voice_url
+        self.http = AsyncTwilioHttpClient(timeout=timeout)
+        self.client = Client(account_sid, auth_token, http_client=self.http)
+        if base_url:
+            self.client.api.base_url = base_url.rstrip("/")
+
+    async def send(self, message: Message) -> str:
+        try:
+            if message.channel == Channel.VOICE:
+                if not self.voice_url:
+                    raise ProviderError(False, "no_voice_url", detail="voice needs a TwiML URL")
+                call = await self.client.calls.create_async(
+                    to=message.to, from_=self.sender,
+                    url=f"{self.voice_url}?delivery={message.delivery_id}",
+                    status_callback=message.status_callback or values.unset)
+                return str(call.sid)
+            sms = await self.client.messages.create_async(
+                to=message.to, from_=self.sender, body=message.body,
+                status_callback=message.status_callback or values.unset)
+            return str(sms.sid)
+        except TwilioRestException as exc:
+            code = str(exc.code or "")
+            retryable = exc.status in {429} or exc.status >= 500
+            if code in PERMANENT:
+                retryable = False
+            raise ProviderError(retryable, f"http_{exc.status}", code or None,
+                                str(exc.msg)[:200]) from None
+        except (TimeoutError, OSError) as exc:
+            raise ProviderError(True, "network", None, type(exc).__name__) from None
+
+    async def close(self) -> None:
+        await self.http.close()
+

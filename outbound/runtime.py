@@ -1,0 +1,79 @@
+"""The worker's composition root: clients built once from settings, used by every job."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.db import make_engine, session_factory
+from core.models import Channel
+from core.settings import Settings
+from outbound.providers import Provider
+from outbound.providers.console import ConsoleProvider
+from outbound.providers.twilio_rest import TwilioRestProvider
+from outbound.throttle import Throttle
+
+
+@dataclass
+class OutboundRuntime:
+    """What jobs need: the database, Redis, the shared throttle and a provider per channel."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    redis: redis.Redis
+    throttle: Throttle
+    #: Per channel, a factory: providers hold HTTP sessions bound to one event loop, so each
+    #: batch makes its own inside its loop and closes them after.
+    providers: dict[Channel, Callable[[], Provider]] = field(default_factory=dict)
+
+    def rate(self, channel: Channel) -> float:
+        return self.settings.voice_rate if channel == Channel.VOICE else self.settings.sms_rate
+
+    def sender_key(self, channel: Channel) -> str:
+        """Whose rate a message counts against: the provider and its sending number."""
+        choice = (self.settings.voice_provider if channel == Channel.VOICE
+                  else self.settings.sms_provider)
+        return f"{choice}:{channel.value}:{self.settings.twilio_from or 'console'}"
+
+    @property
+    def status_callback(self) -> str:
+        return f"{self.settings.public_url}/webhooks/twilio/status"
+
+
+def build_runtime(settings: Settings) -> OutboundRuntime:
+    """Every client, from settings (called once per worker process)."""
+    connection = redis.Redis.from_url(settings.redis_url or "redis://127.0.0.1:6379/0")
+    runtime = OutboundRuntime(settings, session_factory(make_engine(settings.database_url)),
+                              connection, Throttle(connection))
+    console = ConsoleProvider(settings.var_dir / "console-outbox.jsonl")
+
+    def twilio() -> Provider:
+        return TwilioRestProvider(
+            settings.twilio_account_sid, settings.twilio_auth_token, settings.twilio_from,
+            base_url=settings.twilio_base_url,
+            voice_url=f"{settings.public_url}/webhooks/twilio/voice")
+
+    for channel, choice in ((Channel.SMS, settings.sms_provider),
+                            (Channel.VOICE, settings.voice_provider)):
+        runtime.providers[channel] = (lambda: console) if choice == "console" else twilio
+    for channel in (Channel.EMAIL, Channel.PUSH):
+        runtime.providers[channel] = lambda: console
+    return runtime
+
+
+_installed: OutboundRuntime | None = None
+
+
+def install(runtime: OutboundRuntime) -> None:
+    """Make RUNTIME the one jobs in this process use (the worker does this at start)."""
+    global _installed
+    _installed = runtime
+
+
+def current() -> OutboundRuntime:
+    if _installed is None:
+        raise RuntimeError("no outbound runtime installed: jobs run inside `burgernet worker`")
+    return _installed

@@ -1,0 +1,62 @@
+"""Rate limits that hold across any number of workers and hosts: GCRA slots kept in Redis.
+
+A sender with a rate of R messages a second hands out one slot every 1/R seconds. A worker
+reserves a block of N slots in one atomic step (a Lua script) and learns when its first slot
+starts; it then sends message i at start + i/R. Reservations never overlap, so the sum of all
+workers stays at the configured rate whatever their number.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import redis
+
+# KEYS[1]: the sender's theoretical arrival time (TAT, microseconds since the epoch)
+# ARGV: now_us, interval_us, count, burst_us
+# Returns the start of the reserved block in microseconds.
+_RESERVE = """
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local count = tonumber(ARGV[3])
+local burst = tonumber(ARGV[4])
+local start = math.max(tat, now - burst)
+local finish = start + interval * count
+redis.call('SET', KEYS[1], finish, 'PX', math.ceil((finish - now) / 1000) + 60000)
+return start
+"""
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A block of COUNT slots, the first at START (epoch seconds), one every INTERVAL."""
+
+    start: float
+    interval: float
+    count: int
+
+    def slot(self, index: int) -> float:
+        return self.start + index * self.interval
+
+
+class Throttle:
+    """Shared per-sender rate limits; the Redis connection is passed in."""
+
+    def __init__(self, connection: redis.Redis, prefix: str = "throttle") -> None:
+        self.connection = connection
+        self.prefix = prefix
+        self._reserve = connection.register_script(_RESERVE)
+
+    def reserve(self, sender: str, rate: float, count: int = 1,
+                now: float | None = None) -> Reservation:
+        """Reserve COUNT slots of SENDER at RATE per second (rate <= 0: no limit)."""
+        if rate <= 0:
+            moment = time.time() if now is None else now
+            return Reservation(moment, 0.0, count)
+        interval_us = 1_000_000 / rate
+        now_us = int((time.time() if now is None else now) * 1_000_000)
+        start_us = int(self._reserve(keys=[f"{self.prefix}:{sender}"],
+                                     args=[now_us, interval_us, count, 0]))
+        return Reservation(start_us / 1_000_000, interval_us / 1_000_000, count)

@@ -1,0 +1,157 @@
+import json
+import multiprocessing
+from collections import Counter
+from urllib.request import urlopen
+
+import pytest
+import redis
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.models import (
+    ActionKind,
+    ActionStatus,
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    Language,
+    Participant,
+    ParticipantStatus,
+    Urgency,
+)
+from core.targeting import preview
+from outbound.fake_twilio import FakeTwilioServer
+from outbound.fanout import BATCH_SIZE, area_of, start_action
+from outbound.jobs import enqueue
+from outbound.templates import alert_text
+from outbound.throttle import Throttle
+from tests.outbound.conftest import NOW
+
+
+def _records(server: FakeTwilioServer) -> list[dict]:
+    with urlopen(f"{server.url}/_fake/records") as reply:
+        return json.load(reply)["records"]
+
+
+def test_starting_writes_one_delivery_per_recipient_and_channel_once(
+        db: Session, population, make_action) -> None:
+    action = make_action()
+    expected = preview(db, area_of(action), Urgency.URGENT, NOW)
+    first = start_action(db, action.id, now=NOW)
+    db.commit()
+    assert first.started and first.deliveries == expected.messages > 0
+    assert db.get(type(action), action.id).status == ActionStatus.ACTIVE
+    by_channel = Counter(db.scalars(select(Delivery.channel)
+                                    .where(Delivery.action_id == action.id)))
+    assert by_channel == expected.by_channel
+    assert all(len(b.delivery_ids) <= BATCH_SIZE for b in first.batches)
+    assert {b.queue for b in first.batches} <= {"voice-urgent", "sms-urgent", "push-urgent"}
+    again = start_action(db, action.id, now=NOW)
+    assert not again.started and again.batches == []
+    assert db.scalar(select(func.count(Delivery.id))
+                     .where(Delivery.action_id == action.id)) == first.deliveries
+
+
+def test_non_urgent_messages_go_to_the_normal_queues(db: Session, population,
+                                                     make_action) -> None:
+    action = make_action(kind=ActionKind.PREVENTIVE, urgency=Urgency.NORMAL)
+    result = start_action(db, action.id, now=NOW)
+    assert {b.queue.split("-")[1] for b in result.batches} == {"normal"}
+
+
+def test_every_sms_and_call_reaches_the_provider_exactly_once(
+        db: Session, population, make_action, runtime, work, fake_twilio) -> None:
+    action = make_action()
+    result = start_action(db, action.id, now=NOW)
+    db.commit()
+    enqueue(runtime.redis, result.batches)
+    enqueue(runtime.redis, result.batches)  # a duplicate enqueue must not send twice
+    work()
+    records = _records(fake_twilio)
+    sms = [r for r in records if r["kind"] == "message"]
+    calls = [r for r in records if r["kind"] == "call"]
+    deliveries = db.scalars(select(Delivery).where(Delivery.action_id == action.id)).all()
+    by_channel = Counter(d.channel for d in deliveries)
+    assert len(sms) == by_channel[Channel.SMS] and len(calls) == by_channel[Channel.VOICE]
+    assert len({r["to"] for r in sms}) == len(sms)
+    assert {d.status for d in deliveries} == {DeliveryStatus.SENT}
+    assert all(d.provider_id and d.attempts == 1 for d in deliveries)
+    assert {d.provider_id for d in deliveries if d.channel == Channel.SMS} == \
+        {r["sid"] for r in sms}
+    assert "Gezien? Bel gratis" in sms[0]["body"] or "Call" in sms[0]["body"]
+
+
+def test_provider_errors_are_retried_or_failed_as_they_say(
+        db: Session, population, make_action, runtime, work, fake_twilio) -> None:
+    fake_twilio.fake.behaviour.error_rate = 1.0
+    action = make_action()
+    result = start_action(db, action.id, now=NOW)
+    db.commit()
+    enqueue(runtime.redis, result.batches)
+    work()
+    deliveries = db.scalars(select(Delivery).where(Delivery.action_id == action.id,
+                                                   Delivery.channel == Channel.SMS)).all()
+    assert {d.status for d in deliveries} == {DeliveryStatus.QUEUED}
+    assert all(d.attempts == 1 and "http_500" in d.provider_error for d in deliveries)
+    assert all(d.next_attempt_at is not None for d in deliveries)
+    assert _records(fake_twilio) == []
+
+
+def test_an_invalid_number_fails_for_good(db: Session, population, make_action, runtime,
+                                          work, fake_twilio) -> None:
+    action = make_action()
+    result = start_action(db, action.id, now=NOW)
+    db.commit()
+    victim = db.scalar(select(Delivery).where(Delivery.action_id == action.id,
+                                              Delivery.channel == Channel.SMS).limit(1))
+    db.get(Participant, victim.participant_id).phone = "+3169"  # what the fake refuses
+    db.commit()
+    enqueue(runtime.redis, result.batches)
+    work()
+    db.refresh(victim)
+    assert victim.status == DeliveryStatus.FAILED
+    assert "21211" in victim.provider_error
+
+
+def test_a_participant_who_stopped_after_the_start_gets_nothing(
+        db: Session, population, make_action, runtime, work, fake_twilio) -> None:
+    action = make_action()
+    result = start_action(db, action.id, now=NOW)
+    db.commit()
+    quitter = db.scalar(select(Delivery).where(Delivery.action_id == action.id,
+                                               Delivery.channel == Channel.SMS).limit(1))
+    person = db.get(Participant, quitter.participant_id)
+    person.status = ParticipantStatus.STOPPED
+    db.commit()
+    enqueue(runtime.redis, result.batches)
+    work()
+    db.refresh(quitter)
+    assert quitter.status == DeliveryStatus.SKIPPED
+    assert person.phone not in {r["to"] for r in _records(fake_twilio)}
+
+
+def test_english_speakers_get_english_with_dutch_where_english_is_missing(
+        db: Session, make_action) -> None:
+    action = make_action()
+    text = alert_text(action, Language.EN, "0800-0011")
+    assert text.startswith("Burgernet: Man in red coat. Ongeveer 30 jaar.")
+    assert text.endswith("Call 0800-0011 free of charge.")
+
+
+def _reserve_many(url: str, rate: float, count: int, out) -> None:  # in another process
+    throttle = Throttle(redis.Redis.from_url(url))
+    out.put([throttle.reserve("shared", rate, 1).start for _ in range(count)])
+
+
+def test_the_rate_holds_across_processes(redis_client: redis.Redis, redis_server) -> None:
+    results = multiprocessing.get_context("spawn").Queue()
+    workers = [multiprocessing.get_context("spawn").Process(
+        target=_reserve_many, args=(redis_server.url, 100.0, 50, results)) for _ in range(4)]
+    for process in workers:
+        process.start()
+    slots = sorted(s for _ in workers for s in results.get(timeout=30))
+    for process in workers:
+        process.join(10)
+    gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
+    assert len(slots) == 200
+    assert min(gaps) == pytest.approx(0.01, abs=1e-5)  # never two slots within 1/rate
