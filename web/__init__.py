@@ -43,10 +43,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     app.jinja_env.globals.update(_=translate, current_language=current_language)
     app.teardown_request(_close_session)
 
-    from web import auth, health
+    from web import auth, health, webhooks
 
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
+    app.register_blueprint(webhooks.bp)
     return app
 
 

@@ -1,0 +1,99 @@
+from dataclasses import replace
+
+import pytest
+import redis
+from flask.testing import FlaskClient
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+from twilio.request_validator import RequestValidator
+
+from core.models import (
+    Action,
+    ActionKind,
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    Meldkamer,
+    Organisation,
+    OrganisationKind,
+    Participant,
+    Urgency,
+)
+from core.settings import Settings
+from outbound.fake_twilio import AUTH_TOKEN
+from web import create_app
+from web.runtime import Runtime
+
+URL = "/webhooks/twilio/status"
+
+
+@pytest.fixture
+def client(settings: Settings, engine: Engine, sessions: sessionmaker[Session],
+           redis_client: redis.Redis) -> FlaskClient:
+    signed = replace(settings, twilio_auth_token=AUTH_TOKEN, public_url="https://bn.example")
+    return create_app(runtime=Runtime(signed, engine, sessions, redis_client)).test_client()
+
+
+@pytest.fixture
+def delivery(db: Session) -> Delivery:
+    org = Organisation(name="Politie Webhook", kind=OrganisationKind.POLICE)
+    action = Action(kind=ActionKind.SUSPECT, urgency=Urgency.URGENT, title_nl="x",
+                    center_lat=52.0, center_lon=5.0, radius_m=100, organisation=org,
+                    meldkamer=db.scalar(select(Meldkamer).where(Meldkamer.code == "MN")))
+    person = Participant(phone="+31690007777")
+    item = Delivery(action=action, participant=person, channel=Channel.SMS,
+                    status=DeliveryStatus.SENT, provider_id="SM" + "a" * 32)
+    db.add(item)
+    db.commit()
+    return item
+
+
+def _post(client: FlaskClient, params: dict[str, str], token: str = AUTH_TOKEN):
+    signature = RequestValidator(token).compute_signature("https://bn.example" + URL, params)
+    return client.post(URL, data=params, headers={"X-Twilio-Signature": signature})
+
+
+def test_a_signed_callback_moves_the_delivery_forward(client, db, delivery) -> None:
+    response = _post(client, {"MessageSid": delivery.provider_id, "MessageStatus": "delivered"})
+    assert response.status_code == 204
+    db.refresh(delivery)
+    assert delivery.status == DeliveryStatus.DELIVERED and delivery.completed_at
+
+
+def test_late_and_repeated_callbacks_never_move_it_back(client, db, delivery) -> None:
+    for status in ("delivered", "sent", "delivered", "queued", "failed"):
+        assert _post(client, {"MessageSid": delivery.provider_id,
+                              "MessageStatus": status}).status_code == 204
+    db.refresh(delivery)
+    assert delivery.status == DeliveryStatus.DELIVERED
+
+
+def test_a_failure_keeps_the_providers_code(client, db, delivery) -> None:
+    _post(client, {"MessageSid": delivery.provider_id, "MessageStatus": "undelivered",
+                   "ErrorCode": "30005"})
+    db.refresh(delivery)
+    assert delivery.status == DeliveryStatus.FAILED
+    assert delivery.provider_error == "undelivered (30005)"
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-Twilio-Signature": "forged"}])
+def test_unsigned_or_forged_callbacks_are_refused(client, db, delivery, headers) -> None:
+    response = client.post(URL, data={"MessageSid": delivery.provider_id,
+                                      "MessageStatus": "delivered"}, headers=headers)
+    assert response.status_code == 403
+    db.refresh(delivery)
+    assert delivery.status == DeliveryStatus.SENT
+
+
+def test_a_callback_signed_with_another_token_is_refused(client, delivery) -> None:
+    params = {"MessageSid": delivery.provider_id, "MessageStatus": "delivered"}
+    assert _post(client, params, token="someone-else").status_code == 403
+
+
+@pytest.mark.parametrize(("params", "status"), [
+    ({"MessageStatus": "delivered"}, 400),
+    ({"MessageSid": "SMx", "MessageStatus": "exploded"}, 400),
+    ({"MessageSid": "SM-unknown", "MessageStatus": "delivered"}, 204),
+])
+def test_malformed_callbacks_get_a_clear_answer(client, params, status) -> None:
+    assert _post(client, params).status_code == status

@@ -1,0 +1,42 @@
+"""Provider webhooks: signature first, then one small domain call. Never a 500 to a provider."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import Blueprint, Response, request
+from twilio.request_validator import RequestValidator
+
+from outbound.callbacks import UnknownStatus, apply_status
+from web import csrf, db, runtime
+
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+
+def _signed() -> bool:
+    """Twilio signs the public URL it called plus the form fields with our auth token."""
+    token = runtime().settings.twilio_auth_token
+    if not token:
+        return False
+    url = runtime().settings.public_url + request.full_path.rstrip("?")
+    signature = request.headers.get("X-Twilio-Signature", "")
+    return RequestValidator(token).validate(url, request.form.to_dict(), signature)
+
+
+@bp.post("/twilio/status")
+@csrf.exempt
+def twilio_status() -> Response:
+    """MessageStatus / CallStatus callbacks: 204 when taken, 403 forged, 400 malformed."""
+    if not _signed():
+        return Response("forbidden\n", status=403, mimetype="text/plain")
+    provider_id = request.form.get("MessageSid") or request.form.get("CallSid")
+    value = request.form.get("MessageStatus") or request.form.get("CallStatus")
+    if not provider_id or not value:
+        return Response("MessageSid/CallSid and a status are required\n", status=400,
+                        mimetype="text/plain")
+    try:
+        apply_status(db(), provider_id, value, datetime.now(UTC),
+                     error=request.form.get("ErrorCode"))
+    except UnknownStatus:
+        return Response(f"unknown status {value!r}\n", status=400, mimetype="text/plain")
+    return Response(status=204)
