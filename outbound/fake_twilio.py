@@ -18,6 +18,8 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 
 from aiohttp import ClientSession, web
@@ -50,6 +52,7 @@ class Record:
     body: str
     callback: str | None
     at: float
+    created: str = ""
 
 
 @dataclass
@@ -73,6 +76,8 @@ class FakeTwilio:
         base = "/2010-04-01/Accounts/{sid}"
         app.router.add_post(base + "/Messages.json", self.create_message)
         app.router.add_post(base + "/Calls.json", self.create_call)
+        app.router.add_get(base + "/Messages.json", self.list_messages)
+        app.router.add_get(base + "/Calls.json", self.list_calls)
         app.router.add_get("/_fake/records", self.list_records)
         app.on_cleanup.append(self._close)
         return app
@@ -109,7 +114,8 @@ class FakeTwilio:
         callback = str(form["StatusCallback"]) if "StatusCallback" in form else None
         self.records.append(Record(kind, sid, to, str(form.get("From", "")),
                                    str(form.get("Body", "")), callback,
-                                   asyncio.get_running_loop().time()))
+                                   asyncio.get_running_loop().time(),
+                                   format_datetime(datetime.now(UTC), usegmt=False)))
         if callback and self.behaviour.callbacks:
             task = asyncio.create_task(self._callbacks(kind, sid, to, callback))
             self._pending.add(task)
@@ -117,6 +123,25 @@ class FakeTwilio:
         return web.json_response({"sid": sid, "account_sid": self.account_sid, "to": to,
                                   "from": form.get("From"), "body": form.get("Body"),
                                   "status": "queued"}, status=201)
+
+    async def list_messages(self, request: web.Request) -> web.Response:
+        return self._list(request, "message", "messages")
+
+    async def list_calls(self, request: web.Request) -> web.Response:
+        return self._list(request, "call", "calls")
+
+    def _list(self, request: web.Request, kind: str, key: str) -> web.Response:
+        """Twilio's list resource, filtered by To (one page; dates are left to the client)."""
+        if not self._authorised(request):
+            return web.json_response({"code": 20003, "status": 401}, status=401)
+        to = request.query.get("To")
+        items = [{"sid": r.sid, "to": r.to, "from": r.sender, "body": r.body,
+                  "date_created": r.created, "status": "sent"}
+                 for r in self.records if r.kind == kind and (to is None or r.to == to)]
+        return web.json_response({key: items, "next_page_uri": None, "page": 0,
+                                  "page_size": len(items), "uri": request.path,
+                                  "first_page_uri": request.path, "previous_page_uri": None,
+                                  "start": 0, "end": len(items)})
 
     def _authorised(self, request: web.Request) -> bool:
         expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()

@@ -93,20 +93,31 @@ def send_batch(delivery_ids: list[int]) -> dict[str, int]:
     return {"claimed": len(work), **counts}
 
 
+def lease(runtime: OutboundRuntime, count: int) -> timedelta:
+    """How long a claim holds before reclaim may take it: the batch at the slowest rate,
+    plus two minutes for the provider's answers."""
+    rates = [r for r in (runtime.settings.sms_rate, runtime.settings.voice_rate) if r > 0]
+    return timedelta(seconds=120 + count / min(rates, default=1000.0))
+
+
 def _claim(session: Session, runtime: OutboundRuntime, ids: list[int],
            now: datetime) -> list[_Work]:
     claimed = session.execute(
         update(Delivery)
         .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.QUEUED)
-        .values(status=DeliveryStatus.SENDING, attempts=Delivery.attempts + 1, updated_at=now)
+        .values(status=DeliveryStatus.SENDING, attempts=Delivery.attempts + 1, updated_at=now,
+                next_attempt_at=now + lease(runtime, len(ids)))
         .returning(Delivery.id)).scalars().all()
-    if not claimed:
-        return []
+    return _messages(session, runtime, claimed) if claimed else []
+
+
+def _messages(session: Session, runtime: OutboundRuntime, ids: Iterable[int]) -> list[_Work]:
+    """The messages for deliveries IDS; deliveries of stopped participants are skipped."""
     rows = session.execute(
         select(Delivery, Participant.phone, Participant.email, Participant.status, Action)
         .join(Participant, Participant.id == Delivery.participant_id)
         .join(Action, Action.id == Delivery.action_id)
-        .where(Delivery.id.in_(claimed))).all()
+        .where(Delivery.id.in_(list(ids)))).all()
     work = []
     for delivery, phone, email, status, action in rows:
         if status != ParticipantStatus.VERIFIED:  # STOP is final, also for queued messages
@@ -119,6 +130,49 @@ def _claim(session: Session, runtime: OutboundRuntime, ids: list[int],
                           Message(delivery.id, delivery.channel, to or "", body,
                                   delivery.language.value, runtime.status_callback)))
     return work
+
+
+def reclaim(runtime: OutboundRuntime, now: datetime, limit: int = 5000) -> tuple[int, int]:
+    """Deliveries left in `sending` by a worker that died: ask the provider whether it took
+    each one; record those it did, queue the rest again. Returns (recorded, requeued)."""
+    with runtime.sessions() as session, session.begin():
+        stale = session.scalars(
+            select(Delivery.id).where(Delivery.status == DeliveryStatus.SENDING,
+                                      Delivery.next_attempt_at < now)
+            .order_by(Delivery.id).limit(limit).with_for_update(skip_locked=True)).all()
+        if not stale:
+            return 0, 0
+        work = _messages(session, runtime, stale)
+        since = {d.id: d.updated_at for d in session.scalars(
+            select(Delivery).where(Delivery.id.in_(stale)))}
+        found = asyncio.run(_find_all(runtime, work, since))
+        requeue = []
+        for item in work:
+            delivery = session.get(Delivery, item.delivery_id)
+            assert delivery is not None
+            if found.get(item.delivery_id):
+                delivery.status, delivery.provider_id = DeliveryStatus.SENT, found[item.delivery_id]
+                delivery.sent_at = delivery.sent_at or now
+            else:
+                delivery.status, delivery.next_attempt_at = DeliveryStatus.QUEUED, None
+                requeue.append(delivery.id)
+    _schedule_retries(runtime, requeue)
+    return len(work) - len(requeue), len(requeue)
+
+
+async def _find_all(runtime: OutboundRuntime, work: list[_Work],
+                    since: dict[int, datetime]) -> dict[int, str | None]:
+    providers = {channel: runtime.providers[channel]()
+                 for channel in {item.channel for item in work}}
+    try:
+        found = {}
+        for item in work:  # a few at most, after a crash: one lookup each is fine
+            found[item.delivery_id] = await providers[item.channel].find_sent(
+                item.message, since[item.delivery_id])
+        return found
+    finally:
+        for provider in {id(p): p for p in providers.values()}.values():
+            await provider.close()
 
 
 async def _send_all(runtime: OutboundRuntime,

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+from datetime import UTC, datetime
+
 import click
 import redis
 from rq import Queue, SimpleWorker
@@ -9,8 +13,11 @@ from rq.serializers import JSONSerializer
 
 from core.cli import Context, pass_context
 from core.errors import ConfigError
+from outbound.jobs import reclaim
 from outbound.queues import queue_names
-from outbound.runtime import build_runtime, install
+from outbound.runtime import OutboundRuntime, build_runtime, install
+
+log = logging.getLogger("burgernet.worker")
 
 
 @click.command("worker")
@@ -32,11 +39,40 @@ def worker_command(context: Context, queues: tuple[str, ...], burst: bool,
     except redis.RedisError as exc:
         raise ConfigError(f"cannot reach Redis at REDIS_URL: {exc}") from None
     context.ready_engine()
-    install(build_runtime(context.settings))
+    runtime = build_runtime(context.settings)
+    install(runtime)
+    _reclaim_once(runtime)
+    stop = threading.Event()
+    if not burst:
+        threading.Thread(target=_reclaim_forever, args=(runtime, stop), daemon=True,
+                         name="reclaim").start()
     names = list(queues) or queue_names()
     # One process keeps its database pool and throttle warm; a batch is the unit of work,
     # so forking per job (~20 ms) buys isolation we do not need.
     worker = SimpleWorker([Queue(n, connection=connection, serializer=JSONSerializer)
                            for n in names], connection=connection, name=name,
                           serializer=JSONSerializer)
-    worker.work(burst=burst, with_scheduler=True)
+    try:
+        worker.work(burst=burst, with_scheduler=True)
+    finally:
+        stop.set()
+
+
+RECLAIM_EVERY = 30.0
+
+
+def _reclaim_once(runtime: OutboundRuntime) -> None:
+    try:
+        recorded, requeued = reclaim(runtime, datetime.now(UTC))
+    except Exception:  # a failed round is retried at the next one
+        log.exception("reclaiming stale deliveries failed")
+        return
+    if recorded or requeued:
+        log.warning("reclaimed stale deliveries: %d were sent, %d queued again",
+                    recorded, requeued)
+
+
+def _reclaim_forever(runtime: OutboundRuntime, stop: threading.Event) -> None:
+    """Deliveries a dead worker left in `sending` come back once their lease has run out."""
+    while not stop.wait(RECLAIM_EVERY):
+        _reclaim_once(runtime)

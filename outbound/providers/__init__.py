@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from core.models import Channel
@@ -37,5 +38,10 @@ class Provider(Protocol):
     name: str
 
     async def send(self, message: Message) -> str: ...
+
+    async def find_sent(self, message: Message, since: datetime) -> str | None:
+        """The provider's id of MESSAGE if it already accepted it after SINCE (for reclaiming
+        deliveries whose worker died between the provider's answer and our record)."""
+        ...
 
     async def close(self) -> None: ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 from itertools import count
 from pathlib import Path
 
@@ -32,6 +33,9 @@ class ConsoleProvider:
             with self.path.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         return provider_id
+
+    async def find_sent(self, message: Message, since: datetime) -> str | None:
+        return None  # the demo provider keeps no state worth asking
 
     async def close(self) -> None:
         return None

@@ -6,6 +6,8 @@ all run through this same code.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from twilio.base import values
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
@@ -56,6 +58,24 @@ class TwilioRestProvider:
                                 str(exc.msg)[:200]) from None
         except (TimeoutError, OSError) as exc:
             raise ProviderError(True, "network", None, type(exc).__name__) from None
+
+    async def find_sent(self, message: Message, since: datetime) -> str | None:
+        """Look for a message (or call) to the same number, created since SINCE, same body."""
+        margin = since - timedelta(seconds=2)
+        try:
+            if message.channel == Channel.VOICE:
+                calls = await self.client.calls.list_async(to=message.to,
+                                                           start_time_after=margin, limit=50)
+                found = [c for c in calls if c.date_created and c.date_created >= margin]
+            else:
+                sent = await self.client.messages.list_async(to=message.to,
+                                                             date_sent_after=margin, limit=50)
+                found = [m for m in sent if m.body == message.body
+                         and m.date_created and m.date_created >= margin]
+        except TwilioRestException as exc:
+            raise ProviderError(True, f"http_{exc.status}", str(exc.code or "") or None,
+                                "lookup failed") from None
+        return str(found[0].sid) if found else None
 
     async def close(self) -> None:
         await self.http.close()

@@ -1,0 +1,119 @@
+"""Exactly once: a worker killed with SIGKILL mid-batch loses nothing and sends nothing twice.
+
+Real processes: `burgernet worker` against a real redis-server, a file database, and the
+Twilio-compatible fake over HTTP; the test kills the worker while it is sending, lets the
+lease run out, reclaims, and runs a second worker to the end.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.db import make_engine, session_factory
+from core.models import (
+    Action,
+    ActionKind,
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    Meldkamer,
+    Organisation,
+    Urgency,
+)
+from core.redis_server import EmbeddedRedis
+from core.reference import load_reference
+from core.schema import ensure_schema
+from core.seed import seed_demo
+from core.settings import DEFAULT_DATA_DIR, Settings
+from outbound.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
+from outbound.fanout import start_action
+from outbound.jobs import enqueue, reclaim
+from outbound.runtime import build_runtime
+from tests.conftest import MELDKAMER_CONFIG
+
+
+def _prepared_database(url: str) -> int:
+    engine = make_engine(url)
+    ensure_schema(engine)
+    sessions = session_factory(engine)
+    with sessions() as session, session.begin():
+        load_reference(session, DEFAULT_DATA_DIR, MELDKAMER_CONFIG)
+    seed_demo(sessions, size=4000, seed=9)
+    with sessions() as session, session.begin():
+        action = Action(kind=ActionKind.SUSPECT, urgency=Urgency.URGENT, title_nl="Verdachte",
+                        description_nl="Blauwe jas.", center_lat=52.0907, center_lon=5.1214,
+                        radius_m=6000,
+                        meldkamer=session.scalar(select(Meldkamer).where(Meldkamer.code == "MN")),
+                        organisation=session.scalar(select(Organisation).limit(1)))
+        session.add(action)
+        session.flush()
+        action_id = action.id
+    engine.dispose()
+    return action_id
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
+        tmp_path: Path, new_database_url: Callable[[], str],
+        redis_server: EmbeddedRedis) -> None:
+    url = new_database_url()
+    action_id = _prepared_database(url)
+    with FakeTwilioServer() as fake:
+        env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_server.url,
+               "BURGERNET_HOME": str(tmp_path), "MELDKAMER_CONFIG": str(MELDKAMER_CONFIG),
+               "SMS_PROVIDER": "twilio", "VOICE_PROVIDER": "twilio",
+               "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+               "TWILIO_FROM": "+31690000999", "TWILIO_BASE_URL": fake.url,
+               "SMS_RATE": "25", "VOICE_RATE": "25", "PUBLIC_URL": "http://127.0.0.1:9"}
+        settings = Settings.from_env(env)
+        runtime = build_runtime(settings)
+        runtime.redis.flushdb()
+        with runtime.sessions() as session, session.begin():
+            started = start_action(session, action_id, now=datetime.now(UTC))
+        enqueue(runtime.redis, started.batches)
+        expected = started.deliveries
+        assert expected > 60
+
+        first = subprocess.Popen([sys.executable, "-m", "core.cli", "worker", "--burst"],
+                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while len(fake.fake.records) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        first.kill()  # SIGKILL: no cleanup, no chance to record what it sent
+        first.wait()
+        before = len(fake.fake.records)
+        assert 0 < before < expected
+
+        with runtime.sessions() as session:
+            stuck = session.scalars(select(Delivery).where(
+                Delivery.status == DeliveryStatus.SENDING)).all()
+        assert stuck, "the kill should leave deliveries in flight"
+        later = datetime.now(UTC) + timedelta(hours=1)  # the lease has run out
+        recorded, requeued = reclaim(replace(runtime), later)
+        assert recorded + requeued == len(stuck)
+        assert recorded > 0 and requeued > 0  # both paths: found at the provider, and not
+
+        second = subprocess.run([sys.executable, "-m", "core.cli", "worker", "--burst"],
+                                env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 0, second.stderr[-2000:]
+        time.sleep(0.2)
+        records = list(fake.fake.records)
+
+    with Session(make_engine(url)) as session:
+        deliveries = session.scalars(select(Delivery).where(
+            Delivery.action_id == action_id)).all()
+    assert Counter(d.status for d in deliveries) == {DeliveryStatus.SENT: expected}
+    telephony = [d for d in deliveries if d.channel in {Channel.SMS, Channel.VOICE}]
+    assert len(records) == len(telephony), "every SMS and call reached the provider once"
+    assert {d.provider_id for d in telephony} == {r.sid for r in records}
+    assert max(Counter((r.kind, r.to) for r in records).values()) == 1
