@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.models import Delivery, DeliveryStatus
+from outbound.retry import fail
 
 #: How far along each state is; a callback may only move a delivery to a higher rank.
 RANK = {DeliveryStatus.QUEUED: 0, DeliveryStatus.SENDING: 1, DeliveryStatus.SENT: 2,
@@ -35,22 +36,37 @@ class UnknownStatus(ValueError):
     """A status value this provider does not document."""
 
 
+#: Call outcomes worth another try: the person may answer next time.
+TRANSIENT = {"busy", "no-answer"}
+
+
 def apply_status(session: Session, provider_id: str, value: str, now: datetime,
-                 error: str | None = None) -> bool:
-    """Record a provider's status for the delivery it names; True when anything changed."""
+                 error: str | None = None) -> list[int]:
+    """Record a provider's status for the delivery it names.
+
+    Returns the ids of deliveries to queue again: a retry of a busy or unanswered call, or
+    the SMS that replaces a call that never got through.
+    """
     if value not in TWILIO:
         raise UnknownStatus(value)
     target = TWILIO[value]
     if target is None:
-        return False
+        return []
     lower = [s for s, rank in RANK.items() if rank < RANK[target]]
+    if target == DeliveryStatus.FAILED:
+        delivery = session.scalar(select(Delivery).where(Delivery.provider_id == provider_id,
+                                                         Delivery.status.in_(lower))
+                                  .with_for_update())
+        if delivery is None:
+            return []
+        reason = f"{value}{f' ({error})' if error else ''}"
+        again = fail(session, delivery, reason, value in TRANSIENT, now)
+        session.flush()
+        return [again.id] if again is not None else []
     values: dict[str, object] = {"status": target, "updated_at": now}
     if target in FINAL:
         values["completed_at"] = now
-    if target == DeliveryStatus.FAILED:
-        values["provider_error"] = f"{value}{f' ({error})' if error else ''}"[:255]
-    result = session.execute(update(Delivery)
-                             .where(Delivery.provider_id == provider_id,
-                                    Delivery.status.in_(lower))
-                             .values(**values))
-    return bool(result.rowcount)
+    session.execute(update(Delivery)
+                    .where(Delivery.provider_id == provider_id, Delivery.status.in_(lower))
+                    .values(**values))
+    return []

@@ -9,7 +9,6 @@ every outcome in one transaction.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -34,12 +33,11 @@ from core.models import (
 )
 from outbound.fanout import Batch, priority_of
 from outbound.providers import Message, ProviderError
+from outbound.retry import fail
 from outbound.runtime import OutboundRuntime, current
 from outbound.templates import alert_text
 
 MAX_IN_FLIGHT = 200
-#: Attempts per channel before a delivery fails for good.
-MAX_ATTEMPTS = {Channel.SMS: 4, Channel.VOICE: 3, Channel.EMAIL: 3, Channel.PUSH: 3}
 JOB = "outbound.jobs.send_batch"
 
 
@@ -132,16 +130,29 @@ def _messages(session: Session, runtime: OutboundRuntime, ids: Iterable[int]) ->
     return work
 
 
+ORPHANED_AFTER = timedelta(minutes=5)
+
+
 def reclaim(runtime: OutboundRuntime, now: datetime, limit: int = 5000) -> tuple[int, int]:
     """Deliveries left in `sending` by a worker that died: ask the provider whether it took
-    each one; record those it did, queue the rest again. Returns (recorded, requeued)."""
+    each one; record those it did, queue the rest again. Deliveries `queued` for long with
+    no job in sight (a crash between commit and enqueue) are enqueued again too; a duplicate
+    job is harmless, since claiming is atomic. Returns (recorded, requeued)."""
+    with runtime.sessions() as session:
+        orphans = session.scalars(
+            select(Delivery.id).where(Delivery.status == DeliveryStatus.QUEUED,
+                                      Delivery.updated_at < now - ORPHANED_AFTER,
+                                      (Delivery.next_attempt_at.is_(None))
+                                      | (Delivery.next_attempt_at < now - ORPHANED_AFTER))
+            .limit(limit)).all()
+        schedule(runtime.redis, session, list(orphans))
     with runtime.sessions() as session, session.begin():
         stale = session.scalars(
             select(Delivery.id).where(Delivery.status == DeliveryStatus.SENDING,
                                       Delivery.next_attempt_at < now)
             .order_by(Delivery.id).limit(limit).with_for_update(skip_locked=True)).all()
         if not stale:
-            return 0, 0
+            return 0, len(orphans)
         work = _messages(session, runtime, stale)
         since = {d.id: d.updated_at for d in session.scalars(
             select(Delivery).where(Delivery.id.in_(stale)))}
@@ -157,7 +168,7 @@ def reclaim(runtime: OutboundRuntime, now: datetime, limit: int = 5000) -> tuple
                 delivery.status, delivery.next_attempt_at = DeliveryStatus.QUEUED, None
                 requeue.append(delivery.id)
     _schedule_retries(runtime, requeue)
-    return len(work) - len(requeue), len(requeue)
+    return len(work) - len(requeue), len(requeue) + len(orphans)
 
 
 async def _find_all(runtime: OutboundRuntime, work: list[_Work],
@@ -222,30 +233,28 @@ def _record(session: Session, outcomes: list[tuple[_Work, str | ProviderError]],
                 DeliveryStatus.SENT, result, now)
             delivery.provider = item.message.channel.value
             delivery.provider_error = None
-        elif result.retryable and delivery.attempts < MAX_ATTEMPTS[item.channel]:
-            delivery.status = DeliveryStatus.QUEUED
-            delivery.provider_error = str(result)[:255]
-            delivery.next_attempt_at = now + backoff(delivery.attempts)
-            retry.append(delivery.id)
         else:
-            delivery.status, delivery.completed_at = DeliveryStatus.FAILED, now
-            delivery.provider_error = str(result)[:255]
+            again = fail(session, delivery, str(result), result.retryable, now)
+            if again is not None:
+                session.flush()
+                retry.append(again.id)
     return retry
 
 
-def backoff(attempt: int) -> timedelta:
-    """Exponential backoff with full jitter: up to 5 s, 10 s, 20 s ... capped at 5 minutes."""
-    return timedelta(seconds=random.uniform(0, min(300.0, 5.0 * 2 ** (attempt - 1))))
-
-
 def _schedule_retries(runtime: OutboundRuntime, delivery_ids: list[int]) -> None:
-    """Each retry goes back on its own queue after its backoff (RQ's scheduler holds it)."""
     with runtime.sessions() as session:
-        rows = session.execute(select(Delivery, Action)
-                               .join(Action, Action.id == Delivery.action_id)
-                               .where(Delivery.id.in_(delivery_ids))).all()
-        now = datetime.now(UTC)
-        for delivery, action in rows:
-            queue = f"{delivery.channel.value}-{priority_of(action, delivery.purpose)}"
-            delay = max(0.0, ((delivery.next_attempt_at or now) - now).total_seconds())
-            enqueue(runtime.redis, [Batch(queue, (delivery.id,))], delay=delay)
+        schedule(runtime.redis, session, delivery_ids)
+
+
+def schedule(connection: redis.Redis, session: Session, delivery_ids: list[int]) -> None:
+    """Each queued delivery back on its own queue after its backoff (RQ's scheduler holds it)."""
+    if not delivery_ids:
+        return
+    rows = session.execute(select(Delivery, Action)
+                           .join(Action, Action.id == Delivery.action_id)
+                           .where(Delivery.id.in_(delivery_ids))).all()
+    now = datetime.now(UTC)
+    for delivery, action in rows:
+        queue = f"{delivery.channel.value}-{priority_of(action, delivery.purpose)}"
+        delay = max(0.0, ((delivery.next_attempt_at or now) - now).total_seconds())
+        enqueue(connection, [Batch(queue, (delivery.id,))], delay=delay)

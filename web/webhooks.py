@@ -8,6 +8,7 @@ from flask import Blueprint, Response, request
 from twilio.request_validator import RequestValidator
 
 from outbound.callbacks import UnknownStatus, apply_status
+from outbound.jobs import schedule
 from web import csrf, db, runtime
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
@@ -35,8 +36,13 @@ def twilio_status() -> Response:
         return Response("MessageSid/CallSid and a status are required\n", status=400,
                         mimetype="text/plain")
     try:
-        apply_status(db(), provider_id, value, datetime.now(UTC),
-                     error=request.form.get("ErrorCode"))
+        again = apply_status(db(), provider_id, value, datetime.now(UTC),
+                             error=request.form.get("ErrorCode"))
     except UnknownStatus:
         return Response(f"unknown status {value!r}\n", status=400, mimetype="text/plain")
+    if again:
+        db().commit()  # the worker must find the rows before the job
+        if runtime().redis is not None:
+            schedule(runtime().redis, db(), again)
+        # without Redis here, the worker's sweep queues them
     return Response(status=204)
