@@ -41,14 +41,14 @@ CHANNELS_BY_URGENCY: dict[Urgency, tuple[Channel, ...]] = {
 
 #: The rule as participants read it in their preferences.
 QUIET_HOURS_RULE = {
-    "nl": ("Tijdens uw stille uren ontvangt u geen gewone berichten (buurtonderzoek, "
-           "preventieve berichten en uitslagen van acties); die wachten niet, ze vervallen "
-           "voor dat kanaal. Dringende zoekacties en AMBER Alerts komen altijd door, ook "
-           "'s nachts: dan telt elke minuut."),
-    "en": ("During your quiet hours you receive no ordinary messages (neighbourhood "
-           "inquiries, preventive messages and results of actions) on that channel. Urgent "
-           "search actions and AMBER Alerts always come through, also at night: then every "
-           "minute counts."),
+    "nl": ("Tijdens uw stille uren sturen wij op dat kanaal geen gewone berichten: geen "
+           "buurtonderzoeken of preventieve berichten, en de uitslag van een actie pas als uw "
+           "stille uren voorbij zijn. Dringende zoekacties en AMBER Alerts komen altijd door, "
+           "ook 's nachts: dan telt elke minuut."),
+    "en": ("During your quiet hours we send no ordinary messages on that channel: no "
+           "neighbourhood inquiries or preventive messages, and the result of an action only "
+           "once your quiet hours are over. Urgent search actions and AMBER Alerts always come "
+           "through, also at night: then every minute counts."),
 }
 
 

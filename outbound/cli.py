@@ -14,10 +14,11 @@ from core.cli import Context, pass_context
 from core.db import transaction
 from core.errors import ConfigError
 from core.geo import parse_area
-from core.models import Action, ActionKind, Meldkamer, Organisation, Urgency
+from core.models import Action, ActionKind, Meldkamer, Organisation, Outcome, Urgency
 from core.targeting import preview
 from outbound.fanout import ActionError, area_of, start_action
-from outbound.jobs import enqueue
+from outbound.feedback import end_action
+from outbound.jobs import enqueue, schedule
 from outbound.progress import progress
 
 
@@ -132,3 +133,24 @@ def _action(session, action_id: int) -> Action:  # type: ignore[no-untyped-def]
     if action is None:
         raise ActionError(f"no action {action_id}")
     return action
+
+
+@action_command.command("end")
+@click.argument("action_id", type=int)
+@click.option("--outcome", type=click.Choice([o.value for o in Outcome]), required=True)
+@click.option("--text", default=None, help="a sentence for everyone the action reached")
+@pass_context
+def end_command(context: Context, action_id: int, outcome: str, text: str | None) -> None:
+    """End an active action; everyone it reached gets the result (voice: by SMS)."""
+    url = context.settings.redis_url
+    if not url:
+        raise ConfigError("REDIS_URL is not set: the result messages are queued in Redis")
+    context.ready_engine()
+    with transaction(context.sessions) as session:
+        ending = end_action(session, action_id, Outcome(outcome), text, now=datetime.now(UTC))
+    connection = redis.Redis.from_url(url)
+    enqueue(connection, ending.batches)
+    with context.sessions() as session:
+        schedule(connection, session, ending.held)
+    click.echo(f"action {action_id} ended ({outcome}): {ending.results} result messages, "
+               f"{len(ending.held)} held until quiet hours end")

@@ -124,14 +124,15 @@ def write_outbox(session: Session, action: Action, area: Area, purpose: Delivery
 
 def queued_batches(session: Session, action: Action, purpose: DeliveryPurpose,
                    size: int = BATCH_SIZE) -> Iterator[Batch]:
-    """The action's queued deliveries of one purpose, by channel, cut into batches."""
+    """The action's deliveries of one purpose that may go now, by channel, in batches."""
     priority = priority_of(action, purpose)
     for channel in Channel:
         ids = session.scalars(
             select(Delivery.id).where(Delivery.action_id == action.id,
                                       Delivery.purpose == purpose,
                                       Delivery.channel == channel,
-                                      Delivery.status == DeliveryStatus.QUEUED)
+                                      Delivery.status == DeliveryStatus.QUEUED,
+                                      Delivery.next_attempt_at.is_(None))
             .order_by(Delivery.id)).all()
         for start in range(0, len(ids), size):
             yield Batch(f"{channel.value}-{priority}", tuple(ids[start:start + size]))

@@ -35,9 +35,11 @@ from outbound.fanout import Batch, priority_of
 from outbound.providers import Message, ProviderError
 from outbound.retry import fail
 from outbound.runtime import OutboundRuntime, current
-from outbound.templates import alert_text
+from outbound.templates import message_text
 
 MAX_IN_FLIGHT = 200
+#: A scheduled job may fire a moment early, or on a host whose clock runs ahead.
+EARLY = timedelta(seconds=2)
 JOB = "outbound.jobs.send_batch"
 
 
@@ -102,7 +104,9 @@ def _claim(session: Session, runtime: OutboundRuntime, ids: list[int],
            now: datetime) -> list[_Work]:
     claimed = session.execute(
         update(Delivery)
-        .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.QUEUED)
+        .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.QUEUED,
+               # not before its time: a retry's backoff, or the end of quiet hours
+               Delivery.next_attempt_at.is_(None) | (Delivery.next_attempt_at <= now + EARLY))
         .values(status=DeliveryStatus.SENDING, attempts=Delivery.attempts + 1, updated_at=now,
                 next_attempt_at=now + lease(runtime, len(ids)))
         .returning(Delivery.id)).scalars().all()
@@ -123,7 +127,8 @@ def _messages(session: Session, runtime: OutboundRuntime, ids: Iterable[int]) ->
             delivery.provider_error = f"participant {status.value}"
             continue
         to = email if delivery.channel == Channel.EMAIL else phone
-        body = alert_text(action, Language(delivery.language), runtime.settings.free_number)
+        body = message_text(action, delivery.purpose.value, Language(delivery.language),
+                            runtime.settings.free_number)
         work.append(_Work(delivery.id, delivery.channel,
                           Message(delivery.id, delivery.channel, to or "", body,
                                   delivery.language.value, runtime.status_callback)))
@@ -133,11 +138,21 @@ def _messages(session: Session, runtime: OutboundRuntime, ids: Iterable[int]) ->
 ORPHANED_AFTER = timedelta(minutes=5)
 
 
-def reclaim(runtime: OutboundRuntime, now: datetime, limit: int = 5000) -> tuple[int, int]:
+@dataclass(frozen=True)
+class Reclaimed:
+    """What a reclaim round did: in-flight deliveries the provider had taken (recorded) or
+    not (requeued), and queued deliveries enqueued again (orphans)."""
+
+    recorded: int = 0
+    requeued: int = 0
+    orphans: int = 0
+
+
+def reclaim(runtime: OutboundRuntime, now: datetime, limit: int = 5000) -> Reclaimed:
     """Deliveries left in `sending` by a worker that died: ask the provider whether it took
     each one; record those it did, queue the rest again. Deliveries `queued` for long with
     no job in sight (a crash between commit and enqueue) are enqueued again too; a duplicate
-    job is harmless, since claiming is atomic. Returns (recorded, requeued)."""
+    job is harmless, since claiming is atomic."""
     with runtime.sessions() as session:
         orphans = session.scalars(
             select(Delivery.id).where(Delivery.status == DeliveryStatus.QUEUED,
@@ -152,7 +167,7 @@ def reclaim(runtime: OutboundRuntime, now: datetime, limit: int = 5000) -> tuple
                                       Delivery.next_attempt_at < now)
             .order_by(Delivery.id).limit(limit).with_for_update(skip_locked=True)).all()
         if not stale:
-            return 0, len(orphans)
+            return Reclaimed(orphans=len(orphans))
         work = _messages(session, runtime, stale)
         since = {d.id: d.updated_at for d in session.scalars(
             select(Delivery).where(Delivery.id.in_(stale)))}
@@ -168,7 +183,7 @@ def reclaim(runtime: OutboundRuntime, now: datetime, limit: int = 5000) -> tuple
                 delivery.status, delivery.next_attempt_at = DeliveryStatus.QUEUED, None
                 requeue.append(delivery.id)
     _schedule_retries(runtime, requeue)
-    return len(work) - len(requeue), len(requeue) + len(orphans)
+    return Reclaimed(len(work) - len(requeue), len(requeue), len(orphans))
 
 
 async def _find_all(runtime: OutboundRuntime, work: list[_Work],

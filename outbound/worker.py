@@ -63,13 +63,13 @@ RECLAIM_EVERY = 30.0
 
 def _reclaim_once(runtime: OutboundRuntime) -> None:
     try:
-        recorded, requeued = reclaim(runtime, datetime.now(UTC))
+        done = reclaim(runtime, datetime.now(UTC))
     except Exception:  # a failed round is retried at the next one
         log.exception("reclaiming stale deliveries failed")
         return
-    if recorded or requeued:
-        log.warning("reclaimed stale deliveries: %d were sent, %d queued again",
-                    recorded, requeued)
+    if done.recorded or done.requeued or done.orphans:
+        log.warning("reclaimed: %d in-flight deliveries had been sent, %d queued again; "
+                    "%d orphaned ones enqueued", done.recorded, done.requeued, done.orphans)
 
 
 def _reclaim_forever(runtime: OutboundRuntime, stop: threading.Event) -> None:

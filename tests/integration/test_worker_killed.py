@@ -11,7 +11,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -99,9 +98,9 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
                 Delivery.status == DeliveryStatus.SENDING)).all()
         assert stuck, "the kill should leave deliveries in flight"
         later = datetime.now(UTC) + timedelta(hours=1)  # the lease has run out
-        recorded, requeued = reclaim(replace(runtime), later)
-        assert recorded + requeued == len(stuck)
-        assert recorded > 0 and requeued > 0  # both paths: found at the provider, and not
+        done = reclaim(runtime, later)
+        assert done.recorded + done.requeued == len(stuck)
+        assert done.recorded > 0 and done.requeued > 0  # found at the provider, and not
 
         second = subprocess.run([sys.executable, "-m", "core.cli", "worker", "--burst"],
                                 env=env, capture_output=True, text=True, timeout=120)

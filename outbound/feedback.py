@@ -1,0 +1,104 @@
+"""Ending an action: everyone it reached hears how it ended, also when nothing was found.
+
+The result goes through the same outbox and queues as the alert: by SMS to those the alert
+reached by voice (a result is not worth a call), on the same channel otherwise. It is not
+urgent, so it waits for the end of a participant's quiet hours on that channel.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.db import bulk_insert
+from core.models import (
+    Action,
+    ActionStatus,
+    Channel,
+    Delivery,
+    DeliveryPurpose,
+    DeliveryStatus,
+    Outcome,
+    Participant,
+    ParticipantStatus,
+    User,
+)
+from core.targeting import LOCAL_TIME, in_window
+from outbound.fanout import ActionError, Batch, queued_batches
+
+REACHED = {DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.ANSWERED}
+RESULT_CHANNEL = {Channel.VOICE: Channel.SMS}
+COLUMNS = ("action_id", "participant_id", "channel", "purpose", "language", "status",
+           "attempts", "created_at", "updated_at", "next_attempt_at")
+
+
+@dataclass
+class Ending:
+    """What ending wrote: batches to enqueue now, and deliveries held by quiet hours."""
+
+    results: int
+    batches: list[Batch]
+    held: list[int]
+
+
+def end_action(session: Session, action_id: int, outcome: Outcome, text: str | None, *,
+               now: datetime, user: User | None = None) -> Ending:
+    """End an active action with OUTCOME and write its result messages; after commit, enqueue
+    the batches and schedule the held ones. Ending twice is refused: one result each."""
+    action = session.get(Action, action_id, with_for_update=True)
+    if action is None:
+        raise ActionError(f"no action {action_id}")
+    ended = session.execute(update(Action)
+                            .where(Action.id == action_id, Action.status == ActionStatus.ACTIVE)
+                            .values(status=ActionStatus.ENDED, ended_at=now,
+                                    outcome=Outcome(outcome), outcome_text=text or None))
+    if ended.rowcount != 1:
+        raise ActionError(f"action {action_id} is {action.status.value}, not active")
+    session.refresh(action)
+    rows = _result_rows(session, action, now)
+    bulk_insert(session.connection(), Delivery.__table__, COLUMNS, rows)
+    audit.record(session, "end", "action", action.id, user=user, actor=None if user else "cli",
+                 outcome=action.outcome.value if action.outcome else None, results=len(rows))
+    held = session.scalars(select(Delivery.id).where(
+        Delivery.action_id == action.id, Delivery.purpose == DeliveryPurpose.RESULT,
+        Delivery.next_attempt_at.is_not(None))).all()
+    return Ending(len(rows), list(queued_batches(session, action, DeliveryPurpose.RESULT)),
+                  list(held))
+
+
+def _result_rows(session: Session, action: Action, now: datetime) -> list[tuple[object, ...]]:
+    reached = session.execute(
+        select(Delivery.participant_id, Delivery.channel, Delivery.language,
+               Participant.quiet_hours)
+        .join(Participant, Participant.id == Delivery.participant_id)
+        .where(Delivery.action_id == action.id, Delivery.purpose == DeliveryPurpose.ALERT,
+               Delivery.status.in_(REACHED), Participant.status == ParticipantStatus.VERIFIED)
+    ).all()
+    rows: dict[tuple[int, Channel], tuple[object, ...]] = {}
+    for pid, channel, language, quiet in reached:
+        target = RESULT_CHANNEL.get(channel, channel)
+        if (pid, target) not in rows:
+            hours = json.loads(quiet) if isinstance(quiet, str) else (quiet or {})
+            rows[(pid, target)] = (action.id, pid, target.value, DeliveryPurpose.RESULT.value,
+                                   language.value, DeliveryStatus.QUEUED.value, 0, now, now,
+                                   quiet_until(hours.get(target.value), now))
+    return list(rows.values())
+
+
+def quiet_until(window: list[str] | None, now: datetime) -> datetime | None:
+    """When a message held by quiet hours may go: the end of the window, or None right now."""
+    if not window:
+        return None
+    local = now.astimezone(LOCAL_TIME)
+    if not in_window(window, local.time()):
+        return None
+    hours, minutes = (int(part) for part in window[1].split(":"))
+    end = local.replace(hour=hours, minute=minutes, second=0, microsecond=0)
+    if end <= local:
+        end += timedelta(days=1)
+    return end

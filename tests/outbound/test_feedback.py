@@ -1,0 +1,119 @@
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.models import (
+    ActionStatus,
+    Channel,
+    Delivery,
+    DeliveryPurpose,
+    DeliveryStatus,
+    Language,
+    Outcome,
+    Participant,
+    ParticipantStatus,
+)
+from outbound.fanout import ActionError, start_action
+from outbound.feedback import end_action, quiet_until
+from outbound.jobs import enqueue
+from outbound.templates import result_text
+from tests.outbound.conftest import NOW
+
+
+@pytest.fixture
+def alerted(db: Session, population, make_action, runtime, work):
+    """An action whose alert went out through the fake provider."""
+    action = make_action()
+    result = start_action(db, action.id, now=NOW)
+    db.commit()
+    enqueue(runtime.redis, result.batches)
+    work()
+    return action
+
+
+def _results(db: Session, action) -> list[Delivery]:
+    return db.scalars(select(Delivery).where(Delivery.action_id == action.id,
+                                             Delivery.purpose == DeliveryPurpose.RESULT)).all()
+
+
+def test_everyone_reached_gets_the_result_and_voice_becomes_sms(db: Session, alerted) -> None:
+    alerts = db.scalars(select(Delivery).where(Delivery.action_id == alerted.id)).all()
+    ending = end_action(db, alerted.id, Outcome.NOT_FOUND, "Bedankt voor het uitkijken.",
+                        now=NOW)
+    db.commit()
+    results = _results(db, alerted)
+    assert Channel.VOICE not in {r.channel for r in results}
+    reached = {(d.participant_id, Channel.SMS if d.channel == Channel.VOICE else d.channel)
+               for d in alerts}
+    assert {(r.participant_id, r.channel) for r in results} == reached
+    assert ending.results == len(results)
+    assert db.get(type(alerted), alerted.id).status == ActionStatus.ENDED
+
+
+def test_the_result_goes_out_through_the_same_machinery(db: Session, alerted, runtime, work,
+                                                        fake_twilio) -> None:
+    before = len(fake_twilio.fake.records)
+    ending = end_action(db, alerted.id, Outcome.ARRESTED, None, now=NOW)
+    db.commit()
+    enqueue(runtime.redis, ending.batches)
+    work()
+    sms = [r for r in fake_twilio.fake.records[before:] if r.kind == "message"]
+    assert sms and all("aangehouden" in r.body or "arrested" in r.body for r in sms)
+    assert {d.status for d in _results(db, alerted)} == {DeliveryStatus.SENT}
+
+
+def test_those_not_reached_or_stopped_get_no_result(db: Session, alerted) -> None:
+    failed, stopped = db.scalars(select(Delivery).where(
+        Delivery.action_id == alerted.id, Delivery.channel == Channel.SMS).limit(2)).all()
+    failed.status = DeliveryStatus.FAILED
+    db.execute(Delivery.__table__.delete().where(
+        Delivery.participant_id == failed.participant_id, Delivery.id != failed.id))
+    db.get(Participant, stopped.participant_id).status = ParticipantStatus.STOPPED
+    db.commit()
+    end_action(db, alerted.id, Outcome.FOUND, None, now=NOW)
+    who = {r.participant_id for r in _results(db, alerted)}
+    assert failed.participant_id not in who and stopped.participant_id not in who
+
+
+def test_an_action_ends_once(db: Session, alerted) -> None:
+    end_action(db, alerted.id, Outcome.FOUND, None, now=NOW)
+    db.commit()
+    with pytest.raises(ActionError, match="not active"):
+        end_action(db, alerted.id, Outcome.FOUND, None, now=NOW)
+
+
+def test_a_result_waits_for_the_end_of_quiet_hours() -> None:
+    night = datetime(2026, 11, 24, 2, 0, tzinfo=ZoneInfo("Europe/Amsterdam"))
+    held = quiet_until(["23:00", "07:00"], night.astimezone(UTC))
+    assert held == datetime(2026, 11, 24, 7, 0, tzinfo=ZoneInfo("Europe/Amsterdam"))
+    assert quiet_until(["23:00", "07:00"], night + timedelta(hours=6)) is None
+    assert quiet_until(None, night) is None
+
+
+def test_results_read_in_both_languages(db: Session, alerted) -> None:
+    alerted.outcome = Outcome.NOT_FOUND
+    assert "helaas niet gevonden" in result_text(alerted, Language.NL)
+    assert "has ended: not found, unfortunately" in result_text(alerted, Language.EN)
+
+
+def test_held_results_are_not_sent_before_their_time(db: Session, alerted, runtime,
+                                                     work) -> None:
+    sms = db.scalars(select(Delivery.participant_id).where(
+        Delivery.action_id == alerted.id, Delivery.channel == Channel.SMS)).all()
+    local = datetime.now(ZoneInfo("Europe/Amsterdam"))
+    window = [(local - timedelta(hours=1)).strftime("%H:%M"),
+              (local + timedelta(hours=2)).strftime("%H:%M")]
+    for pid in sms:
+        db.get(Participant, pid).quiet_hours = {"sms": window}
+    db.commit()
+    ending = end_action(db, alerted.id, Outcome.FOUND, None, now=datetime.now(UTC))
+    db.commit()
+    assert len(ending.held) == len(set(sms))
+    enqueue(runtime.redis, ending.batches)
+    work()
+    statuses = Counter(db.get(Delivery, i).status for i in ending.held)
+    assert statuses == {DeliveryStatus.QUEUED: len(ending.held)}
