@@ -14,12 +14,22 @@ from core.cli import Context, pass_context
 from core.db import transaction
 from core.errors import ConfigError
 from core.geo import parse_area
-from core.models import Action, ActionKind, Meldkamer, Organisation, Outcome, Urgency
+from core.models import (
+    Action,
+    ActionKind,
+    Language,
+    Meldkamer,
+    Organisation,
+    Outcome,
+    Urgency,
+)
 from core.targeting import preview
 from outbound.fanout import ActionError, area_of, start_action
 from outbound.feedback import end_action
 from outbound.jobs import enqueue, schedule
 from outbound.progress import progress
+from outbound.sms import sms_size
+from outbound.templates import alert_text
 
 
 @click.group("action")
@@ -90,6 +100,10 @@ def preview_command(context: Context, action_id: int) -> None:
         click.echo(f"  {channel.value:6} {number}")
     for name, number in result.by_municipality.most_common(10):
         click.echo(f"  {name:28} {number}")
+    for language in Language:
+        size = sms_size(alert_text(action, language, context.settings.free_number))
+        click.echo(f"SMS text ({language.value}): {size.segments} part(s), "
+                   f"{size.units} {size.encoding} characters")
 
 
 @action_command.command("start")
