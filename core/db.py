@@ -71,7 +71,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN")
+    # A deferred transaction that reads, then writes, fails at once with "database is locked"
+    # when another writer committed in between (WAL snapshot); writers ask for the lock first.
+    immediate = connection.get_execution_options().get("sqlite_immediate")
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def check_connection(engine: Engine) -> None:
@@ -84,9 +87,11 @@ def check_connection(engine: Engine) -> None:
         raise DatabaseError(f"cannot connect to {redact(str(engine.url))}: {reason}") from None
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions bound to ENGINE; callers own commit and rollback."""
-    return sessionmaker(engine, expire_on_commit=False)
+def session_factory(engine: Engine, *, writer: bool = False) -> sessionmaker[Session]:
+    """Sessions bound to ENGINE; callers own commit and rollback. WRITER sessions take
+    SQLite's write lock when they begin, so concurrent writers wait instead of failing."""
+    bind = engine.execution_options(sqlite_immediate=True) if writer else engine
+    return sessionmaker(bind, expire_on_commit=False)
 
 
 @contextmanager

@@ -230,9 +230,11 @@ def main() -> None:
     parser.add_argument("--throttle-rate", type=float, default=0.0)
     parser.add_argument("--busy-rate", type=float, default=0.0)
     parser.add_argument("--no-answer-rate", type=float, default=0.0)
+    parser.add_argument("--no-callbacks", action="store_true", help="send no status callbacks")
     args = parser.parse_args()
     fake = FakeTwilio(Behaviour(args.latency_ms, args.error_rate, args.throttle_rate,
-                                args.busy_rate, args.no_answer_rate))
+                                args.busy_rate, args.no_answer_rate,
+                                callbacks=not args.no_callbacks))
     web.run_app(fake.app(), host="127.0.0.1", port=args.port, access_log=None)
 
 

@@ -46,7 +46,8 @@ class OutboundRuntime:
 def build_runtime(settings: Settings) -> OutboundRuntime:
     """Every client, from settings (called once per worker process)."""
     connection = redis.Redis.from_url(settings.redis_url or "redis://127.0.0.1:6379/0")
-    runtime = OutboundRuntime(settings, session_factory(make_engine(settings.database_url)),
+    runtime = OutboundRuntime(settings, session_factory(make_engine(settings.database_url),
+                                                        writer=True),
                               connection, Throttle(connection))
     console = ConsoleProvider(settings.var_dir / "console-outbox.jsonl")
 

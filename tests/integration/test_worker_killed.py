@@ -11,6 +11,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -115,4 +116,37 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
     telephony = [d for d in deliveries if d.channel in {Channel.SMS, Channel.VOICE}]
     assert len(records) == len(telephony), "every SMS and call reached the provider once"
     assert {d.provider_id for d in telephony} == {r.sid for r in records}
+    assert max(Counter((r.kind, r.to) for r in records).values()) == 1
+
+
+@pytest.mark.slow
+def test_parallel_workers_share_the_outbox_without_conflicts(
+        tmp_path: Path, new_database_url: Callable[[], str],
+        redis_server: EmbeddedRedis) -> None:
+    url = new_database_url()
+    action_id = _prepared_database(url)
+    with FakeTwilioServer() as fake:
+        env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_server.url,
+               "BURGERNET_HOME": str(tmp_path), "MELDKAMER_CONFIG": str(MELDKAMER_CONFIG),
+               "SMS_PROVIDER": "twilio", "VOICE_PROVIDER": "twilio",
+               "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+               "TWILIO_FROM": "+31690000999", "TWILIO_BASE_URL": fake.url,
+               "SMS_RATE": "0", "VOICE_RATE": "0", "PUBLIC_URL": "http://127.0.0.1:9"}
+        runtime = build_runtime(Settings.from_env(env))
+        runtime.redis.flushdb()
+        with runtime.sessions() as session, session.begin():
+            started = start_action(session, action_id, now=datetime.now(UTC))
+        small = [replace(b, delivery_ids=ids) for b in started.batches
+                 for ids in (b.delivery_ids[i:i + 10] for i in range(0, len(b.delivery_ids), 10))]
+        enqueue(runtime.redis, small)
+        workers = [subprocess.Popen([sys.executable, "-m", "core.cli", "worker", "--burst"],
+                                    env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, text=True) for _ in range(3)]
+        errors = [worker.communicate(timeout=120)[1] for worker in workers]
+        records = list(fake.fake.records)
+    assert not [e for e in errors if "locked" in e or "Traceback" in e]
+    with Session(make_engine(url)) as session:
+        statuses = Counter(session.scalars(select(Delivery.status).where(
+            Delivery.action_id == action_id)))
+    assert statuses == {DeliveryStatus.SENT: started.deliveries}
     assert max(Counter((r.kind, r.to) for r in records).values()) == 1

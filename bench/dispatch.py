@@ -1,0 +1,180 @@
+"""Benchmark: SMS through the whole outbound path against a bare aiohttp sender, same run.
+
+    .venv/bin/python bench/dispatch.py [--messages 50000] [--workers 2]
+
+Both sides post the same Messages.json requests to the same local Twilio-compatible fake
+(a separate process, no status callbacks, no latency) with the same number of processes and
+no rate limit. Ours: `burgernet worker --burst` processes draining the outbox of an action
+whose area holds MESSAGES SMS recipients (claim, render, throttle, send with the official
+twilio client on aiohttp, record). Baseline: processes that only post. Also measured: the
+time to write the outbox and queue it (`start_action` + enqueue). Goal: ours >= 0.5 of the
+baseline's rate and >= 2,000 msg/s on 2 cores.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import base64  # noqa: E402
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+
+from sqlalchemy import func, select, update  # noqa: E402
+
+from core.db import make_engine, session_factory  # noqa: E402
+from core.models import (  # noqa: E402
+    Action,
+    ActionKind,
+    Delivery,
+    DeliveryStatus,
+    Meldkamer,
+    Organisation,
+    Participant,
+    Urgency,
+)
+from core.redis_server import EmbeddedRedis, free_port  # noqa: E402
+from core.reference import load_reference  # noqa: E402
+from core.schema import ensure_schema  # noqa: E402
+from core.seed import seed_demo  # noqa: E402
+from core.settings import DEFAULT_DATA_DIR, PACKAGE_DIR, Settings  # noqa: E402
+from outbound.fake_twilio import ACCOUNT_SID, AUTH_TOKEN  # noqa: E402
+from outbound.fanout import start_action  # noqa: E402
+from outbound.jobs import enqueue  # noqa: E402
+from outbound.runtime import build_runtime  # noqa: E402
+
+CONFIG = PACKAGE_DIR.parent / "config" / "meldkamers.toml"
+
+
+def prepare(url: str, messages: int) -> int:
+    """Reference data, a population that is all SMS-only and verified, and a national action."""
+    engine = make_engine(url)
+    ensure_schema(engine)
+    sessions = session_factory(engine)
+    with sessions() as session, session.begin():
+        load_reference(session, DEFAULT_DATA_DIR, CONFIG)
+    seed_demo(sessions, size=messages, seed=1)
+    with sessions() as session, session.begin():
+        session.execute(update(Participant).values(channels=2, status="verified"))
+        action = Action(kind=ActionKind.AMBER, urgency=Urgency.URGENT, title_nl="Vermist kind",
+                        description_nl="Meisje van 8, roze jas.", center_lat=52.2,
+                        center_lon=5.3, radius_m=300_000,
+                        meldkamer=session.scalar(select(Meldkamer).limit(1)),
+                        organisation=session.scalar(select(Organisation).limit(1)))
+        session.add(action)
+        session.flush()
+        action_id = action.id
+    engine.dispose()
+    return action_id
+
+
+def _bare_sender(url: str, count: int, result: multiprocessing.Queue) -> None:
+    """The baseline: aiohttp posting the same form to the same fake, 200 in flight."""
+    from aiohttp import ClientSession
+
+    async def run() -> float:
+        auth = base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
+        endpoint = f"{url}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+        gate = asyncio.Semaphore(200)
+        async with ClientSession(headers={"Authorization": f"Basic {auth}"}) as session:
+
+            async def post(i: int) -> None:
+                async with gate, session.post(endpoint, data={
+                        "To": f"+3169{i:07d}", "From": "+31690000999",
+                        "Body": "Burgernet: Vermist kind. Meisje van 8, roze jas."}) as reply:
+                    await reply.read()
+
+            started = time.perf_counter()
+            await asyncio.gather(*(post(i) for i in range(count)))
+            return time.perf_counter() - started
+
+    result.put(asyncio.run(run()))
+
+
+def bare_rate(url: str, messages: int, workers: int) -> float:
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    share = messages // workers
+    processes = [context.Process(target=_bare_sender, args=(url, share, results))
+                 for _ in range(workers)]
+    started = time.perf_counter()
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+    elapsed = time.perf_counter() - started
+    return share * workers / elapsed
+
+
+def records(url: str) -> int:
+    with urllib.request.urlopen(f"{url}/_fake/records", timeout=60) as reply:
+        return len(json.load(reply)["records"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=50_000)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
+    url = f"sqlite:///{home / 'bench.sqlite3'}"
+    action_id = prepare(url, args.messages)
+    port = free_port()
+    fake = subprocess.Popen([sys.executable, "-m", "outbound.fake_twilio", "--port", str(port),
+                             "--no-callbacks"], stdout=subprocess.DEVNULL)
+    fake_url = f"http://127.0.0.1:{port}"
+    try:
+        time.sleep(1.5)
+        with EmbeddedRedis(home / "redis") as redis_server:
+            env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_server.url,
+                   "BURGERNET_HOME": str(home), "SMS_PROVIDER": "twilio",
+                   "VOICE_PROVIDER": "twilio", "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+                   "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "TWILIO_FROM": "+31690000999",
+                   "TWILIO_BASE_URL": fake_url, "SMS_RATE": "0", "VOICE_RATE": "0",
+                   "LOG_LEVEL": "WARNING"}
+            runtime = build_runtime(Settings.from_env(env))
+            started = time.perf_counter()
+            with runtime.sessions() as session, session.begin():
+                outbox = start_action(session, action_id, now=datetime.now(UTC))
+            enqueue(runtime.redis, outbox.batches)
+            start_seconds = time.perf_counter() - started
+            workers_started = time.perf_counter()
+            workers = [subprocess.Popen([sys.executable, "-m", "core.cli", "worker", "--burst"],
+                                        env=env, stdout=subprocess.DEVNULL,
+                                        stderr=open(home / f"worker{n}.log", "w"))
+                       for n in range(args.workers)]
+            for worker in workers:
+                worker.wait()
+            ours_seconds = time.perf_counter() - workers_started
+            with runtime.sessions() as session:
+                sent = session.scalar(select(func.count(Delivery.id)).where(
+                    Delivery.status == DeliveryStatus.SENT)) or 0
+            arrived = records(fake_url)
+        baseline = bare_rate(fake_url, outbox.deliveries, args.workers)
+    finally:
+        fake.terminate()
+        fake.wait()
+    ours = sent / ours_seconds
+    print(f"logs in {home}")
+    print(f"messages: {outbox.deliveries} SMS in {len(outbox.batches)} batches; "
+          f"{args.workers} worker processes; 2 cores")
+    print(f"outbox written and queued in {start_seconds:.2f} s")
+    print(f"whole path: {sent} sent ({arrived} arrived at the fake) in {ours_seconds:.2f} s "
+          f"= {ours:,.0f} msg/s")
+    print(f"bare aiohttp, same fake, same processes: {baseline:,.0f} msg/s")
+    print(f"ratio: {ours / baseline:.2f} (goal >= 0.5); absolute goal >= 2,000 msg/s: "
+          f"{'met' if ours >= 2000 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
