@@ -125,6 +125,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--profile", action="store_true",
+                        help="run the first worker under cProfile (output in the log folder)")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
     url = f"sqlite:///{home / 'bench.sqlite3'}"
@@ -149,7 +151,10 @@ def main() -> None:
             enqueue(runtime.redis, outbox.batches)
             start_seconds = time.perf_counter() - started
             workers_started = time.perf_counter()
-            workers = [subprocess.Popen([sys.executable, "-m", "core.cli", "worker", "--burst"],
+            profile = ["-m", "cProfile", "-o", str(home / "worker0.prof")]
+            workers = [subprocess.Popen([sys.executable,
+                                         *(profile if args.profile and n == 0 else []),
+                                         "-m", "core.cli", "worker", "--burst"],
                                         env=env, stdout=subprocess.DEVNULL,
                                         stderr=open(home / f"worker{n}.log", "w"))
                        for n in range(args.workers)]
