@@ -41,6 +41,7 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("SMS_RATE", "1", "messages per second for the SMS sender (0: no limit)"),
     ("VOICE_RATE", "1", "calls per second for the voice sender (0: no limit)"),
     ("FREE_NUMBER", "0800-0011", "the free number printed in messages (fictional default)"),
+    ("VOICE_MAX_CONCURRENT", "0", "calls in progress at once on the voice trunk (0: no cap)"),
 )
 
 
@@ -89,6 +90,7 @@ class Settings:
     sms_rate: float = 1.0
     voice_rate: float = 1.0
     free_number: str = "0800-0011"
+    voice_max_concurrent: int = 0
 
     @property
     def var_dir(self) -> Path:
@@ -155,7 +157,15 @@ def _outbound(env: Mapping[str, str]) -> dict[str, object]:
             "twilio_base_url": env.get("TWILIO_BASE_URL", "https://api.twilio.com").rstrip("/"),
             "sms_rate": _rate(env.get("SMS_RATE", "1"), "SMS_RATE"),
             "voice_rate": _rate(env.get("VOICE_RATE", "1"), "VOICE_RATE"),
-            "free_number": env.get("FREE_NUMBER", "0800-0011")}
+            "free_number": env.get("FREE_NUMBER", "0800-0011"),
+            "voice_max_concurrent": _count(env.get("VOICE_MAX_CONCURRENT", "0"),
+                                           "VOICE_MAX_CONCURRENT")}
+
+
+def _count(value: str, name: str) -> int:
+    if not value.isdigit():
+        raise ConfigError(f"{name}={value!r} must be a whole number (0: no cap)")
+    return int(value)
 
 
 def _resolve(home: Path, value: str) -> Path:

@@ -38,6 +38,8 @@ class UnknownStatus(ValueError):
 
 #: Call outcomes worth another try: the person may answer next time.
 TRANSIENT = {"busy", "no-answer"}
+#: Final call states: the call no longer holds a line on the trunk.
+CALL_ENDED = {"completed", "busy", "no-answer", "failed", "canceled"}
 
 
 def apply_status(session: Session, provider_id: str, value: str, now: datetime,

@@ -34,10 +34,12 @@ from core.models import (
 from outbound.fanout import Batch, priority_of
 from outbound.providers import Message, ProviderError
 from outbound.retry import fail
-from outbound.runtime import OutboundRuntime, current
+from outbound.runtime import OutboundRuntime, call_token, current
 from outbound.templates import message_text
+from outbound.throttle import CallSlots
 
 MAX_IN_FLIGHT = 200
+CALL_SLOT_POLL = 0.2
 #: A scheduled job may fire a moment early, or on a host whose clock runs ahead.
 EARLY = timedelta(seconds=2)
 JOB = "outbound.jobs.send_batch"
@@ -208,13 +210,15 @@ async def _send_all(runtime: OutboundRuntime,
         by_channel[item.channel].append(item)
     in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
     providers = {channel: runtime.providers[channel]() for channel in by_channel}
+    slots = runtime.call_slots
     tasks = []
     for channel, items in by_channel.items():
         provider = providers[channel]
         reservation = runtime.throttle.reserve(runtime.sender_key(channel),
                                                runtime.rate(channel), len(items))
         for index, item in enumerate(items):
-            tasks.append(_send_one(provider, item, reservation.slot(index), in_flight))
+            capped = slots if channel == Channel.VOICE else None
+            tasks.append(_send_one(provider, item, reservation.slot(index), in_flight, capped))
     try:
         return list(await asyncio.gather(*tasks))
     finally:
@@ -222,15 +226,20 @@ async def _send_all(runtime: OutboundRuntime,
             await provider.close()
 
 
-async def _send_one(provider: Any, item: _Work, at: float,
-                    in_flight: asyncio.Semaphore) -> tuple[_Work, str | ProviderError]:
+async def _send_one(provider: Any, item: _Work, at: float, in_flight: asyncio.Semaphore,
+                    slots: CallSlots | None) -> tuple[_Work, str | ProviderError]:
     delay = at - time.time()
     if delay > 0:
         await asyncio.sleep(delay)
+    token = call_token(item.delivery_id)
+    while slots is not None and not slots.acquire(token):
+        await asyncio.sleep(CALL_SLOT_POLL)  # the trunk is full: wait for a call to end
     async with in_flight:
         try:
             return item, await provider.send(item.message)
         except ProviderError as error:
+            if slots is not None:
+                slots.release(token)
             return item, error
 
 

@@ -14,7 +14,7 @@ from core.settings import Settings
 from outbound.providers import Provider
 from outbound.providers.console import ConsoleProvider
 from outbound.providers.twilio_rest import TwilioRestProvider
-from outbound.throttle import Throttle
+from outbound.throttle import CallSlots, Throttle
 
 
 @dataclass
@@ -34,13 +34,32 @@ class OutboundRuntime:
 
     def sender_key(self, channel: Channel) -> str:
         """Whose rate a message counts against: the provider and its sending number."""
-        choice = (self.settings.voice_provider if channel == Channel.VOICE
-                  else self.settings.sms_provider)
-        return f"{choice}:{channel.value}:{self.settings.twilio_from or 'console'}"
+        if channel == Channel.VOICE:
+            return voice_trunk(self.settings)
+        sender = self.settings.twilio_from or "console"
+        return f"{self.settings.sms_provider}:{channel.value}:{sender}"
+
+    @property
+    def call_slots(self) -> CallSlots:
+        return call_slots(self.redis, self.settings)
 
     @property
     def status_callback(self) -> str:
         return f"{self.settings.public_url}/webhooks/twilio/status"
+
+
+def voice_trunk(settings: Settings) -> str:
+    """The voice sender's name, for its rate and its concurrent-call cap."""
+    return f"{settings.voice_provider}:voice:{settings.twilio_from or 'console'}"
+
+
+def call_slots(connection: redis.Redis, settings: Settings) -> CallSlots:
+    """The shared cap on calls in progress on the voice trunk (the web layer releases)."""
+    return CallSlots(connection, voice_trunk(settings), settings.voice_max_concurrent)
+
+
+def call_token(delivery_id: int) -> str:
+    return f"delivery:{delivery_id}"
 
 
 def build_runtime(settings: Settings) -> OutboundRuntime:

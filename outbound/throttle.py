@@ -60,3 +60,42 @@ class Throttle:
         start_us = int(self._reserve(keys=[f"{self.prefix}:{sender}"],
                                      args=[now_us, interval_us, count, 0]))
         return Reservation(start_us / 1_000_000, interval_us / 1_000_000, count)
+
+
+# KEYS[1]: the trunk's holders (sorted set, score = expiry in ms); ARGV: now_ms, ttl_ms, limit,
+# token. Expired holders (a call whose end we never heard of) are dropped first.
+_ACQUIRE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZSCORE', KEYS[1], ARGV[4]) then return 1 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+class CallSlots:
+    """A cap on concurrent calls per trunk, shared by every worker: a call holds a slot from
+    its creation until its final status arrives (or TTL passes, if that never comes)."""
+
+    def __init__(self, connection: redis.Redis, trunk: str, limit: int,
+                 ttl: float = 600.0) -> None:
+        self.connection = connection
+        self.key = f"calls:{trunk}"
+        self.limit = limit
+        self.ttl_ms = int(ttl * 1000)
+        self._acquire = connection.register_script(_ACQUIRE)
+
+    def acquire(self, token: str, now: float | None = None) -> bool:
+        """Take a slot for TOKEN if one is free (always, when there is no cap)."""
+        if self.limit <= 0:
+            return True
+        now_ms = int((time.time() if now is None else now) * 1000)
+        return bool(self._acquire(keys=[self.key],
+                                  args=[now_ms, self.ttl_ms, self.limit, token]))
+
+    def release(self, token: str) -> None:
+        self.connection.zrem(self.key, token)
+
+    def busy(self) -> int:
+        return int(self.connection.zcount(self.key, int(time.time() * 1000), "+inf"))

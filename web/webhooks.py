@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response, request
+from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
-from outbound.callbacks import UnknownStatus, apply_status
+from core.models import Delivery
+from outbound.callbacks import CALL_ENDED, UnknownStatus, apply_status
 from outbound.jobs import schedule
+from outbound.runtime import call_slots, call_token
 from web import csrf, db, runtime
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
@@ -40,6 +43,10 @@ def twilio_status() -> Response:
                              error=request.form.get("ErrorCode"))
     except UnknownStatus:
         return Response(f"unknown status {value!r}\n", status=400, mimetype="text/plain")
+    if request.form.get("CallSid") and value in CALL_ENDED and runtime().redis is not None:
+        delivery_id = db().scalar(select(Delivery.id).where(Delivery.provider_id == provider_id))
+        if delivery_id is not None:
+            call_slots(runtime().redis, runtime().settings).release(call_token(delivery_id))
     if again:
         db().commit()  # the worker must find the rows before the job
         if runtime().redis is not None:

@@ -1,5 +1,6 @@
 import json
 import multiprocessing
+import time
 from collections import Counter
 from urllib.request import urlopen
 
@@ -155,3 +156,19 @@ def test_the_rate_holds_across_processes(redis_client: redis.Redis, redis_server
     gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
     assert len(slots) == 200
     assert min(gaps) == pytest.approx(0.01, abs=1e-5)  # never two slots within 1/rate
+
+
+def test_the_call_cap_holds_across_workers_and_frees_when_calls_end(
+        redis_client: redis.Redis) -> None:
+    from outbound.throttle import CallSlots
+
+    first = CallSlots(redis_client, "trunk", limit=2)
+    second = CallSlots(redis_client, "trunk", limit=2)  # another worker, same trunk
+    assert first.acquire("delivery:1") and second.acquire("delivery:2")
+    assert not first.acquire("delivery:3")
+    assert first.acquire("delivery:1")  # holding a slot already is not a second slot
+    second.release("delivery:2")
+    assert first.acquire("delivery:3") and first.busy() == 2
+    later = time.time() + 601  # a call whose end we never heard of stops counting
+    assert second.acquire("delivery:4", now=later)
+    assert CallSlots(redis_client, "other-trunk", limit=0).acquire("x")

@@ -97,3 +97,16 @@ def test_a_callback_signed_with_another_token_is_refused(client, delivery) -> No
 ])
 def test_malformed_callbacks_get_a_clear_answer(client, params, status) -> None:
     assert _post(client, params).status_code == status
+
+
+def test_a_finished_call_frees_its_line_on_the_trunk(client, db, delivery, redis_client,
+                                                     settings) -> None:
+    from outbound.runtime import call_slots, call_token
+
+    delivery.channel, delivery.provider_id = Channel.VOICE, "CA" + "b" * 32
+    db.commit()
+    slots = call_slots(redis_client, replace(settings, voice_max_concurrent=1))
+    assert slots.acquire(call_token(delivery.id))
+    assert not slots.acquire("delivery:other")
+    _post(client, {"CallSid": delivery.provider_id, "CallStatus": "completed"})
+    assert slots.acquire("delivery:other")
