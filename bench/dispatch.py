@@ -116,15 +116,35 @@ def bare_rate(url: str, messages: int, workers: int) -> float:
     return share * workers / elapsed
 
 
-def records(url: str) -> int:
+def fetch_records(url: str) -> list[dict]:
     with urllib.request.urlopen(f"{url}/_fake/records", timeout=60) as reply:
-        return len(json.load(reply)["records"])
+        return list(json.load(reply)["records"])
+
+
+def records(url: str) -> int:
+    return len(fetch_records(url))
+
+
+def rate_report(arrivals: list[float], rate: float) -> str:
+    """Achieved rate over the run and the busiest one-second window of arrivals."""
+    arrivals = sorted(arrivals)
+    achieved = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
+    busiest, start = 0, 0
+    for end, moment in enumerate(arrivals):
+        while moment - arrivals[start] >= 1.0:
+            start += 1
+        busiest = max(busiest, end - start + 1)
+    return (f"configured {rate:.0f} msg/s; achieved {achieved:.2f} msg/s "
+            f"({(achieved / rate - 1) * 100:+.2f} %); busiest sliding second: {busiest} "
+            f"messages")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="configured SMS rate (0: none); with it, report rate accuracy")
     parser.add_argument("--profile", action="store_true",
                         help="run the first worker under cProfile (output in the log folder)")
     args = parser.parse_args()
@@ -142,7 +162,7 @@ def main() -> None:
                    "BURGERNET_HOME": str(home), "SMS_PROVIDER": "twilio",
                    "VOICE_PROVIDER": "twilio", "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
                    "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "TWILIO_FROM": "+31690000999",
-                   "TWILIO_BASE_URL": fake_url, "SMS_RATE": "0", "VOICE_RATE": "0",
+                   "TWILIO_BASE_URL": fake_url, "SMS_RATE": str(args.rate), "VOICE_RATE": "0",
                    "LOG_LEVEL": "WARNING"}
             runtime = build_runtime(Settings.from_env(env))
             started = time.perf_counter()
@@ -164,7 +184,12 @@ def main() -> None:
             with runtime.sessions() as session:
                 sent = session.scalar(select(func.count(Delivery.id)).where(
                     Delivery.status == DeliveryStatus.SENT)) or 0
-            arrived = records(fake_url)
+            arrivals = [r["at"] for r in fetch_records(fake_url)]
+            arrived = len(arrivals)
+        if args.rate:
+            print(f"{sent} sent by {args.workers} workers in {ours_seconds:.1f} s; "
+                  + rate_report(arrivals, args.rate))
+            return
         baseline = bare_rate(fake_url, outbox.deliveries, args.workers)
     finally:
         fake.terminate()
