@@ -42,6 +42,13 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("VOICE_RATE", "1", "calls per second for the voice sender (0: no limit)"),
     ("FREE_NUMBER", "0800-0011", "the free number printed in messages (fictional default)"),
     ("VOICE_MAX_CONCURRENT", "0", "calls in progress at once on the voice trunk (0: no cap)"),
+    ("EMAIL_PROVIDER", "console", "console or smtp"),
+    ("SMTP_HOST", "127.0.0.1", "SMTP server"),
+    ("SMTP_PORT", "25", "SMTP port"),
+    ("SMTP_FROM", "burgernet@example.org", "sender address of e-mails"),
+    ("SMTP_USERNAME", "(none)", "SMTP login, if the server wants one"),
+    ("SMTP_PASSWORD", "(none)", "SMTP password"),
+    ("SMTP_STARTTLS", "0", "1: upgrade the connection with STARTTLS"),
 )
 
 
@@ -91,6 +98,13 @@ class Settings:
     voice_rate: float = 1.0
     free_number: str = "0800-0011"
     voice_max_concurrent: int = 0
+    email_provider: str = "console"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_from: str = "burgernet@example.org"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
 
     @property
     def var_dir(self) -> Path:
@@ -159,7 +173,21 @@ def _outbound(env: Mapping[str, str]) -> dict[str, object]:
             "voice_rate": _rate(env.get("VOICE_RATE", "1"), "VOICE_RATE"),
             "free_number": env.get("FREE_NUMBER", "0800-0011"),
             "voice_max_concurrent": _count(env.get("VOICE_MAX_CONCURRENT", "0"),
-                                           "VOICE_MAX_CONCURRENT")}
+                                           "VOICE_MAX_CONCURRENT"),
+            **_email(env)}
+
+
+def _email(env: Mapping[str, str]) -> dict[str, object]:
+    provider = env.get("EMAIL_PROVIDER", "console").lower()
+    if provider not in {"console", "smtp"}:
+        raise ConfigError(f"EMAIL_PROVIDER={provider!r} is not console or smtp")
+    return {"email_provider": provider,
+            "smtp_host": env.get("SMTP_HOST", "127.0.0.1"),
+            "smtp_port": _port(env.get("SMTP_PORT", "25"), "SMTP_PORT"),
+            "smtp_from": env.get("SMTP_FROM", "burgernet@example.org"),
+            "smtp_username": env.get("SMTP_USERNAME", ""),
+            "smtp_password": env.get("SMTP_PASSWORD", ""),
+            "smtp_starttls": _flag(env.get("SMTP_STARTTLS", "0"), "SMTP_STARTTLS")}
 
 
 def _count(value: str, name: str) -> int:

@@ -35,7 +35,7 @@ from outbound.fanout import Batch, priority_of
 from outbound.providers import Message, ProviderError
 from outbound.retry import fail
 from outbound.runtime import OutboundRuntime, call_token, current
-from outbound.templates import message_text
+from outbound.templates import message_text, subject_text
 from outbound.throttle import CallSlots
 
 MAX_IN_FLIGHT = 200
@@ -131,9 +131,10 @@ def _messages(session: Session, runtime: OutboundRuntime, ids: Iterable[int]) ->
         to = email if delivery.channel == Channel.EMAIL else phone
         body = message_text(action, delivery.purpose.value, Language(delivery.language),
                             runtime.settings.free_number)
+        subject = subject_text(action, delivery.purpose.value, Language(delivery.language))
         work.append(_Work(delivery.id, delivery.channel,
                           Message(delivery.id, delivery.channel, to or "", body,
-                                  delivery.language.value, runtime.status_callback)))
+                                  delivery.language.value, runtime.status_callback, subject)))
     return work
 
 

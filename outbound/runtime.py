@@ -13,6 +13,7 @@ from core.models import Channel
 from core.settings import Settings
 from outbound.providers import Provider
 from outbound.providers.console import ConsoleProvider
+from outbound.providers.smtp import SmtpProvider
 from outbound.providers.twilio_rest import TwilioRestProvider
 from outbound.throttle import CallSlots, Throttle
 
@@ -79,8 +80,14 @@ def build_runtime(settings: Settings) -> OutboundRuntime:
     for channel, choice in ((Channel.SMS, settings.sms_provider),
                             (Channel.VOICE, settings.voice_provider)):
         runtime.providers[channel] = (lambda: console) if choice == "console" else twilio
-    for channel in (Channel.EMAIL, Channel.PUSH):
-        runtime.providers[channel] = lambda: console
+    def smtp() -> Provider:
+        return SmtpProvider(settings.smtp_host, settings.smtp_port, settings.smtp_from,
+                            username=settings.smtp_username, password=settings.smtp_password,
+                            starttls=settings.smtp_starttls)
+
+    runtime.providers[Channel.EMAIL] = smtp if settings.email_provider == "smtp" else (
+        lambda: console)
+    runtime.providers[Channel.PUSH] = lambda: console
     return runtime
 
 

@@ -57,3 +57,12 @@ def message_text(action: Action, purpose: str, language: Language, free_number: 
     if purpose == "result":
         return result_text(action, language)
     return alert_text(action, language, free_number)
+
+
+def subject_text(action: Action, purpose: str, language: Language) -> str:
+    """An e-mail subject: Burgernet, what happened, and the action's title."""
+    english = Language(language) == Language.EN
+    title = action.title_en if english and action.title_en else action.title_nl
+    if purpose == "result":
+        return f"Burgernet: {'result' if english else 'afloop'} - {title}"
+    return f"Burgernet: {title}"

@@ -19,6 +19,7 @@ class Message:
     body: str
     language: str
     status_callback: str | None = None
+    subject: str | None = None
 
 
 class ProviderError(Exception):

@@ -1,0 +1,55 @@
+"""E-mail over SMTP with aiosmtplib: one connection per message, STARTTLS when configured."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import aiosmtplib
+
+from outbound.providers import Message, ProviderError
+
+
+class SmtpProvider:
+    """Sends a plain-text e-mail; the Message-ID is the provider id."""
+
+    name = "smtp"
+
+    def __init__(self, host: str, port: int, sender: str, *, username: str | None = None,
+                 password: str | None = None, starttls: bool = False,
+                 timeout: float = 15.0) -> None:
+        self.host, self.port, self.sender = host, port, sender
+        self.username, self.password = username or None, password or None
+        self.starttls, self.timeout = starttls, timeout
+
+    async def send(self, message: Message) -> str:
+        if not message.to:
+            raise ProviderError(False, "no_address", detail="participant has no e-mail address")
+        email = EmailMessage()
+        email["From"] = self.sender
+        email["To"] = message.to
+        email["Subject"] = message.subject or message.body[:78]
+        email["Message-ID"] = make_msgid(domain=self.sender.rpartition("@")[2] or None)
+        email.set_content(message.body)
+        email["Content-Language"] = message.language  # after set_content, which resets it
+        try:
+            await aiosmtplib.send(email, hostname=self.host, port=self.port,
+                                  username=self.username, password=self.password,
+                                  start_tls=self.starttls, timeout=self.timeout)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [str(r.code) for r in exc.recipients]
+            raise ProviderError(not any(c.startswith("5") for c in codes), "refused",
+                                ",".join(codes), str(exc)[:200]) from None
+        except aiosmtplib.SMTPResponseException as exc:
+            raise ProviderError(exc.code < 500, f"smtp_{exc.code}", str(exc.code),
+                                exc.message[:200]) from None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise ProviderError(True, "network", None, type(exc).__name__) from None
+        return str(email["Message-ID"])
+
+    async def find_sent(self, message: Message, since: datetime) -> str | None:
+        return None  # SMTP keeps no record to ask; a reclaimed e-mail may go twice
+
+    async def close(self) -> None:
+        return None

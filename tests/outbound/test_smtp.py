@@ -1,0 +1,97 @@
+"""E-mail against a real SMTP server on loopback (aiosmtpd), not a mock."""
+
+import asyncio
+from collections.abc import Iterator
+from email import message_from_bytes
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.models import ActionKind, Channel, Delivery, DeliveryStatus, Urgency
+from core.redis_server import free_port
+from outbound.fanout import start_action
+from outbound.jobs import enqueue
+from outbound.providers import Message, ProviderError
+from outbound.providers.smtp import SmtpProvider
+from tests.outbound.conftest import NOW
+
+
+class Inbox:
+    """An SMTP handler that keeps what it gets and refuses addresses on request."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[Envelope, object]] = []
+        self.refuse: dict[str, str] = {}
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        self.messages.append((envelope, message_from_bytes(envelope.content)))
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield inbox, controller.port
+    controller.stop()
+
+
+def _send(port: int, to: str) -> str:
+    provider = SmtpProvider("127.0.0.1", port, "burgernet@example.org")
+    return asyncio.run(provider.send(Message(1, Channel.EMAIL, to, "Tekst van het bericht.",
+                                             "nl", subject="Burgernet: Vermist kind")))
+
+
+def test_an_email_reaches_the_smtp_server(smtp_server) -> None:
+    inbox, port = smtp_server
+    message_id = _send(port, "deelnemer@example.org")
+    [(envelope, email)] = inbox.messages
+    assert envelope.rcpt_tos == ["deelnemer@example.org"]
+    assert email["Subject"] == "Burgernet: Vermist kind"
+    assert email["Message-ID"] == message_id and email["Content-Language"] == "nl"
+    assert "Tekst van het bericht." in email.get_payload()
+
+
+@pytest.mark.parametrize(("reply", "retryable"), [
+    ("550 5.1.1 No such user", False),
+    ("451 4.3.0 Try again later", True),
+])
+def test_refusals_say_whether_to_retry(smtp_server, reply: str, retryable: bool) -> None:
+    inbox, port = smtp_server
+    inbox.refuse["weg@example.org"] = reply
+    with pytest.raises(ProviderError) as caught:
+        _send(port, "weg@example.org")
+    assert caught.value.retryable is retryable and reply[:3] in str(caught.value)
+
+
+def test_a_server_that_is_down_is_worth_a_retry() -> None:
+    with pytest.raises(ProviderError) as caught:
+        _send(free_port(), "deelnemer@example.org")
+    assert caught.value.retryable and caught.value.code == "network"
+
+
+def test_a_preventive_message_goes_out_by_email(db: Session, population, make_action,
+                                                runtime, work, smtp_server) -> None:
+    inbox, port = smtp_server
+    runtime.providers[Channel.EMAIL] = lambda: SmtpProvider("127.0.0.1", port,
+                                                            "burgernet@example.org")
+    action = make_action(kind=ActionKind.PREVENTIVE, urgency=Urgency.NORMAL, radius_m=8000)
+    result = start_action(db, action.id, now=NOW)
+    db.commit()
+    enqueue(runtime.redis, result.batches)
+    work()
+    emails = db.scalars(select(Delivery).where(Delivery.action_id == action.id,
+                                               Delivery.channel == Channel.EMAIL)).all()
+    assert emails and {d.status for d in emails} == {DeliveryStatus.SENT}
+    assert len(inbox.messages) == len(emails)
+    assert {e["Message-ID"] for _, e in inbox.messages} == {d.provider_id for d in emails}
