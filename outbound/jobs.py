@@ -19,7 +19,7 @@ from typing import Any
 import redis
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from core.models import (
@@ -89,7 +89,7 @@ def send_batch(delivery_ids: list[int]) -> dict[str, int]:
     if retry:
         _schedule_retries(runtime, retry)
     counts: dict[str, int] = defaultdict(int)
-    for _work, result in outcomes:
+    for _work, result, _name in outcomes:
         counts["sent" if isinstance(result, str) else
                "retry" if result.retryable else "failed"] += 1
     return {"claimed": len(work), **counts}
@@ -116,25 +116,38 @@ def _claim(session: Session, runtime: OutboundRuntime, ids: list[int],
 
 
 def _messages(session: Session, runtime: OutboundRuntime, ids: Iterable[int]) -> list[_Work]:
-    """The messages for deliveries IDS; deliveries of stopped participants are skipped."""
+    """The messages for deliveries IDS; deliveries of stopped participants are skipped.
+
+    Plain rows, not ORM objects, and each text rendered once per action, purpose and
+    language: this runs for every batch."""
     rows = session.execute(
-        select(Delivery, Participant.phone, Participant.email, Participant.status, Action)
+        select(Delivery.id, Delivery.channel, Delivery.purpose, Delivery.language,
+               Delivery.action_id, Participant.phone, Participant.email, Participant.status)
         .join(Participant, Participant.id == Delivery.participant_id)
-        .join(Action, Action.id == Delivery.action_id)
         .where(Delivery.id.in_(list(ids)))).all()
-    work = []
-    for delivery, phone, email, status, action in rows:
+    actions: dict[int, Action] = {}
+    texts: dict[tuple[int, str, str], tuple[str, str]] = {}
+    work, stopped = [], []
+    for delivery_id, channel, purpose, language, action_id, phone, email, status in rows:
         if status != ParticipantStatus.VERIFIED:  # STOP is final, also for queued messages
-            delivery.status = DeliveryStatus.SKIPPED
-            delivery.provider_error = f"participant {status.value}"
+            stopped.append((delivery_id, status.value))
             continue
-        to = email if delivery.channel == Channel.EMAIL else phone
-        body = message_text(action, delivery.purpose.value, Language(delivery.language),
-                            runtime.settings.free_number)
-        subject = subject_text(action, delivery.purpose.value, Language(delivery.language))
-        work.append(_Work(delivery.id, delivery.channel,
-                          Message(delivery.id, delivery.channel, to or "", body,
-                                  delivery.language.value, runtime.status_callback, subject)))
+        key = (action_id, purpose.value, language.value)
+        if key not in texts:
+            action = actions.get(action_id) or session.get(Action, action_id)
+            assert action is not None
+            actions[action_id] = action
+            texts[key] = (message_text(action, purpose.value, Language(language),
+                                       runtime.settings.free_number),
+                          subject_text(action, purpose.value, Language(language)))
+        body, subject = texts[key]
+        to = email if channel == Channel.EMAIL else phone
+        work.append(_Work(delivery_id, channel,
+                          Message(delivery_id, channel, to or "", body, language.value,
+                                  runtime.status_callback, subject)))
+    for delivery_id, status_value in stopped:
+        session.execute(update(Delivery).where(Delivery.id == delivery_id).values(
+            status=DeliveryStatus.SKIPPED, provider_error=f"participant {status_value}"))
     return work
 
 
@@ -205,7 +218,7 @@ async def _find_all(runtime: OutboundRuntime, work: list[_Work],
 
 
 async def _send_all(runtime: OutboundRuntime,
-                    work: list[_Work]) -> list[tuple[_Work, str | ProviderError]]:
+                    work: list[_Work]) -> list[tuple[_Work, str | ProviderError, str]]:
     by_channel: dict[Channel, list[_Work]] = defaultdict(list)
     for item in work:
         by_channel[item.channel].append(item)
@@ -228,7 +241,7 @@ async def _send_all(runtime: OutboundRuntime,
 
 
 async def _send_one(provider: Any, item: _Work, at: float, in_flight: asyncio.Semaphore,
-                    slots: CallSlots | None) -> tuple[_Work, str | ProviderError]:
+                    slots: CallSlots | None) -> tuple[_Work, str | ProviderError, str]:
     delay = at - time.time()
     if delay > 0:
         await asyncio.sleep(delay)
@@ -237,32 +250,38 @@ async def _send_one(provider: Any, item: _Work, at: float, in_flight: asyncio.Se
         await asyncio.sleep(CALL_SLOT_POLL)  # the trunk is full: wait for a call to end
     async with in_flight:
         try:
-            return item, await provider.send(item.message)
+            return item, await provider.send(item.message), provider.name
         except ProviderError as error:
             if slots is not None:
                 slots.release(token)
-            return item, error
+            return item, error, provider.name
 
 
-def _record(session: Session, outcomes: list[tuple[_Work, str | ProviderError]],
+def _record(session: Session, outcomes: list[tuple[_Work, str | ProviderError, str]],
             now: datetime) -> list[int]:
+    """Successes in one executemany; failures (few) through the retry policy."""
+    table = Delivery.__table__
+    sent = [{"d_id": work.delivery_id, "p_id": result, "p_name": name}
+            for work, result, name in outcomes if isinstance(result, str)]
+    if sent:
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("d_id"), table.c.status == DeliveryStatus.SENDING)
+            .values(status=DeliveryStatus.SENT, provider_id=bindparam("p_id"),
+                    provider=bindparam("p_name"), provider_error=None, sent_at=now,
+                    updated_at=now),
+            sent)
     retry = []
-    deliveries = {d.id: d for d in session.scalars(
-        select(Delivery).where(Delivery.id.in_([w.delivery_id for w, _ in outcomes])))}
-    for item, result in outcomes:
-        delivery = deliveries[item.delivery_id]
-        if delivery.status != DeliveryStatus.SENDING:
-            continue  # a status callback already moved it on
+    for work, result, _name in outcomes:
         if isinstance(result, str):
-            delivery.status, delivery.provider_id, delivery.sent_at = (
-                DeliveryStatus.SENT, result, now)
-            delivery.provider = item.message.channel.value
-            delivery.provider_error = None
-        else:
-            again = fail(session, delivery, str(result), result.retryable, now)
-            if again is not None:
-                session.flush()
-                retry.append(again.id)
+            continue
+        delivery = session.get(Delivery, work.delivery_id)
+        if delivery is None or delivery.status != DeliveryStatus.SENDING:
+            continue  # a status callback already moved it on
+        again = fail(session, delivery, str(result), result.retryable, now)
+        if again is not None:
+            session.flush()
+            retry.append(again.id)
     return retry
 
 
