@@ -56,8 +56,9 @@ from outbound.runtime import build_runtime  # noqa: E402
 CONFIG = PACKAGE_DIR.parent / "config" / "meldkamers.toml"
 
 
-def prepare(url: str, messages: int) -> int:
-    """Reference data, a population that is all SMS-only and verified, and a national action."""
+def prepare(url: str, messages: int, channel_bit: int = 2) -> int:
+    """Reference data, a verified population on one channel (SMS: 2, voice: 1), and a
+    national action."""
     engine = make_engine(url)
     ensure_schema(engine)
     sessions = session_factory(engine)
@@ -65,7 +66,7 @@ def prepare(url: str, messages: int) -> int:
         load_reference(session, DEFAULT_DATA_DIR, CONFIG)
     seed_demo(sessions, size=messages, seed=1)
     with sessions() as session, session.begin():
-        session.execute(update(Participant).values(channels=2, status="verified"))
+        session.execute(update(Participant).values(channels=channel_bit, status="verified"))
         action = Action(kind=ActionKind.AMBER, urgency=Urgency.URGENT, title_nl="Vermist kind",
                         description_nl="Meisje van 8, roze jas.", center_lat=52.2,
                         center_lon=5.3, radius_m=300_000,
@@ -145,15 +146,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rate", type=float, default=0.0,
                         help="configured SMS rate (0: none); with it, report rate accuracy")
+    parser.add_argument("--channel", choices=["sms", "voice"], default="sms")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="the fake's answer time (a real API takes ~100 ms)")
     parser.add_argument("--profile", action="store_true",
                         help="run the first worker under cProfile (output in the log folder)")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
     url = f"sqlite:///{home / 'bench.sqlite3'}"
-    action_id = prepare(url, args.messages)
+    action_id = prepare(url, args.messages, 1 if args.channel == "voice" else 2)
     port = free_port()
     fake = subprocess.Popen([sys.executable, "-m", "outbound.fake_twilio", "--port", str(port),
-                             "--no-callbacks"], stdout=subprocess.DEVNULL)
+                             "--no-callbacks", "--latency-ms", str(args.latency_ms)],
+                            stdout=subprocess.DEVNULL)
     fake_url = f"http://127.0.0.1:{port}"
     try:
         time.sleep(1.5)
@@ -162,7 +167,9 @@ def main() -> None:
                    "BURGERNET_HOME": str(home), "SMS_PROVIDER": "twilio",
                    "VOICE_PROVIDER": "twilio", "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
                    "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "TWILIO_FROM": "+31690000999",
-                   "TWILIO_BASE_URL": fake_url, "SMS_RATE": str(args.rate), "VOICE_RATE": "0",
+                   "TWILIO_BASE_URL": fake_url,
+                   "SMS_RATE": str(args.rate if args.channel == "sms" else 0),
+                   "VOICE_RATE": str(args.rate if args.channel == "voice" else 0),
                    "LOG_LEVEL": "WARNING"}
             runtime = build_runtime(Settings.from_env(env))
             started = time.perf_counter()
