@@ -102,16 +102,29 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 def bulk_insert(connection: Connection, table: Table, columns: Sequence[str],
-                rows: Iterable[Sequence[Any]]) -> None:
+                rows: Iterable[Sequence[Any]], *, skip_existing: bool = False) -> None:
     """Insert many rows at driver speed: COPY on PostgreSQL, one executemany on SQLite.
 
     Bypasses SQLAlchemy's per-value processing (it dominates at a million rows), so values
     are converted here per column type: aware datetimes, JSON-able objects, enums as strings.
+    With SKIP_EXISTING, rows that collide with a unique key are left out (slower on
+    PostgreSQL, where COPY cannot do that): for resuming an interrupted write.
     """
     names = ", ".join(columns)
     convert = [_bulk_converter(table.c[name].type, connection.dialect.name) for name in columns]
     prepared = (tuple(f(value) if f else value for f, value in zip(convert, row, strict=True))
                 for row in rows)
+    if skip_existing:
+        postgres = connection.dialect.name == "postgresql"
+        marks = ", ".join(("%s" if postgres else "?") for _ in columns)
+        verb, tail = ("INSERT", " ON CONFLICT DO NOTHING") if postgres else ("INSERT OR IGNORE", "")
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        cursor = raw.cursor()
+        cursor.executemany(f"{verb} INTO {table.name} ({names}) VALUES ({marks}){tail}",
+                           list(prepared))
+        cursor.close()
+        return
     if connection.dialect.name == "postgresql":
         raw = connection.connection.driver_connection
         assert raw is not None

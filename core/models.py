@@ -389,6 +389,8 @@ class Action(Base):
     outcome_text: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
+    #: Set when the whole outbox is written; an active action without it is resumed.
+    outbox_done_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
 
     meldkamer: Mapped[Meldkamer] = relationship()

@@ -11,7 +11,7 @@ import redis
 from sqlalchemy import select
 
 from core.cli import Context, pass_context
-from core.db import transaction
+from core.db import session_factory, transaction
 from core.errors import ConfigError
 from core.geo import parse_area
 from core.models import (
@@ -115,13 +115,14 @@ def start_command(context: Context, action_id: int) -> None:
     if not url:
         raise ConfigError("REDIS_URL is not set: starting an action queues it in Redis")
     context.ready_engine()
-    with transaction(context.sessions) as session:
-        result = start_action(session, action_id, now=datetime.now(UTC))
+    connection = redis.Redis.from_url(url)
+    result = start_action(session_factory(context.engine, writer=True), action_id,
+                          now=datetime.now(UTC), dispatch=lambda b: enqueue(connection, b))
     if not result.started:
         click.echo(f"action {action_id} was already started; nothing done")
         return
-    jobs = enqueue(redis.Redis.from_url(url), result.batches)
-    click.echo(f"action {action_id} started: {result.deliveries} deliveries in {jobs} batches")
+    click.echo(f"action {action_id} started: {result.deliveries} deliveries "
+               f"in {len(result.batches)} batches")
 
 
 @action_command.command("status")

@@ -2,17 +2,21 @@
 hand it to the queues in batches.
 
 The outbox is the truth: a batch job carries only delivery ids, and a delivery that is not
-`queued` any more is skipped by whoever meets it, so enqueueing twice never sends twice.
+`queued` any more is skipped by whoever meets it, so enqueueing twice never sends twice. It is
+written in committed chunks, each queued at once, so the first messages leave within moments
+of the start, also for a national AMBER Alert.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit
 from core.db import bulk_insert
@@ -82,44 +86,98 @@ def area_of(action: Action) -> Area:
     return circle(action.center_lat, action.center_lon, action.radius_m)
 
 
-def start_action(session: Session, action_id: int, *, now: datetime,
+Dispatch = Callable[[list[Batch]], object]
+
+
+def start_action(sessions: sessionmaker[Session], action_id: int, *, now: datetime,
+                 dispatch: Dispatch = lambda _batches: None,
                  user: User | None = None) -> StartResult:
     """Activate a draft action and write its outbox; a second call changes nothing.
 
-    The caller commits, then enqueues `result.batches` (see `outbound.dispatch.enqueue`).
+    The outbox is written in chunks as the selection streams: each chunk is committed and
+    handed to DISPATCH (which enqueues it) before the next is read, so the first messages go
+    out while the rest is still being written. If this is interrupted, the action stays
+    active without `outbox_done_at`, and `resume_outboxes` completes it.
     """
-    action = session.get(Action, action_id, with_for_update=True)
-    if action is None:
-        raise ActionError(f"no action {action_id}")
-    if action.status != ActionStatus.DRAFT:
-        return StartResult(action_id, started=False)
-    area = area_of(action)
-    claimed = session.execute(
-        update(Action).where(Action.id == action_id, Action.status == ActionStatus.DRAFT)
-        .values(status=ActionStatus.ACTIVE, started_at=now))
-    if claimed.rowcount != 1:
-        return StartResult(action_id, started=False)
-    session.refresh(action)
-    written = write_outbox(session, action, area, DeliveryPurpose.ALERT, now)
-    audit.record(session, "start", "action", action.id, user=user, actor=None if user else "cli",
-                 deliveries=written)
-    return StartResult(action_id, started=True, deliveries=written,
-                       batches=list(queued_batches(session, action, DeliveryPurpose.ALERT)))
+    with sessions() as session, session.begin():
+        action = session.get(Action, action_id, with_for_update=True)
+        if action is None:
+            raise ActionError(f"no action {action_id}")
+        if action.status != ActionStatus.DRAFT:
+            return StartResult(action_id, started=False)
+        area = area_of(action)
+        claimed = session.execute(
+            update(Action).where(Action.id == action_id, Action.status == ActionStatus.DRAFT)
+            .values(status=ActionStatus.ACTIVE, started_at=now))
+        if claimed.rowcount != 1:
+            return StartResult(action_id, started=False)
+        audit.record(session, "start", "action", action_id, user=user,
+                     actor=None if user else "cli")
+    return _write_outbox(sessions, action_id, area, now, dispatch, resume=False)
 
 
-def write_outbox(session: Session, action: Action, area: Area, purpose: DeliveryPurpose,
-                 now: datetime) -> int:
-    """One queued Delivery per recipient, written batch by batch as the selection streams."""
-    urgency = Urgency(action.urgency)
-    connection = session.connection()
-    written = 0
-    for recipients in select_recipient_batches(session, area, urgency, now):
-        rows = [(action.id, pid, channel.value, purpose.value, language.value,
-                 DeliveryStatus.QUEUED.value, 0, now, now)
-                for pid, channel, language in recipients]
-        bulk_insert(connection, Delivery.__table__, DELIVERY_COLUMNS, rows)
-        written += len(rows)
-    return written
+def resume_outboxes(sessions: sessionmaker[Session], now: datetime, dispatch: Dispatch,
+                    older_than: timedelta = timedelta(minutes=2)) -> list[StartResult]:
+    """Finish the outboxes of actions whose start was interrupted (no `outbox_done_at`)."""
+    with sessions() as session:
+        unfinished = session.scalars(select(Action.id).where(
+            Action.status == ActionStatus.ACTIVE, Action.outbox_done_at.is_(None),
+            Action.started_at < now - older_than)).all()
+        areas = {a: area_of(session.get(Action, a)) for a in unfinished}  # type: ignore[arg-type]
+    return [_write_outbox(sessions, action_id, area, now, dispatch, resume=True)
+            for action_id, area in areas.items()]
+
+
+def _write_outbox(sessions: sessionmaker[Session], action_id: int, area: Area, now: datetime,
+                  dispatch: Dispatch, *, resume: bool) -> StartResult:
+    result = StartResult(action_id, started=True)
+    with sessions() as session:
+        action = session.get(Action, action_id)
+        assert action is not None
+        urgency, queue = Urgency(action.urgency), priority_of(action, DeliveryPurpose.ALERT)
+    # A plain (deferred) read transaction for the selection, so SQLite writers can commit
+    # beside it; each chunk is written and committed in its own writer session.
+    reader_bind = sessions.kw["bind"].execution_options(sqlite_immediate=False)
+    last_id = 0
+    # begin()/commit, never a rollback at the end: where the bind is one shared connection
+    # (the tests), the chunks' savepoints sit inside the reader's.
+    with Session(reader_bind, join_transaction_mode="create_savepoint") as reader, \
+            reader.begin():
+        for recipients in select_recipient_batches(reader, area, urgency, now):
+            rows = [(action_id, pid, channel.value, DeliveryPurpose.ALERT.value,
+                     language.value, DeliveryStatus.QUEUED.value, 0, now, now)
+                    for pid, channel, language in recipients]
+            with sessions() as session, session.begin():
+                bulk_insert(session.connection(), Delivery.__table__, DELIVERY_COLUMNS, rows,
+                            skip_existing=resume)
+                written = session.execute(
+                    select(Delivery.id, Delivery.channel)
+                    .where(Delivery.action_id == action_id, Delivery.id > last_id,
+                           Delivery.purpose == DeliveryPurpose.ALERT,
+                           Delivery.status == DeliveryStatus.QUEUED)
+                    .order_by(Delivery.id)).all()
+            if not written:
+                continue
+            last_id = written[-1][0]
+            batches = _cut(written, queue)
+            dispatch(batches)
+            result.deliveries += len(written)
+            result.batches.extend(batches)
+    with sessions() as session, session.begin():
+        session.execute(update(Action).where(Action.id == action_id)
+                        .values(outbox_done_at=now))
+        if resume:
+            audit.record(session, "resume_outbox", "action", action_id, actor="worker",
+                         deliveries=result.deliveries)
+    return result
+
+
+def _cut(rows: list[Any], queue: str, size: int = BATCH_SIZE) -> list[Batch]:
+    by_channel: dict[Channel, list[int]] = defaultdict(list)
+    for delivery_id, channel in rows:
+        by_channel[channel].append(delivery_id)
+    return [Batch(f"{channel.value}-{queue}", tuple(ids[start:start + size]))
+            for channel, ids in by_channel.items() for start in range(0, len(ids), size)]
 
 
 def queued_batches(session: Session, action: Action, purpose: DeliveryPurpose,

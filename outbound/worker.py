@@ -13,7 +13,8 @@ from rq.serializers import JSONSerializer
 
 from core.cli import Context, pass_context
 from core.errors import ConfigError
-from outbound.jobs import reclaim
+from outbound.fanout import resume_outboxes
+from outbound.jobs import enqueue, reclaim
 from outbound.queues import queue_names
 from outbound.runtime import OutboundRuntime, build_runtime, install
 
@@ -63,6 +64,10 @@ RECLAIM_EVERY = 30.0
 
 def _reclaim_once(runtime: OutboundRuntime) -> None:
     try:
+        for resumed in resume_outboxes(runtime.sessions, datetime.now(UTC),
+                                       lambda batches: enqueue(runtime.redis, batches)):
+            log.warning("completed the interrupted outbox of action %d (%d deliveries queued)",
+                        resumed.action_id, resumed.deliveries)
         done = reclaim(runtime, datetime.now(UTC))
     except Exception:  # a failed round is retried at the next one
         log.exception("reclaiming stale deliveries failed")

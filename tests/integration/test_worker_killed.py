@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.db import make_engine, session_factory
@@ -78,8 +78,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
         settings = Settings.from_env(env)
         runtime = build_runtime(settings)
         runtime.redis.flushdb()
-        with runtime.sessions() as session, session.begin():
-            started = start_action(session, action_id, now=datetime.now(UTC))
+        started = start_action(runtime.sessions, action_id, now=datetime.now(UTC))
         enqueue(runtime.redis, started.batches)
         expected = started.deliveries
         assert expected > 60
@@ -134,8 +133,7 @@ def test_parallel_workers_share_the_outbox_without_conflicts(
                "SMS_RATE": "0", "VOICE_RATE": "0", "PUBLIC_URL": "http://127.0.0.1:9"}
         runtime = build_runtime(Settings.from_env(env))
         runtime.redis.flushdb()
-        with runtime.sessions() as session, session.begin():
-            started = start_action(session, action_id, now=datetime.now(UTC))
+        started = start_action(runtime.sessions, action_id, now=datetime.now(UTC))
         small = [replace(b, delivery_ids=ids) for b in started.batches
                  for ids in (b.delivery_ids[i:i + 10] for i in range(0, len(b.delivery_ids), 10))]
         enqueue(runtime.redis, small)
@@ -150,3 +148,42 @@ def test_parallel_workers_share_the_outbox_without_conflicts(
             Delivery.action_id == action_id)))
     assert statuses == {DeliveryStatus.SENT: started.deliveries}
     assert max(Counter((r.kind, r.to) for r in records).values()) == 1
+
+
+def test_an_interrupted_start_is_completed_by_the_resume_without_duplicates(
+        new_database_url: Callable[[], str], monkeypatch) -> None:
+    import core.targeting
+    from core.targeting import preview
+    from outbound.fanout import area_of, resume_outboxes
+
+    url = new_database_url()
+    action_id = _prepared_database(url)
+    sessions = session_factory(make_engine(url), writer=True)
+    monkeypatch.setattr(core.targeting, "BATCH", 10)  # many chunks
+    now = datetime.now(UTC)
+    with sessions() as session:
+        expected = preview(session, area_of(session.get(Action, action_id)),
+                           Urgency.URGENT, now).messages
+    calls = []
+
+    def crash_on_second_chunk(batches) -> None:
+        calls.append(batches)
+        if len(calls) == 2:
+            raise RuntimeError("the process died here")
+
+    with pytest.raises(RuntimeError):
+        start_action(sessions, action_id, now=now, dispatch=crash_on_second_chunk)
+
+    def count() -> int:
+        with sessions() as session:
+            return session.scalar(select(func.count(Delivery.id))
+                                  .where(Delivery.action_id == action_id)) or 0
+
+    written = count()
+    assert 0 < written < expected  # the first chunks stayed, committed and queued
+    assert resume_outboxes(sessions, now, lambda b: None) == []  # too recent to be stuck
+    [resumed] = resume_outboxes(sessions, now + timedelta(minutes=5), lambda b: None)
+    assert count() == expected  # nothing written twice
+    assert resumed.deliveries == expected  # every queued one handed to the queues again
+    with sessions() as session:
+        assert session.get(Action, action_id).outbox_done_at is not None

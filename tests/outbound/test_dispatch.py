@@ -35,35 +35,36 @@ def _records(server: FakeTwilioServer) -> list[dict]:
 
 
 def test_starting_writes_one_delivery_per_recipient_and_channel_once(
-        db: Session, population, make_action) -> None:
+        db: Session, sessions, population, make_action) -> None:
     action = make_action()
     expected = preview(db, area_of(action), Urgency.URGENT, NOW)
-    first = start_action(db, action.id, now=NOW)
+    first = start_action(sessions, action.id, now=NOW)
     db.commit()
     assert first.started and first.deliveries == expected.messages > 0
-    assert db.get(type(action), action.id).status == ActionStatus.ACTIVE
+    db.refresh(action)
+    assert action.status == ActionStatus.ACTIVE and action.outbox_done_at is not None
     by_channel = Counter(db.scalars(select(Delivery.channel)
                                     .where(Delivery.action_id == action.id)))
     assert by_channel == expected.by_channel
     assert all(len(b.delivery_ids) <= BATCH_SIZE for b in first.batches)
     assert {b.queue for b in first.batches} <= {"voice-urgent", "sms-urgent", "push-urgent"}
-    again = start_action(db, action.id, now=NOW)
+    again = start_action(sessions, action.id, now=NOW)
     assert not again.started and again.batches == []
     assert db.scalar(select(func.count(Delivery.id))
                      .where(Delivery.action_id == action.id)) == first.deliveries
 
 
-def test_non_urgent_messages_go_to_the_normal_queues(db: Session, population,
+def test_non_urgent_messages_go_to_the_normal_queues(db: Session, sessions, population,
                                                      make_action) -> None:
     action = make_action(kind=ActionKind.PREVENTIVE, urgency=Urgency.NORMAL)
-    result = start_action(db, action.id, now=NOW)
+    result = start_action(sessions, action.id, now=NOW)
     assert {b.queue.split("-")[1] for b in result.batches} == {"normal"}
 
 
 def test_every_sms_and_call_reaches_the_provider_exactly_once(
-        db: Session, population, make_action, runtime, work, fake_twilio) -> None:
+        db: Session, sessions, population, make_action, runtime, work, fake_twilio) -> None:
     action = make_action()
-    result = start_action(db, action.id, now=NOW)
+    result = start_action(sessions, action.id, now=NOW)
     db.commit()
     enqueue(runtime.redis, result.batches)
     enqueue(runtime.redis, result.batches)  # a duplicate enqueue must not send twice
@@ -83,10 +84,10 @@ def test_every_sms_and_call_reaches_the_provider_exactly_once(
 
 
 def test_provider_errors_are_retried_or_failed_as_they_say(
-        db: Session, population, make_action, runtime, work, fake_twilio) -> None:
+        db: Session, sessions, population, make_action, runtime, work, fake_twilio) -> None:
     fake_twilio.fake.behaviour.error_rate = 1.0
     action = make_action()
-    result = start_action(db, action.id, now=NOW)
+    result = start_action(sessions, action.id, now=NOW)
     db.commit()
     enqueue(runtime.redis, result.batches)
     work()
@@ -98,10 +99,10 @@ def test_provider_errors_are_retried_or_failed_as_they_say(
     assert _records(fake_twilio) == []
 
 
-def test_an_invalid_number_fails_for_good(db: Session, population, make_action, runtime,
+def test_an_invalid_number_fails_for_good(db: Session, sessions, population, make_action, runtime,
                                           work, fake_twilio) -> None:
     action = make_action()
-    result = start_action(db, action.id, now=NOW)
+    result = start_action(sessions, action.id, now=NOW)
     db.commit()
     victim = db.scalar(select(Delivery).where(Delivery.action_id == action.id,
                                               Delivery.channel == Channel.SMS).limit(1))
@@ -115,9 +116,9 @@ def test_an_invalid_number_fails_for_good(db: Session, population, make_action, 
 
 
 def test_a_participant_who_stopped_after_the_start_gets_nothing(
-        db: Session, population, make_action, runtime, work, fake_twilio) -> None:
+        db: Session, sessions, population, make_action, runtime, work, fake_twilio) -> None:
     action = make_action()
-    result = start_action(db, action.id, now=NOW)
+    result = start_action(sessions, action.id, now=NOW)
     db.commit()
     quitter = db.scalar(select(Delivery).where(Delivery.action_id == action.id,
                                                Delivery.channel == Channel.SMS).limit(1))
@@ -172,3 +173,22 @@ def test_the_call_cap_holds_across_workers_and_frees_when_calls_end(
     later = time.time() + 601  # a call whose end we never heard of stops counting
     assert second.acquire("delivery:4", now=later)
     assert CallSlots(redis_client, "other-trunk", limit=0).acquire("x")
+
+
+def test_the_first_batches_are_queued_before_the_outbox_is_complete(
+        db: Session, sessions, population, make_action, monkeypatch) -> None:
+    import core.targeting
+
+    monkeypatch.setattr(core.targeting, "BATCH", 10)  # many small chunks
+    action = make_action()
+    seen: list[tuple[int, object]] = []
+
+    def dispatch(batches) -> None:
+        with sessions() as session:
+            done = session.get(type(action), action.id).outbox_done_at
+        seen.append((sum(len(b.delivery_ids) for b in batches), done))
+
+    result = start_action(sessions, action.id, now=NOW, dispatch=dispatch)
+    assert len(seen) > 1 and seen[0][1] is None  # queued while the rest was being written
+    assert sum(n for n, _ in seen) == result.deliveries
+

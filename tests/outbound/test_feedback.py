@@ -25,10 +25,10 @@ from tests.outbound.conftest import NOW
 
 
 @pytest.fixture
-def alerted(db: Session, population, make_action, runtime, work):
+def alerted(db: Session, sessions, population, make_action, runtime, work):
     """An action whose alert went out through the fake provider."""
     action = make_action()
-    result = start_action(db, action.id, now=NOW)
+    result = start_action(sessions, action.id, now=NOW)
     db.commit()
     enqueue(runtime.redis, result.batches)
     work()

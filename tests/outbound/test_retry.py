@@ -17,9 +17,9 @@ from tests.outbound.conftest import NOW
 
 
 @pytest.fixture
-def started(db: Session, population, make_action):
+def started(db: Session, sessions, population, make_action):
     action = make_action()
-    result = start_action(db, action.id, now=NOW)
+    result = start_action(sessions, action.id, now=NOW)
     db.commit()
     return action, result
 

@@ -80,13 +80,13 @@ def test_a_server_that_is_down_is_worth_a_retry() -> None:
     assert caught.value.retryable and caught.value.code == "network"
 
 
-def test_a_preventive_message_goes_out_by_email(db: Session, population, make_action,
+def test_a_preventive_message_goes_out_by_email(db: Session, sessions, population, make_action,
                                                 runtime, work, smtp_server) -> None:
     inbox, port = smtp_server
     runtime.providers[Channel.EMAIL] = lambda: SmtpProvider("127.0.0.1", port,
                                                             "burgernet@example.org")
     action = make_action(kind=ActionKind.PREVENTIVE, urgency=Urgency.NORMAL, radius_m=8000)
-    result = start_action(db, action.id, now=NOW)
+    result = start_action(sessions, action.id, now=NOW)
     db.commit()
     enqueue(runtime.redis, result.batches)
     work()
