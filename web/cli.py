@@ -70,6 +70,10 @@ def run_command(ctx: click.Context, context: Context, participants: int) -> None
         if not redis_url:
             redis_url = stack.enter_context(EmbeddedRedis(settings.var_dir / "redis")).url
             click.echo(f"started redis-server on {redis_url}")
+            # for commands in another terminal: REDIS_URL=$(cat var/redis.url) burgernet ...
+            marker = settings.var_dir / "redis.url"
+            marker.write_text(redis_url + "\n")
+            stack.callback(marker.unlink, missing_ok=True)
         ctx.invoke(load_reference_command)
         ctx.invoke(seed_demo_command, size=participants, seed=2023, reset=False)
         env = {**os.environ, "REDIS_URL": redis_url, "BURGERNET_HOME": str(settings.home),

@@ -56,6 +56,8 @@ def test_run_starts_everything_with_demo_data_and_stops_cleanly(
         assert '"redis":"ok"' in body.replace(" ", "")
         status, body = _get(f"http://127.0.0.1:{port}/login")
         assert status == 200 and "Inloggen" in body
+        redis_url = (tmp_path / "var" / "redis.url").read_text().strip()
+        assert redis_url.startswith("redis://127.0.0.1:")
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -65,6 +67,7 @@ def test_run_starts_everything_with_demo_data_and_stops_cleanly(
             output, _ = process.communicate()
             raise AssertionError(f"SIGINT did not stop burgernet run:\n{output}") from None
     assert process.returncode == 0, output
+    assert not (tmp_path / "var" / "redis.url").exists()
     assert f"Burgernet is running: http://127.0.0.1:{port}/" in output
     assert "centralist@example.org" in output
     assert "300 participants with" in output
