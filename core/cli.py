@@ -42,7 +42,8 @@ class Context:
     def ready_engine(self) -> Engine:
         """The engine, with the schema upgraded (or checked, when AUTO_MIGRATE=0)."""
         message = ensure_schema(self.engine, upgrade=self.settings.auto_migrate)
-        logging.getLogger("burgernet").info(message)
+        log = logging.getLogger("burgernet")
+        log.log(logging.INFO if "upgraded" in message else logging.DEBUG, message)
         return self.engine
 
 

@@ -112,8 +112,10 @@ def bulk_insert(connection: Connection, table: Table, columns: Sequence[str],
     """
     names = ", ".join(columns)
     convert = [_bulk_converter(table.c[name].type, connection.dialect.name) for name in columns]
-    prepared = (tuple(f(value) if f else value for f, value in zip(convert, row, strict=True))
-                for row in rows)
+    prepared = [tuple(f(value) if f else value for f, value in zip(convert, row, strict=True))
+                for row in rows]
+    if not prepared:
+        return
     if skip_existing:
         postgres = connection.dialect.name == "postgresql"
         marks = ", ".join(("%s" if postgres else "?") for _ in columns)
@@ -122,7 +124,7 @@ def bulk_insert(connection: Connection, table: Table, columns: Sequence[str],
         assert raw is not None
         cursor = raw.cursor()
         cursor.executemany(f"{verb} INTO {table.name} ({names}) VALUES ({marks}){tail}",
-                           list(prepared))
+                           prepared)
         cursor.close()
         return
     if connection.dialect.name == "postgresql":
@@ -135,7 +137,7 @@ def bulk_insert(connection: Connection, table: Table, columns: Sequence[str],
     else:
         marks = ", ".join("?" for _ in columns)
         connection.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})",
-                                   list(prepared))
+                                   prepared)
 
 
 def _bulk_converter(column_type: Any, dialect: str) -> Callable[[Any], Any] | None:

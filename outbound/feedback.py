@@ -1,4 +1,6 @@
-"""Ending an action: everyone it reached hears how it ended, also when nothing was found.
+"""Ending an action: everyone it reached hears how it ended, also when nothing was found;
+alerts still waiting in the queue are withdrawn, so nobody is asked to look for someone
+already found.
 
 The result goes through the same outbox and queues as the alert: by SMS to those the alert
 reached by voice (a result is not worth a call), on the same channel otherwise. It is not
@@ -44,6 +46,7 @@ class Ending:
     results: int
     batches: list[Batch]
     held: list[int]
+    withdrawn: int = 0
 
 
 def end_action(session: Session, action_id: int, outcome: Outcome, text: str | None, *,
@@ -60,15 +63,22 @@ def end_action(session: Session, action_id: int, outcome: Outcome, text: str | N
     if ended.rowcount != 1:
         raise ActionError(f"action {action_id} is {action.status.value}, not active")
     session.refresh(action)
+    withdrawn = session.execute(
+        update(Delivery)
+        .where(Delivery.action_id == action_id, Delivery.purpose == DeliveryPurpose.ALERT,
+               Delivery.status == DeliveryStatus.QUEUED)
+        .values(status=DeliveryStatus.SKIPPED, provider_error="action ended", updated_at=now,
+                completed_at=now)).rowcount
     rows = _result_rows(session, action, now)
     bulk_insert(session.connection(), Delivery.__table__, COLUMNS, rows)
     audit.record(session, "end", "action", action.id, user=user, actor=None if user else "cli",
-                 outcome=action.outcome.value if action.outcome else None, results=len(rows))
+                 outcome=action.outcome.value if action.outcome else None, results=len(rows),
+                 withdrawn=withdrawn)
     held = session.scalars(select(Delivery.id).where(
         Delivery.action_id == action.id, Delivery.purpose == DeliveryPurpose.RESULT,
         Delivery.next_attempt_at.is_not(None))).all()
     return Ending(len(rows), list(queued_batches(session, action, DeliveryPurpose.RESULT)),
-                  list(held))
+                  list(held), withdrawn)
 
 
 def _result_rows(session: Session, action: Action, now: datetime) -> list[tuple[object, ...]]:

@@ -24,8 +24,10 @@ from sqlalchemy.orm import Session
 
 from core.models import (
     Action,
+    ActionStatus,
     Channel,
     Delivery,
+    DeliveryPurpose,
     DeliveryStatus,
     Language,
     Participant,
@@ -130,13 +132,16 @@ def _messages(session: Session, runtime: OutboundRuntime, ids: Iterable[int]) ->
     work, stopped = [], []
     for delivery_id, channel, purpose, language, action_id, phone, email, status in rows:
         if status != ParticipantStatus.VERIFIED:  # STOP is final, also for queued messages
-            stopped.append((delivery_id, status.value))
+            stopped.append((delivery_id, f"participant {status.value}"))
+            continue
+        action = actions.get(action_id) or session.get(Action, action_id)
+        assert action is not None
+        actions[action_id] = action
+        if purpose == DeliveryPurpose.ALERT and action.status == ActionStatus.ENDED:
+            stopped.append((delivery_id, "action ended"))  # ended while this was in a queue
             continue
         key = (action_id, purpose.value, language.value)
         if key not in texts:
-            action = actions.get(action_id) or session.get(Action, action_id)
-            assert action is not None
-            actions[action_id] = action
             texts[key] = (message_text(action, purpose.value, Language(language),
                                        runtime.settings.free_number),
                           subject_text(action, purpose.value, Language(language)))
@@ -145,9 +150,9 @@ def _messages(session: Session, runtime: OutboundRuntime, ids: Iterable[int]) ->
         work.append(_Work(delivery_id, channel,
                           Message(delivery_id, channel, to or "", body, language.value,
                                   runtime.status_callback, subject)))
-    for delivery_id, status_value in stopped:
+    for delivery_id, reason in stopped:
         session.execute(update(Delivery).where(Delivery.id == delivery_id).values(
-            status=DeliveryStatus.SKIPPED, provider_error=f"participant {status_value}"))
+            status=DeliveryStatus.SKIPPED, provider_error=reason))
     return work
 
 

@@ -78,6 +78,10 @@ def run_command(ctx: click.Context, context: Context, participants: int) -> None
         ctx.invoke(seed_demo_command, size=participants, seed=2023, reset=False)
         env = {**os.environ, "REDIS_URL": redis_url, "BURGERNET_HOME": str(settings.home),
                "DATABASE_URL": settings.database_url, "SECRET_KEY": settings.secret_key}
+        if settings.sms_provider == "console":
+            env.setdefault("SMS_RATE", "100")  # nothing leaves the machine: no carrier limit
+        if settings.voice_provider == "console":
+            env.setdefault("VOICE_RATE", "20")
         children = {name: _spawn(stack, [sys.executable, "-m", "core.cli", name], env)
                     for name in ("web", "worker")}
         _banner(settings)

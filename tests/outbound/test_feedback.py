@@ -117,3 +117,20 @@ def test_held_results_are_not_sent_before_their_time(db: Session, alerted, runti
     work()
     statuses = Counter(db.get(Delivery, i).status for i in ending.held)
     assert statuses == {DeliveryStatus.QUEUED: len(ending.held)}
+
+
+def test_ending_withdraws_alerts_still_in_the_queue(db: Session, sessions, population,
+                                                    make_action, runtime, work,
+                                                    fake_twilio) -> None:
+    action = make_action()
+    started = start_action(sessions, action.id, now=NOW)
+    ending = end_action(db, action.id, Outcome.CANCELLED, None, now=NOW)
+    db.commit()
+    assert ending.results == 0 and ending.batches == []
+    assert ending.withdrawn == started.deliveries
+    enqueue(runtime.redis, started.batches)  # jobs already on the queues find nothing to send
+    work()
+    statuses = {d.status for d in db.scalars(select(Delivery).where(
+        Delivery.action_id == action.id))}
+    assert statuses == {DeliveryStatus.SKIPPED}
+    assert fake_twilio.fake.records == []
