@@ -62,6 +62,17 @@ def _prepared_database(url: str) -> int:
     return action_id
 
 
+def _worker_env(url: str, redis_server: EmbeddedRedis, home: Path, fake: FakeTwilioServer,
+                rate: str) -> dict[str, str]:
+    """What `burgernet worker` needs to send through the fake at RATE per second."""
+    return {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_server.url,
+            "BURGERNET_HOME": str(home), "MELDKAMER_CONFIG": str(MELDKAMER_CONFIG),
+            "SMS_PROVIDER": "twilio", "VOICE_PROVIDER": "twilio",
+            "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "TWILIO_FROM": "+31690000999", "TWILIO_BASE_URL": fake.url,
+            "SMS_RATE": rate, "VOICE_RATE": rate, "PUBLIC_URL": "http://127.0.0.1:9"}
+
+
 @pytest.mark.slow
 def test_a_worker_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
         tmp_path: Path, new_database_url: Callable[[], str],
@@ -69,12 +80,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
     url = new_database_url()
     action_id = _prepared_database(url)
     with FakeTwilioServer() as fake:
-        env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_server.url,
-               "BURGERNET_HOME": str(tmp_path), "MELDKAMER_CONFIG": str(MELDKAMER_CONFIG),
-               "SMS_PROVIDER": "twilio", "VOICE_PROVIDER": "twilio",
-               "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-               "TWILIO_FROM": "+31690000999", "TWILIO_BASE_URL": fake.url,
-               "SMS_RATE": "25", "VOICE_RATE": "25", "PUBLIC_URL": "http://127.0.0.1:9"}
+        env = _worker_env(url, redis_server, tmp_path, fake, rate="25")
         settings = Settings.from_env(env)
         runtime = build_runtime(settings)
         runtime.redis.flushdb()
@@ -125,12 +131,7 @@ def test_parallel_workers_share_the_outbox_without_conflicts(
     url = new_database_url()
     action_id = _prepared_database(url)
     with FakeTwilioServer() as fake:
-        env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_server.url,
-               "BURGERNET_HOME": str(tmp_path), "MELDKAMER_CONFIG": str(MELDKAMER_CONFIG),
-               "SMS_PROVIDER": "twilio", "VOICE_PROVIDER": "twilio",
-               "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-               "TWILIO_FROM": "+31690000999", "TWILIO_BASE_URL": fake.url,
-               "SMS_RATE": "0", "VOICE_RATE": "0", "PUBLIC_URL": "http://127.0.0.1:9"}
+        env = _worker_env(url, redis_server, tmp_path, fake, rate="0")
         runtime = build_runtime(Settings.from_env(env))
         runtime.redis.flushdb()
         started = start_action(runtime.sessions, action_id, now=datetime.now(UTC))
