@@ -97,11 +97,14 @@ def send_batch(delivery_ids: list[int]) -> dict[str, int]:
     return {"claimed": len(work), **counts}
 
 
+LEASE_MARGIN = timedelta(minutes=2)
+
+
 def lease(runtime: OutboundRuntime, count: int) -> timedelta:
     """How long a claim holds before reclaim may take it: the batch at the slowest rate,
-    plus two minutes for the provider's answers."""
+    plus two minutes for the provider's answers (extended once the slots are known)."""
     rates = [r for r in (runtime.settings.sms_rate, runtime.settings.voice_rate) if r > 0]
-    return timedelta(seconds=120 + count / min(rates, default=1000.0))
+    return LEASE_MARGIN + timedelta(seconds=count / min(rates, default=1000.0))
 
 
 def _claim(session: Session, runtime: OutboundRuntime, ids: list[int],
@@ -235,6 +238,8 @@ async def _send_all(runtime: OutboundRuntime,
         provider = providers[channel]
         reservation = runtime.throttle.reserve(runtime.sender_key(channel),
                                                runtime.rate(channel), len(items))
+        _extend_lease(runtime, [item.delivery_id for item in items],
+                      reservation.slot(len(items)))
         for index, item in enumerate(items):
             capped = slots if channel == Channel.VOICE else None
             tasks.append(_send_one(provider, item, reservation.slot(index), in_flight, capped))
@@ -243,6 +248,18 @@ async def _send_all(runtime: OutboundRuntime,
     finally:
         for provider in {id(p): p for p in providers.values()}.values():
             await provider.close()
+
+
+def _extend_lease(runtime: OutboundRuntime, ids: list[int], last_slot: float) -> None:
+    """Hold the claim until this batch's last slot (which other workers' reservations may
+    have pushed far ahead) plus the usual margin, so reclaim never takes a message that a
+    live worker is still waiting to send."""
+    until = datetime.fromtimestamp(last_slot, UTC) + LEASE_MARGIN
+    with runtime.sessions() as session, session.begin():
+        session.execute(update(Delivery)
+                        .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.SENDING,
+                               Delivery.next_attempt_at < until)
+                        .values(next_attempt_at=until))
 
 
 async def _send_one(provider: Any, item: _Work, at: float, in_flight: asyncio.Semaphore,
@@ -271,7 +288,10 @@ def _record(session: Session, outcomes: list[tuple[_Work, str | ProviderError, s
     if sent:
         session.execute(
             update(table)
-            .where(table.c.id == bindparam("d_id"), table.c.status == DeliveryStatus.SENDING)
+            # also when reclaim already put it back in the queue: the provider has it
+            .where(table.c.id == bindparam("d_id"),
+                   (table.c.status == DeliveryStatus.SENDING)
+                   | (table.c.status == DeliveryStatus.QUEUED))
             .values(status=DeliveryStatus.SENT, provider_id=bindparam("p_id"),
                     provider=bindparam("p_name"), provider_error=None, sent_at=now,
                     updated_at=now),
