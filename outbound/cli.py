@@ -7,12 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-import redis
 from sqlalchemy import select
 
 from core.cli import Context, pass_context
 from core.db import session_factory, transaction
-from core.errors import ConfigError
 from core.geo import parse_area
 from core.models import (
     Action,
@@ -28,6 +26,7 @@ from outbound.fanout import ActionError, area_of, start_action
 from outbound.feedback import end_action
 from outbound.jobs import enqueue, schedule
 from outbound.progress import progress
+from outbound.runtime import connect_redis
 from outbound.sms import sms_size
 from outbound.templates import alert_text
 
@@ -111,11 +110,8 @@ def preview_command(context: Context, action_id: int) -> None:
 @pass_context
 def start_command(context: Context, action_id: int) -> None:
     """Start a draft action: write its outbox and queue it. Starting again does nothing."""
-    url = context.settings.redis_url
-    if not url:
-        raise ConfigError("REDIS_URL is not set: starting an action queues it in Redis")
+    connection = connect_redis(context.settings, "starting an action")
     context.ready_engine()
-    connection = redis.Redis.from_url(url)
     result = start_action(session_factory(context.engine, writer=True), action_id,
                           now=datetime.now(UTC), dispatch=lambda b: enqueue(connection, b))
     if not result.started:
@@ -157,13 +153,10 @@ def _action(session, action_id: int) -> Action:  # type: ignore[no-untyped-def]
 @pass_context
 def end_command(context: Context, action_id: int, outcome: str, text: str | None) -> None:
     """End an active action; everyone it reached gets the result (voice: by SMS)."""
-    url = context.settings.redis_url
-    if not url:
-        raise ConfigError("REDIS_URL is not set: the result messages are queued in Redis")
+    connection = connect_redis(context.settings, "ending an action (the results are queued)")
     context.ready_engine()
     with transaction(context.sessions) as session:
         ending = end_action(session, action_id, Outcome(outcome), text, now=datetime.now(UTC))
-    connection = redis.Redis.from_url(url)
     enqueue(connection, ending.batches)
     with context.sessions() as session:
         schedule(connection, session, ending.held)

@@ -9,6 +9,7 @@ import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import make_engine, session_factory
+from core.errors import ConfigError
 from core.models import Channel
 from core.settings import Settings
 from outbound.providers import Provider
@@ -47,6 +48,19 @@ class OutboundRuntime:
     @property
     def status_callback(self) -> str:
         return f"{self.settings.public_url}/webhooks/twilio/status"
+
+
+def connect_redis(settings: Settings, purpose: str) -> redis.Redis:
+    """The Redis of REDIS_URL, checked now; ConfigError says what needed it and why not."""
+    if not settings.redis_url:
+        raise ConfigError(f"REDIS_URL is not set: {purpose} needs the Redis that "
+                          "`burgernet run` (see var/redis.url) or your deployment provides")
+    connection = redis.Redis.from_url(settings.redis_url)
+    try:
+        connection.ping()
+    except redis.RedisError as exc:
+        raise ConfigError(f"cannot reach Redis at REDIS_URL: {exc}") from None
+    return connection
 
 
 def voice_trunk(settings: Settings) -> str:

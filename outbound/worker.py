@@ -7,16 +7,14 @@ import threading
 from datetime import UTC, datetime
 
 import click
-import redis
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
 from core.cli import Context, pass_context
-from core.errors import ConfigError
 from outbound.fanout import resume_outboxes
 from outbound.jobs import enqueue, reclaim
 from outbound.queues import queue_names
-from outbound.runtime import OutboundRuntime, build_runtime, install
+from outbound.runtime import OutboundRuntime, build_runtime, connect_redis, install
 
 log = logging.getLogger("burgernet.worker")
 
@@ -30,15 +28,7 @@ log = logging.getLogger("burgernet.worker")
 def worker_command(context: Context, queues: tuple[str, ...], burst: bool,
                    name: str | None) -> None:
     """Process outbound jobs from Redis until stopped."""
-    url = context.settings.redis_url
-    if not url:
-        raise ConfigError("REDIS_URL is not set: a worker needs the Redis that `burgernet run` "
-                          "or your deployment provides")
-    connection = redis.Redis.from_url(url)
-    try:
-        connection.ping()
-    except redis.RedisError as exc:
-        raise ConfigError(f"cannot reach Redis at REDIS_URL: {exc}") from None
+    connection = connect_redis(context.settings, "a worker")
     context.ready_engine()
     runtime = build_runtime(context.settings)
     install(runtime)
