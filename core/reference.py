@@ -138,16 +138,20 @@ def _text(value: str, what: str, path: Path, line: int) -> str:
     return value
 
 
-def load_meldkamer_config(path: Path, codes: set[str] | None = None) -> dict[str, MeldkamerContact]:
-    """Read the meldkamer numbers and SIP URIs; every meldkamer must have both."""
+def _read_meldkamer_toml(path: Path) -> dict[str, Any]:
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: meldkamer configuration not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_meldkamer_config(path: Path, codes: set[str] | None = None) -> dict[str, MeldkamerContact]:
+    """Read the meldkamer numbers and SIP URIs; every meldkamer must have both."""
+    document = _read_meldkamer_toml(path)
     sections = document.get("meldkamer")
     if not isinstance(sections, dict):
         raise ConfigError(f"{path}: no [meldkamer.CODE] sections")
@@ -174,6 +178,23 @@ def load_meldkamer_config(path: Path, codes: set[str] | None = None) -> dict[str
         raise ConfigError(f"{path}: no number or SIP URI configured for {', '.join(missing)}; "
                           "every meldkamer needs both so that no caller hits a dead end")
     return contacts
+
+
+def load_national_fallback(path: Path) -> str:
+    """The meldkamer that takes a call when nothing about the caller says where they are.
+
+    Read from the top-level `national_fallback` key of the meldkamer configuration; it must
+    name one of the meldkamers configured there, so that such a caller always gets through.
+    """
+    document = _read_meldkamer_toml(path)
+    code = document.get("national_fallback")
+    if code is None:
+        raise ConfigError(f"{path}: no national_fallback: name the meldkamer that takes calls "
+                          "from callers whose location is unknown, e.g. national_fallback = \"MN\"")
+    sections = document.get("meldkamer")
+    if not isinstance(code, str) or not isinstance(sections, dict) or code not in sections:
+        raise ConfigError(f"{path}: national_fallback {code!r} is not a configured meldkamer")
+    return code
 
 
 class _Upserter:

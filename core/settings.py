@@ -49,6 +49,8 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("SMTP_USERNAME", "(none)", "SMTP login, if the server wants one"),
     ("SMTP_PASSWORD", "(none)", "SMTP password"),
     ("SMTP_STARTTLS", "0", "1: upgrade the connection with STARTTLS"),
+    ("TTS", "gtts", "prompts: gtts (Google, else espeak-ng), espeak (never Google) or off "
+     "(Twilio reads the text with <Say>)"),
 )
 
 
@@ -105,6 +107,7 @@ class Settings:
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_starttls: bool = False
+    tts: str = "gtts"
 
     @property
     def var_dir(self) -> Path:
@@ -141,6 +144,7 @@ class Settings:
             session_cookie_secure=_flag(env.get("SESSION_COOKIE_SECURE", "0"),
                                         "SESSION_COOKIE_SECURE"),
             log_level=log_level,
+            tts=_choice(env.get("TTS", "gtts"), "TTS", ("gtts", "espeak", "off")),
             **_outbound(env),
         )
 
@@ -188,6 +192,13 @@ def _email(env: Mapping[str, str]) -> dict[str, object]:
             "smtp_username": env.get("SMTP_USERNAME", ""),
             "smtp_password": env.get("SMTP_PASSWORD", ""),
             "smtp_starttls": _flag(env.get("SMTP_STARTTLS", "0"), "SMTP_STARTTLS")}
+
+
+def _choice(value: str, name: str, allowed: tuple[str, ...]) -> str:
+    lowered = value.strip().lower()
+    if lowered not in allowed:
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+    return lowered
 
 
 def _count(value: str, name: str) -> int:

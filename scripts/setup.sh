@@ -14,7 +14,14 @@ as_root() {
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# Prompts: espeak-ng speaks when Google is out of reach, sox converts to 8 kHz (and reads MP3).
+command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+command -v sox >/dev/null 2>&1 || missing+=(sox)
+ls /usr/lib/*/sox/libsox_fmt_mp3.so >/dev/null 2>&1 || missing+=(libsox-fmt-mp3)
 if [ "$need" = test ]; then
+  # The SIP peers of the integration tests.
+  command -v kamailio >/dev/null 2>&1 || missing+=(kamailio)
+  command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
   ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
   ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 \
     || missing+=(postgresql-15-postgis-3)

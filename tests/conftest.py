@@ -120,4 +120,5 @@ def settings(tmp_path: Path, database_url: str, redis_server: EmbeddedRedis) -> 
         "REDIS_URL": redis_server.url,
         "SECRET_KEY": "test-secret-key",
         "MELDKAMER_CONFIG": str(MELDKAMER_CONFIG),
+        "TTS": "espeak",  # no test talks to Google
     })

@@ -43,11 +43,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     app.jinja_env.globals.update(_=translate, current_language=current_language)
     app.teardown_request(_close_session)
 
-    from web import auth, health, webhooks
+    from web import auth, health, voice, webhooks
 
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(voice.bp)
+    app.register_blueprint(voice.sounds_bp)
     return app
 
 

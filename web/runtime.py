@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import make_engine, session_factory
+from core.reference import load_national_fallback
 from core.settings import Settings
+from ivr.prompts import Catalogue, load_catalogue
+from ivr.tts import PromptRenderer, sounds_dir
 
 
 @dataclass
@@ -26,3 +30,19 @@ class Runtime:
         engine = make_engine(settings.database_url)
         client = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
         return cls(settings, engine, session_factory(engine), client)
+
+    @cached_property
+    def catalogue(self) -> Catalogue:
+        return load_catalogue()
+
+    @cached_property
+    def national_fallback(self) -> str:
+        """The meldkamer that takes a call nobody else could be found for (configuration)."""
+        return load_national_fallback(self.settings.meldkamer_config)
+
+    @cached_property
+    def prompt_renderer(self) -> PromptRenderer | None:
+        """Renders prompts to audio once, into var/sounds; None where no TTS is wanted."""
+        if self.settings.tts == "off":
+            return None
+        return PromptRenderer(sounds_dir(self.settings), use_gtts=self.settings.tts == "gtts")

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from core.models import Delivery
+from ivr.flows import call_ended
 from outbound.callbacks import CALL_ENDED, UnknownStatus, apply_status
 from outbound.jobs import schedule
 from outbound.runtime import call_slots, call_token
@@ -17,7 +18,7 @@ from web import csrf, db, runtime
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
 
-def _signed() -> bool:
+def signed() -> bool:
     """Twilio signs the public URL it called plus the form fields with our auth token."""
     token = runtime().settings.twilio_auth_token
     if not token:
@@ -31,7 +32,7 @@ def _signed() -> bool:
 @csrf.exempt
 def twilio_status() -> Response:
     """MessageStatus / CallStatus callbacks: 204 when taken, 403 forged, 400 malformed."""
-    if not _signed():
+    if not signed():
         return Response("forbidden\n", status=403, mimetype="text/plain")
     provider_id = request.form.get("MessageSid") or request.form.get("CallSid")
     value = request.form.get("MessageStatus") or request.form.get("CallStatus")
@@ -43,6 +44,8 @@ def twilio_status() -> Response:
                              error=request.form.get("ErrorCode"))
     except UnknownStatus:
         return Response(f"unknown status {value!r}\n", status=400, mimetype="text/plain")
+    if request.form.get("CallSid") and value in CALL_ENDED:
+        call_ended(db(), datetime.now(UTC), call_id=provider_id)
     if request.form.get("CallSid") and value in CALL_ENDED and runtime().redis is not None:
         delivery_id = db().scalar(select(Delivery.id).where(Delivery.provider_id == provider_id))
         if delivery_id is not None:

@@ -9,7 +9,12 @@ from sqlalchemy.orm import Session
 from core.db import make_engine, session_factory, transaction
 from core.errors import ConfigError, DataError
 from core.models import Meldkamer, Municipality, Postcode, SafetyRegion
-from core.reference import integrity_counts, load_meldkamer_config, load_reference
+from core.reference import (
+    integrity_counts,
+    load_meldkamer_config,
+    load_national_fallback,
+    load_reference,
+)
 from core.schema import ensure_schema
 from core.settings import DEFAULT_DATA_DIR
 from tests.conftest import MELDKAMER_CONFIG
@@ -157,6 +162,23 @@ def test_a_bad_meldkamer_configuration_is_refused(tmp_path: Path, body: str, mes
     codes = {"NN", "ON", "MN", "NH", "AM", "DH", "RT", "ZWB", "OB", "LB"}
     with pytest.raises(ConfigError, match=message):
         load_meldkamer_config(_config(tmp_path, body), codes)
+
+
+def test_the_shipped_configuration_names_a_national_fallback() -> None:
+    assert load_national_fallback(MELDKAMER_CONFIG) == "MN"
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ('[meldkamer.MN]\nphone = "+31690000103"\nsip_uri = "sip:a@b"', r"no national_fallback"),
+    ('national_fallback = "XX"\n[meldkamer.MN]\nphone = "+31690000103"\nsip_uri = "sip:a@b"',
+     r"national_fallback 'XX' is not a configured meldkamer"),
+    ('national_fallback = 3\n[meldkamer.MN]\nphone = "+31690000103"\nsip_uri = "sip:a@b"',
+     r"national_fallback 3 is not a configured meldkamer"),
+])
+def test_a_missing_or_unknown_national_fallback_is_refused(tmp_path: Path, body: str,
+                                                           message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_national_fallback(_config(tmp_path, body))
 
 
 def _assert_empty(sessions) -> None:

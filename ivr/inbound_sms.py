@@ -1,0 +1,154 @@
+"""Inbound SMS on the free number's service: STOP, START, HELP, and tips with photos.
+
+The sender's own phone proves who they are, so STOP and START need no code. Any other text is
+a tip on the action this participant was sent most recently; a tip that cannot be tied to an
+action is not kept (it would only be personal data without a purpose), and the reply says to
+call instead.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core import participants
+from core.models import Language, Participant, ParticipantStatus, Tip
+from core.phone import PhoneNumberError, normalize
+from routing.resolve import recent_action
+
+STOP_WORDS = frozenset({"STOP", "STOPPEN", "AFMELDEN", "UITSCHRIJVEN", "UNSUBSCRIBE", "CANCEL",
+                        "END", "QUIT", "STOPALL"})
+START_WORDS = frozenset({"START", "AANMELDEN", "UNSTOP", "HERVATTEN", "RESUME"})
+HELP_WORDS = frozenset({"HELP", "HULP", "INFO"})
+
+#: Photo types taken from MMS; each is decoded and saved again, which drops EXIF and GPS data.
+IMAGE_TYPES = {"image/jpeg": ("JPEG", ".jpg"), "image/png": ("PNG", ".png"),
+               "image/gif": ("PNG", ".png"), "image/webp": ("JPEG", ".jpg")}
+MAX_MEDIA_BYTES = 5 * 1024 * 1024
+MAX_TIP_CHARS = 2000
+
+REPLIES = {
+    "stopped": {"nl": "U ontvangt geen Burgernet-berichten meer. Stuur START om weer mee te doen.",
+                "en": "You will no longer receive Burgernet messages. Text START to rejoin."},
+    "started": {"nl": "Welkom terug bij Burgernet. Stuur STOP om af te melden.",
+                "en": "Welcome back to Burgernet. Text STOP to unsubscribe."},
+    "not_registered": {
+        "nl": "Dit nummer is niet aangemeld bij Burgernet. Aanmelden kan op de website.",
+        "en": "This number is not registered with Burgernet. You can sign up on the website."},
+    "help": {"nl": "Burgernet: STOP = afmelden, START = weer aanmelden. Iets gezien bij een "
+                   "actie? Stuur een bericht of foto, of bel gratis {number}. Spoed: bel 112.",
+             "en": "Burgernet: STOP = unsubscribe, START = rejoin. Seen something during an "
+                   "action? Send a text or photo, or call {number} free. Emergency: call 112."},
+    "tip": {"nl": "Bedankt, uw tip is doorgegeven aan de meldkamer. Spoed? Bel 112.",
+            "en": "Thank you, your tip has been passed to the control room. Emergency? Call 112."},
+    "no_action": {"nl": "Wij konden uw bericht niet aan een Burgernet-actie koppelen. Iets gezien? "
+                        "Bel gratis {number}. Spoed: bel 112.",
+                  "en": "We could not link your message to a Burgernet action. Seen something? "
+                        "Call {number} free. Emergency: call 112."},
+}
+
+
+@dataclass(frozen=True)
+class Media:
+    """One MMS attachment as fetched from the provider."""
+
+    content: bytes
+    content_type: str
+
+
+@dataclass(frozen=True)
+class SmsResult:
+    """What happened, and the reply to send back (in the participant's language)."""
+
+    outcome: str
+    reply: str
+    tip_ids: tuple[int, ...] = ()
+    rejected_media: int = 0
+
+
+class MediaRejected(ValueError):
+    """An attachment that is not a photo we accept."""
+
+
+def handle_sms(session: Session, sender: str, body: str, *, now: datetime, free_number: str,
+               media: list[Media] | None = None, media_dir: Path | None = None,
+               recent: timedelta = timedelta(hours=6)) -> SmsResult:
+    """Act on one inbound SMS or MMS from SENDER."""
+    try:
+        phone = normalize(sender)
+    except PhoneNumberError:
+        phone = None
+    participant = (session.scalar(select(Participant).where(Participant.phone == phone))
+                   if phone else None)
+    language = (Language(participant.language).value if participant else "nl")
+    word = " ".join(body.split()).upper().rstrip(".!")
+
+    def reply(key: str) -> str:
+        return REPLIES[key][language].format(number=free_number)
+
+    if word in STOP_WORDS:
+        if participant is None:
+            return SmsResult("not_registered", reply("not_registered"))
+        if participant.status != ParticipantStatus.STOPPED:
+            participants.stop(session, participant, now)
+        return SmsResult("stopped", reply("stopped"))
+    if word in START_WORDS:
+        if participant is None:
+            return SmsResult("not_registered", reply("not_registered"))
+        participants.start(session, participant, now)
+        return SmsResult("started", reply("started"))
+    if word in HELP_WORDS:
+        return SmsResult("help", reply("help"))
+    action_id = recent_action(session, participant.id, now, recent) if participant else None
+    if action_id is None:
+        return SmsResult("no_action", reply("no_action"))
+    text = body.strip()[:MAX_TIP_CHARS]
+    tips: list[Tip] = []
+    rejected = 0
+    for item in media or ():
+        try:
+            path, content_type = _store_photo(item, media_dir)
+        except MediaRejected:
+            rejected += 1
+            continue
+        tips.append(Tip(action_id=action_id, participant_id=participant.id, source="mms",
+                        text=text if not tips else "", media_path=path,
+                        media_type=content_type, received_at=now))
+    if not tips:
+        if not text:
+            return SmsResult("empty", reply("help"), rejected_media=rejected)
+        tips.append(Tip(action_id=action_id, participant_id=participant.id, source="sms",
+                        text=text, received_at=now))
+    session.add_all(tips)
+    session.flush()
+    return SmsResult("tip", reply("tip"), tuple(tip.id for tip in tips), rejected)
+
+
+def _store_photo(item: Media, media_dir: Path | None) -> tuple[str, str]:
+    """Decode, strip metadata by re-encoding, and save under a random name."""
+    kind = IMAGE_TYPES.get(item.content_type.split(";")[0].strip().lower())
+    if kind is None or media_dir is None:
+        raise MediaRejected(f"{item.content_type} is not a photo type we accept")
+    if len(item.content) > MAX_MEDIA_BYTES:
+        raise MediaRejected("photo larger than 5 MB")
+    try:
+        with Image.open(io.BytesIO(item.content)) as image:
+            image.load()
+            if image.width * image.height > 40_000_000:
+                raise MediaRejected("photo has too many pixels")
+            clean = image.convert("RGB") if kind[0] == "JPEG" else image.convert("RGBA")
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        raise MediaRejected(f"not a readable image: {exc}") from None
+    media_dir.mkdir(parents=True, exist_ok=True)
+    name = secrets.token_hex(16) + kind[1]
+    target = media_dir / name
+    with open(target, "xb") as handle:
+        clean.save(handle, format=kind[0])
+    return name, "image/jpeg" if kind[0] == "JPEG" else "image/png"

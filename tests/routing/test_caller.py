@@ -1,0 +1,56 @@
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from routing.caller import is_withheld, parse_caller
+
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("+31612345678", "+31612345678"),
+    ("0612345678", "+31612345678"),
+    ("06-1234 5678", "+31612345678"),
+    ("0031612345678", "+31612345678"),
+    ("sip:+31612345678@sbc.example.net;user=phone", "+31612345678"),
+    ('"Jan" <sip:0612345678@192.0.2.1>;tag=abc', "+31612345678"),
+    ("<sips:%2B31612345678@sbc.example.net>", "+31612345678"),
+    ("tel:+31-6-1234-5678", "+31612345678"),
+    ("+31690001234", "+31690001234"),
+    ("+14155552671", "+14155552671"),
+    ("+442079460958", "+442079460958"),
+])
+def test_caller_ids_become_e164(raw: str, expected: str) -> None:
+    assert parse_caller(raw) == expected
+
+
+@pytest.mark.parametrize("raw", [
+    None, "", "   ", "anonymous", "Anonymous", "Restricted", "UNKNOWN", "private",
+    "sip:anonymous@anonymous.invalid", '"Anonymous" <sip:anonymous@anonymous.invalid>',
+    "+266696687", "+7378742833",
+])
+def test_withheld_numbers_are_none(raw: str | None) -> None:
+    assert parse_caller(raw) is None
+    assert is_withheld(raw) == bool(raw and raw.strip())
+
+
+@pytest.mark.parametrize("raw", ["12", "abc", "06 123", "+31 6", "sip:alice@example.com",
+                                 "+999123456789", "0" * 300])
+def test_unreadable_caller_ids_are_none(raw: str) -> None:
+    assert parse_caller(raw) is None
+    assert not is_withheld(raw)
+
+
+@given(st.text(max_size=300))
+def test_arbitrary_text_never_raises_and_gives_e164_or_none(raw: str) -> None:
+    result = parse_caller(raw)
+    assert result is None or E164.fullmatch(result)
+
+
+@given(st.from_regex(r"(\+31|0031|0)6[1-5][0-9]{7}", fullmatch=True),
+       st.sampled_from(["{}", "sip:{}@host", "tel:{}", "<sip:{}@h;user=phone>"]))
+def test_dutch_mobile_numbers_in_any_form_are_found(number: str, form: str) -> None:
+    result = parse_caller(form.format(number))
+    assert result is not None and result.startswith("+316") and result[-8:] == number[-8:]

@@ -1,0 +1,238 @@
+"""The free number and inbound SMS over Twilio webhooks: signed requests, TwiML parsed back."""
+
+from __future__ import annotations
+
+import io
+import xml.etree.ElementTree as ET
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+import responses
+from flask.testing import FlaskClient
+from PIL import Image
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+from twilio.request_validator import RequestValidator
+
+from core.models import (
+    Action,
+    ActionKind,
+    ActionStatus,
+    CallRecord,
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    Meldkamer,
+    Organisation,
+    OrganisationKind,
+    Participant,
+    ParticipantStatus,
+    Tip,
+    Urgency,
+)
+from core.settings import Settings
+from outbound.fake_twilio import AUTH_TOKEN
+from web import create_app
+from web.runtime import Runtime
+
+PUBLIC = "https://bn.example"
+CALL = {"CallSid": "CA" + "1" * 32, "From": "anonymous", "To": "+31800001100"}
+
+
+@pytest.fixture
+def settings_signed(settings: Settings) -> Settings:
+    return replace(settings, twilio_auth_token=AUTH_TOKEN, twilio_account_sid="AC" + "0" * 32,
+                   public_url=PUBLIC)
+
+
+@pytest.fixture
+def client(settings_signed: Settings, engine: Engine, sessions: sessionmaker[Session],
+           redis_client: redis.Redis) -> FlaskClient:
+    return create_app(runtime=Runtime(settings_signed, engine, sessions,
+                                      redis_client)).test_client()
+
+
+def post(client: FlaskClient, url: str, params: dict[str, str], token: str = AUTH_TOKEN):
+    """POST as Twilio does: form fields, signed over the public URL (path and query)."""
+    parts = urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    signature = RequestValidator(token).compute_signature(PUBLIC + path, params)
+    return client.post(path, data=params, headers={"X-Twilio-Signature": signature})
+
+
+def twiml(response) -> ET.Element:
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.mimetype == "text/xml"
+    return ET.fromstring(response.get_data())
+
+
+def test_a_call_is_greeted_asked_for_a_postcode_and_put_through_with_a_whisper(
+        client, db, settings_signed):
+    root = twiml(post(client, "/webhooks/twilio/voice/inbound", CALL))
+    gather = root.find("Gather")
+    assert gather is not None and gather.get("numDigits") == "1"
+    play = gather.find("Play")
+    assert play is not None and play.text.startswith(PUBLIC + "/sounds/")
+    sound = client.get(urlsplit(play.text).path)
+    assert sound.status_code == 200 and sound.data[:4] == b"RIFF"
+    assert root.find("Redirect") is not None
+
+    root = twiml(post(client, root.find("Redirect").text, {**CALL}))  # no key pressed
+    gather = root.find("Gather")
+    assert gather.get("numDigits") == "4" and gather.get("finishOnKey") == "#"
+
+    root = twiml(post(client, gather.get("action"), {**CALL, "Digits": "3441"}))
+    dial = root.find("Dial")
+    number = dial.find("Number")
+    mn = db.scalar(select(Meldkamer).where(Meldkamer.code == "MN"))
+    assert number.text == mn.phone
+
+    whisper = twiml(post(client, number.get("url"), {"CallSid": "CA" + "2" * 32}))
+    assert whisper.find("Play") is not None
+
+    root = twiml(post(client, dial.get("action"), {**CALL, "DialCallStatus": "completed"}))
+    assert root.find("Hangup") is not None
+    record = db.scalar(select(CallRecord).where(CallRecord.provider_call_id == CALL["CallSid"]))
+    assert record.outcome == "connected" and record.connected_at is not None
+    assert record.routing_reason.startswith("postcode") and record.meldkamer_id == mn.id
+
+    status = post(client, "/webhooks/twilio/status", {"CallSid": CALL["CallSid"],
+                                                      "CallStatus": "completed"})
+    assert status.status_code == 204
+    db.refresh(record)
+    assert record.ended_at is not None
+
+
+def test_a_busy_meldkamer_hands_the_caller_to_its_fallback(client, db):
+    root = twiml(post(client, "/webhooks/twilio/voice/inbound", CALL))
+    root = twiml(post(client, root.find("Redirect").text, CALL))
+    root = twiml(post(client, root.find("Gather").get("action"), {**CALL, "Digits": "3011"}))
+    root = twiml(post(client, root.find("Dial").get("action"),
+                      {**CALL, "DialCallStatus": "busy"}))
+    dh = db.scalar(select(Meldkamer).where(Meldkamer.code == "DH"))
+    assert root.find("Dial/Number").text == dh.phone
+
+
+@pytest.mark.parametrize("url", ["/webhooks/twilio/voice/inbound", "/webhooks/twilio/sms",
+                                 "/webhooks/twilio/voice/step?flow=free&record=1&stage=dial",
+                                 "/webhooks/twilio/voice?delivery=1"])
+def test_unsigned_or_forged_webhooks_are_refused_and_change_nothing(client, db, url):
+    before = db.scalar(select(CallRecord.id).order_by(CallRecord.id.desc()).limit(1))
+    assert client.post(url, data=CALL).status_code == 403
+    assert client.post(url, data=CALL, headers={"X-Twilio-Signature": "forged"}).status_code \
+        == 403
+    assert post(client, url, CALL, token="another-account").status_code == 403
+    assert db.scalar(select(CallRecord.id).order_by(CallRecord.id.desc()).limit(1)) == before
+
+
+def test_a_tampered_state_gets_a_clear_400(client):
+    response = post(client, "/webhooks/twilio/voice/step?flow=free&stage=dial", CALL)
+    assert response.status_code == 400 and b"malformed call state" in response.data
+
+
+def test_garbage_keys_count_as_no_input(client):
+    root = twiml(post(client, "/webhooks/twilio/voice/inbound", CALL))
+    root = twiml(post(client, root.find("Redirect").text, CALL))
+    root = twiml(post(client, root.find("Gather").get("action"),
+                      {**CALL, "Digits": "<script>"}))
+    assert root.find("Gather").get("numDigits") == "4"  # asked again, not an error
+
+
+def test_an_unknown_sound_is_404(client):
+    assert client.get("/sounds/" + "0" * 64 + ".wav").status_code == 404
+    assert client.get("/sounds/..%2Fsecret_key.wav").status_code == 404
+
+
+# --- the voice message -----------------------------------------------------------------
+
+@pytest.fixture
+def voice_delivery(db: Session) -> Delivery:
+    org = Organisation(name="Politie Voice", kind=OrganisationKind.POLICE)
+    action = Action(kind=ActionKind.SUSPECT, urgency=Urgency.URGENT, status=ActionStatus.ACTIVE,
+                    title_nl="Overval juwelier", description_nl="Man met rode jas.",
+                    center_lat=52.09, center_lon=5.12, radius_m=1500, organisation=org,
+                    meldkamer=db.scalar(select(Meldkamer).where(Meldkamer.code == "MN")),
+                    started_at=datetime.now(UTC) - timedelta(minutes=5))
+    person = Participant(phone="+31690005151", status=ParticipantStatus.VERIFIED)
+    delivery = Delivery(action=action, participant=person, channel=Channel.VOICE,
+                        status=DeliveryStatus.SENT, provider_id="CA" + "3" * 32,
+                        sent_at=datetime.now(UTC) - timedelta(minutes=4))
+    db.add(delivery)
+    db.commit()
+    return delivery
+
+
+def test_the_voice_message_reads_the_action_and_puts_through_on_1(client, db, voice_delivery):
+    call = {"CallSid": voice_delivery.provider_id, "To": "+31690005151"}
+    root = twiml(post(client, f"/webhooks/twilio/voice?delivery={voice_delivery.id}", call))
+    gather = root.find("Gather")
+    assert gather.get("numDigits") == "1" and len(gather.findall("Play")) == 3
+    root = twiml(post(client, gather.get("action"), {**call, "Digits": "1"}))
+    mn = db.scalar(select(Meldkamer).where(Meldkamer.code == "MN"))
+    assert root.find("Dial/Number").text == mn.phone
+    record = db.scalar(select(CallRecord).where(CallRecord.provider_call_id == call["CallSid"]))
+    assert record.action_id == voice_delivery.action_id and record.direction == "outbound"
+
+
+# --- inbound SMS -------------------------------------------------------------------------
+
+def sms(client, sender: str, body: str, **extra: str) -> str:
+    root = twiml(post(client, "/webhooks/twilio/sms",
+                      {"MessageSid": "SM" + "9" * 32, "From": sender, "Body": body, **extra}))
+    return root.find("Message").text
+
+
+def test_stop_and_start_by_sms_in_dutch_and_english(client, db, voice_delivery):
+    person = db.get(Participant, voice_delivery.participant_id)
+    assert "geen Burgernet-berichten" in sms(client, person.phone, "stoppen")
+    db.refresh(person)
+    assert person.status == ParticipantStatus.STOPPED
+    assert "Welkom terug" in sms(client, person.phone, " Start ")
+    db.refresh(person)
+    assert person.status == ParticipantStatus.VERIFIED
+    assert "STOP" in sms(client, person.phone, "HELP")
+    assert "niet aangemeld" in sms(client, "+31690009999", "STOP")
+
+
+def test_a_text_becomes_a_tip_on_the_action_the_participant_was_sent(client, db,
+                                                                    voice_delivery):
+    reply = sms(client, "+31690005151", "Man met rode jas loopt richting station.")
+    assert "tip is doorgegeven" in reply
+    tip = db.scalar(select(Tip).where(Tip.action_id == voice_delivery.action_id))
+    assert tip.text.startswith("Man met rode jas") and tip.source == "sms"
+
+
+def test_a_text_from_someone_without_an_action_is_not_kept(client, db):
+    assert "niet aan een Burgernet-actie koppelen" in sms(client, "+31690001234", "Ik zag iets")
+    assert db.scalar(select(Tip.id).where(Tip.text == "Ik zag iets")) is None
+
+
+@responses.activate
+def test_an_mms_photo_is_fetched_stripped_of_its_metadata_and_kept(client, db, voice_delivery,
+                                                                    settings_signed):
+    image = Image.new("RGB", (40, 30), "red")
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"  # Make
+    raw = io.BytesIO()
+    image.save(raw, format="JPEG", exif=exif)
+    url = "https://api.twilio.com/2010-04-01/Accounts/AC0/Messages/MM1/Media/ME1"
+    responses.get(url, body=raw.getvalue(), content_type="image/jpeg")
+    responses.get(url + "2", body=b"MZ\x90\x00 not an image", content_type="image/jpeg")
+    sms(client, "+31690005151", "Foto van de auto", NumMedia="2", MediaUrl0=url,
+        MediaContentType0="image/jpeg", MediaUrl1=url + "2", MediaContentType1="image/jpeg")
+    tips = db.scalars(select(Tip).where(Tip.action_id == voice_delivery.action_id)).all()
+    assert len(tips) == 1 and tips[0].source == "mms" and tips[0].text == "Foto van de auto"
+    stored = settings_signed.var_dir / "media" / "tips" / tips[0].media_path
+    with Image.open(stored) as saved:
+        assert saved.size == (40, 30) and not saved.getexif()
+    assert responses.calls[0].request.headers["Authorization"].startswith("Basic ")
+
+
+def test_media_from_another_host_is_never_fetched(client, db, voice_delivery):
+    with responses.RequestsMock() as mocked:  # any request would fail the test
+        sms(client, "+31690005151", "kijk", NumMedia="1",
+            MediaUrl0="http://169.254.169.254/latest/meta-data", MediaContentType0="image/png")
+        assert not mocked.calls

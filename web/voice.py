@@ -1,0 +1,233 @@
+"""Twilio voice and SMS webhooks: the free number, the voice message, inbound SMS.
+
+URLs to configure on the free number (README): "A call comes in" → POST
+`{PUBLIC_URL}/webhooks/twilio/voice/inbound`; "A message comes in" → POST
+`{PUBLIC_URL}/webhooks/twilio/sms`; call status → POST `{PUBLIC_URL}/webhooks/twilio/status`.
+
+Every request is signature-checked first. After that a caller always gets TwiML that moves the
+call on: if anything fails inside, the call is put through to the national fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import wraps
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from flask import Blueprint, Response, abort, request, send_file
+from sqlalchemy import select
+from twilio.twiml.messaging_response import MessagingResponse
+
+from core.models import Delivery, Meldkamer
+from ivr.flows import Flows, Incoming
+from ivr.inbound_sms import MAX_MEDIA_BYTES, Media, handle_sms
+from ivr.steps import CallState, DialResult, Digits, FlowError, Say
+from ivr.twiml import TwimlUrls, render, render_says
+from outbound.templates import alert_text
+from web import csrf, db, runtime
+from web.webhooks import signed
+
+log = logging.getLogger(__name__)
+bp = Blueprint("voice", __name__, url_prefix="/webhooks/twilio")
+sounds_bp = Blueprint("sounds", __name__)
+
+TWIML = "text/xml"
+
+
+def _twiml(body: str) -> Response:
+    return Response(body, mimetype=TWIML)
+
+
+def _signed_only(view: Callable[..., Response]) -> Callable[..., Response]:
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        if not signed():
+            return Response("forbidden\n", status=403, mimetype="text/plain")
+        return view(*args, **kwargs)
+    return wrapper
+
+
+def _flows() -> Flows:
+    rt = runtime()
+    free_number = rt.settings.free_number
+
+    def message_text(delivery: Delivery) -> str:
+        return alert_text(delivery.action, delivery.language, free_number)
+
+    return Flows(db(), rt.catalogue, national_fallback=rt.national_fallback,
+                 message_text=message_text)
+
+
+def _urls() -> TwimlUrls:
+    return TwimlUrls(runtime().settings.public_url, step="/webhooks/twilio/voice/step",
+                     whisper="/webhooks/twilio/voice/whisper")
+
+
+def _audio_url(say: Say) -> str | None:
+    """The rendered prompt's public URL, or None so that TwiML falls back to <Say>."""
+    renderer = runtime().prompt_renderer
+    if renderer is None:
+        return None
+    try:
+        key = renderer.render(say.text, say.language).key
+    except Exception:  # noqa: BLE001 - a missing TTS engine must not cost the caller the call
+        log.exception("prompt not rendered; Twilio reads it with <Say>")
+        return None
+    return f"{runtime().settings.public_url}/sounds/{key}.wav"
+
+
+def _rescue(error: Exception) -> Response:
+    """Put the caller through to the national fallback whatever went wrong."""
+    log.exception("voice webhook failed; caller goes to the national fallback", exc_info=error)
+    db().rollback()
+    meldkamer = db().scalar(select(Meldkamer).where(
+        Meldkamer.code == runtime().national_fallback))
+    from twilio.twiml.voice_response import VoiceResponse
+
+    response = VoiceResponse()
+    response.say("U wordt doorverbonden.", language="nl-NL")
+    if meldkamer is not None and meldkamer.phone:
+        response.dial(meldkamer.phone)
+    return _twiml(str(response))
+
+
+@bp.post("/voice/inbound")
+@csrf.exempt
+@_signed_only
+def inbound() -> Response:
+    """A call on the free number."""
+    try:
+        turn = _flows().start_free(Incoming(
+            transport="twilio", call_id=request.form.get("CallSid"),
+            caller=request.form.get("From"), called=request.form.get("To")))
+        return _twiml(render(turn, _urls(), _audio_url))
+    except Exception as exc:  # noqa: BLE001
+        return _rescue(exc)
+
+
+@bp.post("/voice")
+@csrf.exempt
+@_signed_only
+def message() -> Response:
+    """An outbound voice message was answered: read it and offer 1 and 2."""
+    delivery = request.args.get("delivery", "")
+    if not delivery.isdigit():
+        return Response("delivery is required\n", status=400, mimetype="text/plain")
+    try:
+        turn = _flows().start_message(int(delivery), transport="twilio",
+                                      call_id=request.form.get("CallSid"))
+    except FlowError as exc:
+        return Response(f"{exc}\n", status=404, mimetype="text/plain")
+    return _twiml(render(turn, _urls(), _audio_url))
+
+
+@bp.post("/voice/step")
+@csrf.exempt
+@_signed_only
+def step() -> Response:
+    """The result of a Gather (Digits) or a Dial (DialCallStatus)."""
+    try:
+        state = CallState.decode(request.args)
+    except FlowError as exc:
+        return Response(f"{exc}\n", status=400, mimetype="text/plain")
+    try:
+        if state.stage == "dial":
+            event: Digits | DialResult = DialResult(
+                request.form.get("DialCallStatus", "failed"))
+        else:
+            event = Digits(_digits(request.form.get("Digits", "")))
+        turn = _flows().advance(state, event)
+        return _twiml(render(turn, _urls(), _audio_url))
+    except Exception as exc:  # noqa: BLE001
+        return _rescue(exc)
+
+
+@bp.post("/voice/whisper")
+@csrf.exempt
+@_signed_only
+def whisper() -> Response:
+    """Played to the centralist who answers, before the caller is connected."""
+    try:
+        state = CallState.decode(request.args)
+        return _twiml(render_says(_flows().whisper(state), _audio_url))
+    except Exception as exc:  # noqa: BLE001
+        log.exception("whisper failed; the call is connected without it", exc_info=exc)
+        return _twiml("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>")
+
+
+def _digits(value: str) -> str:
+    """Only keys a phone has, at most 32 of them; anything else counts as no input."""
+    value = value.strip()[:32]
+    return value if all(c in "0123456789*#" for c in value) else ""
+
+
+@sounds_bp.get("/sounds/<key>.wav")
+def sound(key: str) -> Response:
+    """A rendered prompt (8 kHz u-law WAV), named by its content hash."""
+    renderer = runtime().prompt_renderer
+    if renderer is None:
+        abort(404)
+    try:
+        path = renderer.path_for(key, "ulaw")
+    except ValueError:
+        abort(404)
+    if not path.is_file():
+        abort(404)
+    return send_file(path, mimetype="audio/wav", max_age=86400)
+
+
+@bp.post("/sms")
+@csrf.exempt
+@_signed_only
+def sms() -> Response:
+    """An inbound SMS or MMS: STOP / START / HELP, or a tip (with photos) on an action."""
+    sender = request.form.get("From", "")
+    body = request.form.get("Body", "")[:5000]
+    media, failed = _fetch_media(request.form)
+    settings = runtime().settings
+    result = handle_sms(db(), sender, body, now=datetime.now(UTC),
+                        free_number=settings.free_number, media=media,
+                        media_dir=settings.var_dir / "media" / "tips")
+    log.info("inbound sms: %s (%d tip(s), %d attachment(s) refused)", result.outcome,
+             len(result.tip_ids), result.rejected_media + failed)
+    response = MessagingResponse()
+    response.message(result.reply)
+    return _twiml(str(response))
+
+
+MAX_MEDIA = 5
+
+
+def _fetch_media(form: Any) -> tuple[list[Media], int]:
+    """Download the MMS attachments from the provider (only from its own host)."""
+    settings = runtime().settings
+    try:
+        count = min(int(form.get("NumMedia", "0") or 0), MAX_MEDIA)
+    except ValueError:
+        return [], 0
+    allowed = urlsplit(settings.twilio_base_url).hostname
+    media: list[Media] = []
+    failed = 0
+    for index in range(count):
+        url = form.get(f"MediaUrl{index}", "")
+        host = urlsplit(url).hostname
+        if not url or host is None or not (host == allowed or host.endswith(".twilio.com")):
+            failed += 1
+            continue
+        try:
+            with requests.get(url, auth=(settings.twilio_account_sid, settings.twilio_auth_token),
+                              timeout=10, stream=True) as answer:
+                answer.raise_for_status()
+                content = answer.raw.read(MAX_MEDIA_BYTES + 1, decode_content=True)
+                kind = answer.headers.get("Content-Type") or form.get(
+                    f"MediaContentType{index}", "")
+        except requests.RequestException:
+            log.warning("MMS attachment %d could not be fetched", index)
+            failed += 1
+            continue
+        media.append(Media(content, kind))
+    return media, failed
