@@ -175,6 +175,9 @@ class BoundaryIndex:
         self.tree = shapely.STRtree(geometries)
         self.planar = shapely.transform(geometries, lambda xy: xy * (KX, KY))
         self.planar_tree = shapely.STRtree(self.planar)
+        if not rows:  # no reference data loaded yet: nothing is within reach
+            self.reach = (math.inf, -math.inf, math.inf, -math.inf)
+            return
         lon_min, lat_min, lon_max, lat_max = shapely.total_bounds(geometries)
         reach_lat = NEAR_M * MARGIN / KY
         reach_lon = NEAR_M * MARGIN / (KY * math.cos(math.radians(lat_min)))
@@ -242,7 +245,8 @@ def boundary_index(session: Session) -> BoundaryIndex:
                 .where(Municipality.boundary.is_not(None))
                 .order_by(Municipality.code)).all()
             index = BoundaryIndex([tuple(row) for row in rows])  # type: ignore[misc]
-            _indexes[key] = index
+            if rows:  # before load-reference there is nothing to keep
+                _indexes[key] = index
     return index
 
 

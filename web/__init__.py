@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from core.models import User
 from core.schema import ensure_schema
 from core.settings import Settings
+from routing.directory import warm_up
 from web.i18n import current_language, translate
 from web.runtime import Runtime
 
@@ -24,6 +25,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     if runtime is None:
         runtime = Runtime.from_settings(settings or Settings.from_env())
         ensure_schema(runtime.engine, upgrade=runtime.settings.auto_migrate)
+        with runtime.sessions() as session:
+            warm_up(session)  # the boundary index, before the first caller waits for it
     settings = runtime.settings
     app = Flask(__name__)
     app.config.update(
@@ -60,10 +63,14 @@ def runtime() -> Runtime:
     return current_app.extensions["runtime"]  # type: ignore[no-any-return]
 
 
-def db() -> Session:
-    """The request's database session; committed or rolled back when the request ends."""
+def db(write: bool = False) -> Session:
+    """The request's database session; committed or rolled back when the request ends.
+
+    A view that writes asks with WRITE=True before anything else touches the database.
+    """
     if "db" not in g:
-        g.db = runtime().sessions()
+        rt = runtime()
+        g.db = (rt.writer_sessions if write and rt.writer_sessions else rt.sessions)()
     return g.db  # type: ignore[no-any-return]
 
 

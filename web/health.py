@@ -31,3 +31,9 @@ def healthz() -> tuple[Response, int]:
             checks["redis"] = "unreachable"
     healthy = checks["database"] == "ok" and checks["redis"] in {"ok", "not configured"}
     return jsonify(status="ok" if healthy else "degraded", checks=checks), 200 if healthy else 503
+
+
+@bp.get("/livez")
+def livez() -> Response:
+    """Liveness: the process answers, nothing else is asked (the baseline of benchmarks)."""
+    return Response("ok\n", mimetype="text/plain")

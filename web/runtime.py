@@ -24,12 +24,16 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]
     redis: redis.Redis | None
+    #: Sessions for requests that write: on SQLite they take the write lock when they begin,
+    #: so concurrent webhooks wait their turn instead of failing with "database is locked".
+    writer_sessions: sessionmaker[Session] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
         engine = make_engine(settings.database_url)
         client = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
-        return cls(settings, engine, session_factory(engine), client)
+        return cls(settings, engine, session_factory(engine), client,
+                   session_factory(engine, writer=True))
 
     @cached_property
     def catalogue(self) -> Catalogue:

@@ -58,7 +58,7 @@ def _flows() -> Flows:
     def message_text(delivery: Delivery) -> str:
         return alert_text(delivery.action, delivery.language, free_number)
 
-    return Flows(db(), rt.catalogue, national_fallback=rt.national_fallback,
+    return Flows(db(write=True), rt.catalogue, national_fallback=rt.national_fallback,
                  message_text=message_text)
 
 
@@ -189,7 +189,7 @@ def sms() -> Response:
     body = request.form.get("Body", "")[:5000]
     media, failed = _fetch_media(request.form)
     settings = runtime().settings
-    result = handle_sms(db(), sender, body, now=datetime.now(UTC),
+    result = handle_sms(db(write=True), sender, body, now=datetime.now(UTC),
                         free_number=settings.free_number, media=media,
                         media_dir=settings.var_dir / "media" / "tips")
     log.info("inbound sms: %s (%d tip(s), %d attachment(s) refused)", result.outcome,

@@ -40,7 +40,7 @@ def twilio_status() -> Response:
         return Response("MessageSid/CallSid and a status are required\n", status=400,
                         mimetype="text/plain")
     try:
-        again = apply_status(db(), provider_id, value, datetime.now(UTC),
+        again = apply_status(db(write=True), provider_id, value, datetime.now(UTC),
                              error=request.form.get("ErrorCode"))
     except UnknownStatus:
         return Response(f"unknown status {value!r}\n", status=400, mimetype="text/plain")
