@@ -1,0 +1,202 @@
+"""One SIP call leg, inbound or outbound, as the IVR runner drives it."""
+
+from __future__ import annotations
+
+import enum
+import time
+
+from ivr.sip import patches
+from ivr.sip.body import BodyPart, body_parts, media_type, part_for_cid
+from ivr.sip.errors import SipError
+
+SAMPLE_RATE = 8000
+_POLL = 0.02
+
+
+class SipCallState(enum.Enum):
+    RINGING = "ringing"
+    DIALING = "dialing"
+    ANSWERED = "answered"
+    ENDED = "ended"
+
+
+class SipCall:
+    """A call leg on a `SipEndpoint`. Audio is 8-bit unsigned 8 kHz mono (what pyVoIP speaks).
+
+    Inbound calls arrive ringing in the endpoint's `on_call`; outbound calls come back answered
+    from `SipEndpoint.dial`. Every method is safe on an ended call: audio goes nowhere, DTMF
+    collection returns what it has, `hangup()` does nothing.
+    """
+
+    def __init__(self, phone: patches.Phone, voip_call: patches.VoIPCall, *, inbound: bool,
+                 target: str | None = None) -> None:
+        self._phone = phone
+        self._voip = voip_call
+        self.inbound = inbound
+        request = voip_call.request
+        self.call_id: str = voip_call.call_id
+        self.headers: dict[str, str] = patches.raw_headers(request.raw)
+        self.body: bytes = patches.raw_body(request.raw)
+        self.content_type: str = self.header("Content-Type") or ""
+        if inbound:
+            self.caller: str | None = request.headers["From"]["number"]
+            self.called: str = request.headers["To"]["number"] or ""
+        else:
+            self.caller = phone.username
+            self.called = target or request.headers["To"]["number"] or ""
+
+    def __repr__(self) -> str:
+        direction = "from" if self.inbound else "to"
+        party = self.caller if self.inbound else self.called
+        return f"<SipCall {direction} {party} {self.state.value} {self.call_id}>"
+
+    # what the INVITE said
+
+    def header(self, name: str) -> str | None:
+        """A header of the INVITE, by case-insensitive name (repeated ones joined by ", ")."""
+        for key, value in self.headers.items():
+            if key.lower() == name.lower():
+                return value
+        return None
+
+    @property
+    def geolocation_header(self) -> str | None:
+        """The Geolocation header (RFC 6442), e.g. `<cid:target@example.nl>`, if any."""
+        return self.header("Geolocation")
+
+    def body_parts(self) -> list[BodyPart]:
+        """The parts of the INVITE body (SDP, PIDF-LO, ...)."""
+        return body_parts(self.content_type, self.body)
+
+    def location_body(self) -> bytes | None:
+        """The PIDF-LO the Geolocation header points to by `cid:`, else the first
+        application/pidf+xml part; None when the INVITE carries no location by value."""
+        parts = self.body_parts()
+        for uri in (self.geolocation_header or "").split(","):
+            if uri.strip().strip("<>").lower().startswith("cid:"):
+                part = part_for_cid(parts, uri)
+                if part is not None:
+                    return part.data
+        for part in parts:
+            if media_type(part.content_type) == "application/pidf+xml":
+                return part.data
+        return None
+
+    # state
+
+    @property
+    def state(self) -> SipCallState:
+        return SipCallState(self._voip.state.value.lower())
+
+    @property
+    def ended(self) -> bool:
+        return self._voip.state == patches.CallState.ENDED
+
+    def wait_ended(self, timeout: float) -> bool:
+        """Wait up to TIMEOUT seconds for the call to end; True if it has."""
+        deadline = time.monotonic() + timeout
+        while not self.ended:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL)
+        return True
+
+    @property
+    def remote_rtp(self) -> tuple[str, int] | None:
+        """Where our audio goes (the peer's address from its SDP), once media is set up."""
+        clients = self._voip.RTPClients
+        return (clients[0].outIP, clients[0].outPort) if clients else None
+
+    # control
+
+    def answer(self) -> None:
+        """Answer a ringing inbound call (200 OK with our SDP; RTP starts)."""
+        with self._phone.lock:  # against a CANCEL arriving meanwhile
+            if self.state != SipCallState.RINGING:
+                raise SipError(f"cannot answer {self!r}: the caller hung up or it was answered")
+            if not self._voip.RTPClients:
+                raise SipError(f"cannot answer {self!r}: no usable audio codec in the offer")
+            self._voip.answer()
+
+    def hangup(self) -> None:
+        """End the call: BYE when answered, 486 when still ringing; nothing when ended."""
+        state = self.state
+        if state == SipCallState.ANSWERED:
+            try:
+                self._voip.hangup()
+            except patches._voip.InvalidStateError:
+                pass  # the other side hung up meanwhile
+        elif state == SipCallState.RINGING:
+            self._phone.reject(self._voip, 486, "Busy Here")
+
+    # audio
+
+    def play(self, frames: bytes, *, wait: bool = True) -> None:
+        """Queue FRAMES (8-bit unsigned 8 kHz mono) for sending; with WAIT, return when they
+        have been sent, the call ended, or playback was stopped."""
+        if self.ended or not frames:
+            return
+        self._voip.write_audio(frames)
+        if wait:
+            deadline = time.monotonic() + len(frames) / SAMPLE_RATE + 2.0
+            while self.playing and time.monotonic() < deadline:
+                time.sleep(_POLL)
+
+    @property
+    def playing(self) -> bool:
+        """True while queued audio is still being sent."""
+        return self.queued_audio() > 0
+
+    def queued_audio(self) -> int:
+        """Samples queued for sending and not sent yet."""
+        if self.ended:
+            return 0
+        return max((patches.pending_out(client) for client in self._voip.RTPClients), default=0)
+
+    def stop_playback(self) -> None:
+        for client in self._voip.RTPClients:
+            patches.flush_out(client)
+
+    def read_audio(self) -> bytes:
+        """The audio received since the last read (8-bit unsigned), without waiting."""
+        if self.ended or not self._voip.RTPClients:
+            return b""
+        return patches.take_received(self._voip.RTPClients[0])
+
+    # DTMF
+
+    def collect_dtmf(self, *, max_digits: int, timeout: float, terminator: str | None = "#",
+                     interrupt_playback: bool = True) -> str:
+        """Collect up to MAX_DIGITS RFC 4733 digits; '' when none came.
+
+        Like Twilio's <Gather>: TIMEOUT counts from the end of the audio still playing (a
+        `play(..., wait=False)` just before) and restarts after each digit; TERMINATOR ends the
+        input and is not returned; the first digit stops the playback when INTERRUPT_PLAYBACK.
+        Digits pressed earlier (during a blocking `play`) count: call `flush_dtmf()` first to
+        ignore them. Returns early with what it has when the call ends.
+        """
+        digits = ""
+        deadline: float | None = None
+        while len(digits) < max_digits:
+            digit = self._voip.get_dtmf(1)
+            if digit:
+                if interrupt_playback:
+                    self.stop_playback()
+                if terminator is not None and digit == terminator:
+                    break
+                digits += digit
+                deadline = time.monotonic() + timeout
+                continue
+            if self.ended:
+                break
+            if deadline is None:
+                if not self.playing:
+                    deadline = time.monotonic() + timeout
+            elif time.monotonic() >= deadline:
+                break
+            time.sleep(_POLL)
+        return digits
+
+    def flush_dtmf(self) -> str:
+        """Drop (and return) the digits received and not collected yet."""
+        return self._voip.get_dtmf(1000)

@@ -1,0 +1,223 @@
+"""Real SIP peers on loopback: Kamailio (registrar + proxy) and SIPp, on free ports.
+
+Each test gets its own Kamailio (listen port and trunk port picked free, pid and runtime files
+under tmp_path), so runs can go in parallel. The SIPp "trunk" of a test listens on
+`kamailio.trunk_port`; numbers starting with 0 or + go there, other users to their
+registration. Missing binaries fail the tests with the package to install.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from ivr.sip import SipCall, SipEndpoint
+
+DATA = Path(__file__).parent / "data"
+HOST = "127.0.0.1"
+
+
+def require(binary: str, package: str) -> str:
+    path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin")
+    if path is None:
+        pytest.fail(f"{binary} is not installed: apt-get install {package} (the SIP tests need "
+                    "real peers on loopback)", pytrace=False)
+    return path
+
+
+def _udp_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_udp_port(span: int = 1) -> int:
+    """A UDP port on 127.0.0.1 that is free, with the SPAN-1 ports after it free too."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind((HOST, 0))
+            port = int(sock.getsockname()[1])
+        if port + span < 65535 and all(_udp_free(port + i) for i in range(1, span)):
+            return port
+    raise RuntimeError("no free UDP port range on 127.0.0.1")
+
+
+def wait_bound(port: int, process: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    """Wait until PROCESS has bound UDP PORT (we can no longer bind it)."""
+    deadline = time.monotonic() + timeout
+    while _udp_free(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"nothing bound UDP port {port} (exit code {process.poll()})")
+        time.sleep(0.02)
+
+
+def sip_options(port: int, timeout: float = 0.2) -> str | None:
+    """The status line of the answer to an OPTIONS sent to 127.0.0.1:PORT, or None."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((HOST, 0))
+        sock.settimeout(timeout)
+        local = sock.getsockname()[1]
+        request = (f"OPTIONS sip:{HOST}:{port} SIP/2.0\r\n"
+                   f"Via: SIP/2.0/UDP {HOST}:{local};branch=z9hG4bK{random.getrandbits(40):x}\r\n"
+                   f"From: <sip:probe@{HOST}>;tag=probe\r\nTo: <sip:{HOST}:{port}>\r\n"
+                   f"Call-ID: probe-{random.getrandbits(40):x}\r\nCSeq: 1 OPTIONS\r\n"
+                   "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+        sock.sendto(request.encode(), (HOST, port))
+        try:
+            return sock.recv(4096).split(b"\r\n", 1)[0].decode()
+        except OSError:
+            return None
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop PROCESS and its children (it leads its own process group)."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@dataclass
+class Kamailio:
+    port: int
+    trunk_port: int
+    workdir: Path
+    host: str = HOST
+
+    def log(self) -> str:
+        return (self.workdir / "kamailio.log").read_text(errors="replace")
+
+
+@pytest.fixture
+def kamailio(tmp_path: Path) -> Iterator[Kamailio]:
+    binary = require("kamailio", "kamailio")
+    require("sipp", "sip-tester")
+    workdir = tmp_path / "kamailio"
+    workdir.mkdir()
+    server = Kamailio(port=free_udp_port(), trunk_port=free_udp_port(), workdir=workdir)
+    config = workdir / "kamailio.cfg"
+    config.write_text((DATA / "kamailio.cfg").read_text()
+                      .replace("@PORT@", str(server.port))
+                      .replace("@TRUNK_PORT@", str(server.trunk_port)))
+    with (workdir / "kamailio.log").open("wb") as log:
+        process = subprocess.Popen(
+            [binary, "-f", str(config), "-DD", "-E", "-P", str(workdir / "kamailio.pid"),
+             "-Y", str(workdir), "-w", str(workdir), "-m", "32", "-M", "4"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while sip_options(server.port) != "SIP/2.0 200 OK":
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"Kamailio did not answer OPTIONS on {HOST}:{server.port}:\n"
+                            f"{server.log()[-3000:]}", pytrace=False)
+        yield server
+    finally:
+        _stop(process)
+
+
+@dataclass
+class SippRun:
+    """One SIPp process running a scenario in the background."""
+
+    scenario: str
+    port: int
+    media_port: int
+    workdir: Path
+    process: subprocess.Popen[bytes]
+    returncode: int | None = field(default=None)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        """SIPp's exit code: 0 when every call of the scenario succeeded."""
+        try:
+            self.returncode = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _stop(self.process)
+            pytest.fail(f"SIPp {self.scenario} still running after {timeout:g} s\n"
+                        f"{self.report()}", pytrace=False)
+        return self.returncode
+
+    def report(self) -> str:
+        """SIPp's errors and message trace, for assertion messages."""
+        text = []
+        for name in ("errors.log", "messages.log", "screen.log"):
+            path = self.workdir / name
+            if path.exists():
+                text.append(f"--- {name}\n{path.read_text(errors='replace')[-6000:]}")
+        return "\n".join(text)
+
+
+@pytest.fixture
+def sipp(tmp_path: Path, kamailio: Kamailio) -> Iterator[Callable[..., SippRun]]:
+    """Start SIPp scenarios from tests/sip/data: UACs call through Kamailio, a UAS listens on
+    PORT (usually `kamailio.trunk_port`)."""
+    binary = require("sipp", "sip-tester")
+    runs: list[SippRun] = []
+
+    def start(scenario: str, *, port: int | None = None, service: str | None = None,
+              uac: bool | None = None, timeout: float = 20.0) -> SippRun:
+        is_uac = service is not None if uac is None else uac
+        port = port or free_udp_port()
+        media_port = free_udp_port(span=4)
+        workdir = tmp_path / f"sipp-{len(runs)}-{Path(scenario).stem}"
+        workdir.mkdir()
+        command = [binary, *([f"{HOST}:{kamailio.port}"] if is_uac else []),
+                   "-sf", str(DATA / scenario), "-i", HOST, "-p", str(port),
+                   "-mi", HOST, "-mp", str(media_port), "-m", "1", "-nostdin",
+                   "-timeout", f"{timeout:g}s", "-timeout_error",
+                   "-trace_err", "-error_file", str(workdir / "errors.log"),
+                   "-trace_stat", "-stf", str(workdir / "stats.csv"),
+                   "-trace_msg", "-message_file", str(workdir / "messages.log")]
+        if service is not None:
+            command += ["-s", service]
+        with (workdir / "screen.log").open("wb") as screen:
+            process = subprocess.Popen(command, cwd=workdir, stdout=screen,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       start_new_session=True)
+        run = SippRun(scenario, port, media_port, workdir, process)
+        runs.append(run)
+        if not is_uac:
+            wait_bound(port, process)
+        return run
+
+    yield start
+    for run in runs:
+        _stop(run.process)
+
+
+@pytest.fixture
+def endpoint(kamailio: Kamailio) -> Iterator[Callable[..., SipEndpoint]]:
+    """Start pyVoIP endpoints registered at the test's Kamailio; stopped afterwards."""
+    started: list[SipEndpoint] = []
+
+    def start(username: str, on_call: Callable[[SipCall], None] | None = None) -> SipEndpoint:
+        low = random.randrange(20000, 40000, 50)
+        sip = SipEndpoint(proxy_host=kamailio.host, proxy_port=kamailio.port, username=username,
+                          rtp_ports=(low, low + 40), on_call=on_call)
+        sip.start(timeout=3)
+        started.append(sip)
+        return sip
+
+    yield start
+    for sip in started:
+        sip.stop()
+
