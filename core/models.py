@@ -353,6 +353,33 @@ class ParticipantLocation(Base):
     municipality: Mapped[Municipality | None] = relationship()
 
 
+class PushSubscription(Base):
+    """A browser's or app's Web Push subscription (RFC 8030/8291): where and how to encrypt.
+
+    The endpoint is a capability URL at the browser vendor's push service; p256dh and auth
+    (base64url, unpadded) are the keys the payload is encrypted to. A subscription the push
+    service calls gone (404/410) is disabled, not deleted, so the portal can tell the
+    participant why a device went quiet."""
+
+    __tablename__ = "push_subscription"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(
+        ForeignKey("participant.id", ondelete="CASCADE"), index=True)
+    endpoint: Mapped[str] = mapped_column(String(1024), unique=True)
+    p256dh: Mapped[str] = mapped_column(String(100))
+    auth: Mapped[str] = mapped_column(String(32))
+    #: The browser's user agent, or a name the participant gave the device.
+    label: Mapped[str | None] = mapped_column(String(160))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_success_at: Mapped[datetime | None]
+    #: Failed sends since the last success.
+    failures: Mapped[int] = mapped_column(default=0)
+    disabled_at: Mapped[datetime | None]
+
+    participant: Mapped[Participant] = relationship()
+
+
 # --- actions and what they cause ------------------------------------------------------
 
 class Action(Base):

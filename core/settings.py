@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from core.errors import ConfigError
 
@@ -33,13 +37,15 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("SESSION_COOKIE_SECURE", "0", "1 behind HTTPS: session cookie only over TLS"),
     ("LOG_LEVEL", "INFO", "logging level"),
     ("SMS_PROVIDER", "console", "console (records, sends nothing) or twilio"),
-    ("VOICE_PROVIDER", "console", "console or twilio"),
+    ("VOICE_PROVIDER", "console", "console, twilio, or sip (pyVoIP through SIP_PROXY)"),
     ("TWILIO_ACCOUNT_SID", "(none)", "account SID for the Twilio-compatible API"),
     ("TWILIO_AUTH_TOKEN", "(none)", "auth token; also verifies the status callbacks"),
     ("TWILIO_FROM", "(none)", "sender number (E.164) or alphanumeric sender"),
     ("TWILIO_BASE_URL", "https://api.twilio.com", "base URL of the Twilio-compatible API"),
     ("SMS_RATE", "1", "messages per second for the SMS sender (0: no limit)"),
     ("VOICE_RATE", "1", "calls per second for the voice sender (0: no limit)"),
+    ("EMAIL_RATE", "20", "e-mails per second to the SMTP server (0: no limit)"),
+    ("PUSH_RATE", "0", "push messages per second (0: no limit)"),
     ("FREE_NUMBER", "0800-0011", "the free number printed in messages (fictional default)"),
     ("VOICE_MAX_CONCURRENT", "0", "calls in progress at once on the voice trunk (0: no cap)"),
     ("EMAIL_PROVIDER", "console", "console or smtp"),
@@ -49,6 +55,18 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("SMTP_USERNAME", "(none)", "SMTP login, if the server wants one"),
     ("SMTP_PASSWORD", "(none)", "SMTP password"),
     ("SMTP_STARTTLS", "0", "1: upgrade the connection with STARTTLS"),
+    ("PUSH_PROVIDER", "console", "app push: console or webpush (Web Push with VAPID)"),
+    ("VAPID_PRIVATE_KEY", "$BURGERNET_HOME/var/vapid_private.pem",
+     "PEM file with the VAPID P-256 private key (`burgernet push keygen` writes one)"),
+    ("VAPID_SUBJECT", "(none)", "contact for push services: mailto:address or https:// URL "
+     "(required for webpush)"),
+    ("SIP_PROXY", "(none)", "registrar/proxy host:port for SIP (e.g. Kamailio at 127.0.0.1:5060)"),
+    ("SIP_USERNAME", "burgernet", "user the free number registers as (`burgernet sip`)"),
+    ("SIP_OUT_USERNAME", "burgernet-out", "user the SIP voice provider registers as"),
+    ("SIP_PASSWORD", "(none)", "SIP digest password, if the registrar asks"),
+    ("SIP_LOCAL_IP", "127.0.0.1", "our address in SIP and SDP"),
+    ("SIP_RTP_PORTS", "10000-20000", "UDP port range for audio"),
+    ("DIAL_TIMEOUT", "20", "seconds a meldkamer or participant may ring"),
     ("TTS", "gtts", "prompts: gtts (Google, else espeak-ng), espeak (never Google) or off "
      "(Twilio reads the text with <Say>)"),
 )
@@ -98,6 +116,8 @@ class Settings:
     twilio_base_url: str = "https://api.twilio.com"
     sms_rate: float = 1.0
     voice_rate: float = 1.0
+    email_rate: float = 20.0
+    push_rate: float = 0.0
     free_number: str = "0800-0011"
     voice_max_concurrent: int = 0
     email_provider: str = "console"
@@ -107,7 +127,17 @@ class Settings:
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_starttls: bool = False
+    push_provider: str = "console"
+    vapid_private_key: Path | None = None
+    vapid_subject: str = ""
     tts: str = "gtts"
+    sip_proxy: tuple[str, int] | None = None
+    sip_username: str = "burgernet"
+    sip_out_username: str = "burgernet-out"
+    sip_password: str = ""
+    sip_local_ip: str = "127.0.0.1"
+    sip_rtp_ports: tuple[int, int] = (10000, 20000)
+    dial_timeout: int = 20
 
     @property
     def var_dir(self) -> Path:
@@ -146,6 +176,8 @@ class Settings:
             log_level=log_level,
             tts=_choice(env.get("TTS", "gtts"), "TTS", ("gtts", "espeak", "off")),
             **_outbound(env),
+            **_push(env, home),
+            **_sip(env),
         )
 
 
@@ -163,8 +195,10 @@ def _outbound(env: Mapping[str, str]) -> dict[str, object]:
     providers = {}
     for name in ("SMS_PROVIDER", "VOICE_PROVIDER"):
         value = env.get(name, "console").lower()
-        if value not in {"console", "twilio"}:
-            raise ConfigError(f"{name}={value!r} is not console or twilio")
+        allowed = ("console", "twilio", "sip") if name == "VOICE_PROVIDER" else ("console",
+                                                                                  "twilio")
+        if value not in allowed:
+            raise ConfigError(f"{name}={value!r} is not {' or '.join(allowed)}")
         providers[name.lower()] = value
     twilio = {key: env.get(key.upper(), "") for key in
               ("twilio_account_sid", "twilio_auth_token", "twilio_from")}
@@ -175,6 +209,8 @@ def _outbound(env: Mapping[str, str]) -> dict[str, object]:
             "twilio_base_url": env.get("TWILIO_BASE_URL", "https://api.twilio.com").rstrip("/"),
             "sms_rate": _rate(env.get("SMS_RATE", "1"), "SMS_RATE"),
             "voice_rate": _rate(env.get("VOICE_RATE", "1"), "VOICE_RATE"),
+            "email_rate": _rate(env.get("EMAIL_RATE", "20"), "EMAIL_RATE"),
+            "push_rate": _rate(env.get("PUSH_RATE", "0"), "PUSH_RATE"),
             "free_number": env.get("FREE_NUMBER", "0800-0011"),
             "voice_max_concurrent": _count(env.get("VOICE_MAX_CONCURRENT", "0"),
                                            "VOICE_MAX_CONCURRENT"),
@@ -194,11 +230,81 @@ def _email(env: Mapping[str, str]) -> dict[str, object]:
             "smtp_starttls": _flag(env.get("SMTP_STARTTLS", "0"), "SMTP_STARTTLS")}
 
 
+VAPID_SUBJECT = re.compile(r"^(mailto:[^@\s/]+@[^@\s/]+|https://[^\s/]+(/\S*)?)$")
+
+
+def _push(env: Mapping[str, str], home: Path) -> dict[str, object]:
+    """PUSH_PROVIDER=webpush needs a readable P-256 key and a subject: checked here, at start,
+    rather than at the first alert."""
+    provider = _choice(env.get("PUSH_PROVIDER", "console"), "PUSH_PROVIDER",
+                       ("console", "webpush"))
+    key = vapid_key_path(env, home)
+    subject = env.get("VAPID_SUBJECT", "").strip()
+    if provider == "webpush":
+        load_vapid_key(key)
+        if not VAPID_SUBJECT.match(subject):
+            raise ConfigError(f"VAPID_SUBJECT={subject!r} must be mailto:address or an "
+                              "https:// URL (push services use it to contact you)")
+    return {"push_provider": provider, "vapid_private_key": key, "vapid_subject": subject}
+
+
+def vapid_key_path(env: Mapping[str, str], home: Path | None = None) -> Path:
+    """Where the VAPID key is (or goes): VAPID_PRIVATE_KEY, relative to BURGERNET_HOME."""
+    home = home or Path(env.get("BURGERNET_HOME") or Path.cwd()).resolve()
+    key = Path(env.get("VAPID_PRIVATE_KEY") or home / "var" / "vapid_private.pem")
+    return key if key.is_absolute() else home / key
+
+
+def load_vapid_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    """The VAPID private key in PATH (PEM, P-256); ConfigError says what is wrong with it."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"VAPID_PRIVATE_KEY={str(path)!r} does not exist; create a key "
+                          "pair with `burgernet push keygen`") from None
+    except OSError as exc:
+        raise ConfigError(f"VAPID_PRIVATE_KEY={str(path)!r} cannot be read: "
+                          f"{exc.strerror or exc}") from None
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"VAPID_PRIVATE_KEY={str(path)!r} is not an unencrypted PEM "
+                          f"private key ({exc})") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        raise ConfigError(f"VAPID_PRIVATE_KEY={str(path)!r} is not a P-256 (prime256v1) "
+                          "EC key")
+    return key
+
+
 def _choice(value: str, name: str, allowed: tuple[str, ...]) -> str:
     lowered = value.strip().lower()
     if lowered not in allowed:
         raise ConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}")
     return lowered
+
+
+def _sip(env: Mapping[str, str]) -> dict[str, object]:
+    proxy_text = env.get("SIP_PROXY", "").strip()
+    proxy = None
+    if proxy_text:
+        host, _, port = proxy_text.rpartition(":")
+        if not host:
+            raise ConfigError(f"SIP_PROXY={proxy_text!r} must be host:port")
+        proxy = (host, _port(port, "SIP_PROXY"))
+    elif env.get("VOICE_PROVIDER", "console").lower() == "sip":
+        raise ConfigError("VOICE_PROVIDER=sip needs SIP_PROXY (host:port of the registrar)")
+    ports = env.get("SIP_RTP_PORTS", "10000-20000")
+    low, _, high = ports.partition("-")
+    if not (low.isdigit() and high.isdigit() and 1024 <= int(low) < int(high) < 65536):
+        raise ConfigError(f"SIP_RTP_PORTS={ports!r} must be a range like 10000-20000")
+    timeout = env.get("DIAL_TIMEOUT", "20")
+    if not timeout.isdigit() or not 5 <= int(timeout) <= 120:
+        raise ConfigError(f"DIAL_TIMEOUT={timeout!r} must be 5 to 120 seconds")
+    return {"sip_proxy": proxy, "sip_username": env.get("SIP_USERNAME", "burgernet"),
+            "sip_out_username": env.get("SIP_OUT_USERNAME", "burgernet-out"),
+            "sip_password": env.get("SIP_PASSWORD", ""),
+            "sip_local_ip": env.get("SIP_LOCAL_IP", "127.0.0.1"),
+            "sip_rtp_ports": (int(low), int(high)), "dial_timeout": int(timeout)}
 
 
 def _count(value: str, name: str) -> int:

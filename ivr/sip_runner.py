@@ -45,7 +45,7 @@ class SipFlowRunner:
     def __init__(self, sessions: sessionmaker[Session], catalogue: Catalogue,
                  renderer: PromptRenderer, *, national_fallback: str,
                  message_text: Callable[[Delivery], str] | None = None,
-                 max_call_seconds: float = 3600.0,
+                 max_call_seconds: float = 3600.0, dial_timeout: int = 20,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.sessions = sessions
         self.catalogue = catalogue
@@ -53,13 +53,15 @@ class SipFlowRunner:
         self.national_fallback = national_fallback
         self.message_text = message_text
         self.max_call_seconds = max_call_seconds
+        self.dial_timeout = dial_timeout
         self.clock = clock
         self.endpoint: SipEndpoint | None = None
         self._frames = lru_cache(maxsize=256)(self._render)
 
     def _flows(self, session: Session) -> Flows:
         return Flows(session, self.catalogue, national_fallback=self.national_fallback,
-                     message_text=self.message_text, clock=self.clock)
+                     message_text=self.message_text, clock=self.clock,
+                     dial_timeout=self.dial_timeout)
 
     # --- entry points ------------------------------------------------------------------
 

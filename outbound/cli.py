@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from sqlalchemy import select
 
 from core.cli import Context, pass_context
 from core.db import session_factory, transaction
+from core.errors import ConfigError
 from core.geo import parse_area
 from core.models import (
     Action,
@@ -21,11 +23,13 @@ from core.models import (
     Outcome,
     Urgency,
 )
+from core.settings import vapid_key_path
 from core.targeting import preview
 from outbound.fanout import ActionError, area_of, start_action
 from outbound.feedback import end_action
 from outbound.jobs import enqueue, schedule
 from outbound.progress import progress
+from outbound.providers.webpush import application_server_key, generate_vapid_key
 from outbound.runtime import connect_redis
 from outbound.sms import sms_size
 from outbound.templates import alert_text
@@ -162,3 +166,29 @@ def end_command(context: Context, action_id: int, outcome: str, text: str | None
         schedule(connection, session, ending.held)
     click.echo(f"action {action_id} ended ({outcome}): {ending.results} result messages, "
                f"{len(ending.held)} held until quiet hours end")
+
+
+@click.group("push")
+def push_command() -> None:
+    """App push over Web Push: the VAPID key pair browsers subscribe with."""
+
+
+@push_command.command("keygen")
+@click.option("--force", is_flag=True,
+              help="replace an existing key (every browser then has to subscribe again)")
+def keygen_command(force: bool) -> None:
+    """Write a new VAPID key pair to VAPID_PRIVATE_KEY and print the public key."""
+    path = vapid_key_path(os.environ)  # not Settings: with PUSH_PROVIDER=webpush it wants the key
+    if path.exists() and not force:
+        raise ConfigError(f"{path} exists; its subscriptions stop working if it is replaced "
+                          "(use --force to replace it anyway)")
+    public = generate_vapid_key(path)
+    click.echo(f"private key written to {path}", err=True)
+    click.echo("applicationServerKey for PushManager.subscribe():", err=True)
+    click.echo(public)
+
+
+@push_command.command("public-key")
+def public_key_command() -> None:
+    """Print the applicationServerKey of the configured VAPID key."""
+    click.echo(application_server_key(vapid_key_path(os.environ)))

@@ -33,6 +33,7 @@ from core.models import (
     Participant,
     ParticipantStatus,
 )
+from core.participants import active_push_targets
 from outbound.fanout import Batch, priority_of
 from outbound.providers import Message, ProviderError
 from outbound.retry import fail
@@ -103,7 +104,7 @@ LEASE_MARGIN = timedelta(minutes=2)
 def lease(runtime: OutboundRuntime, count: int) -> timedelta:
     """How long a claim holds before reclaim may take it: the batch at the slowest rate,
     plus two minutes for the provider's answers (extended once the slots are known)."""
-    rates = [r for r in (runtime.settings.sms_rate, runtime.settings.voice_rate) if r > 0]
+    rates = [r for r in map(runtime.rate, Channel) if r > 0]
     return LEASE_MARGIN + timedelta(seconds=count / min(rates, default=1000.0))
 
 
@@ -127,13 +128,17 @@ def _messages(session: Session, runtime: OutboundRuntime, ids: Iterable[int]) ->
     language: this runs for every batch."""
     rows = session.execute(
         select(Delivery.id, Delivery.channel, Delivery.purpose, Delivery.language,
-               Delivery.action_id, Participant.phone, Participant.email, Participant.status)
+               Delivery.action_id, Participant.phone, Participant.email, Participant.status,
+               Delivery.participant_id)
         .join(Participant, Participant.id == Delivery.participant_id)
         .where(Delivery.id.in_(list(ids)))).all()
+    push = active_push_targets(session, [r.participant_id for r in rows
+                                         if r.channel == Channel.PUSH])
     actions: dict[int, Action] = {}
     texts: dict[tuple[int, str, str], tuple[str, str]] = {}
     work, stopped = [], []
-    for delivery_id, channel, purpose, language, action_id, phone, email, status in rows:
+    for (delivery_id, channel, purpose, language, action_id, phone, email, status,
+         participant_id) in rows:
         if status != ParticipantStatus.VERIFIED:  # STOP is final, also for queued messages
             stopped.append((delivery_id, f"participant {status.value}"))
             continue
@@ -149,10 +154,13 @@ def _messages(session: Session, runtime: OutboundRuntime, ids: Iterable[int]) ->
                                        runtime.settings.free_number),
                           subject_text(action, purpose.value, Language(language)))
         body, subject = texts[key]
-        to = email if channel == Channel.EMAIL else phone
+        to = (email if channel == Channel.EMAIL else
+              str(participant_id) if channel == Channel.PUSH else phone)
         work.append(_Work(delivery_id, channel,
                           Message(delivery_id, channel, to or "", body, language.value,
-                                  runtime.status_callback, subject)))
+                                  runtime.status_callback, subject, action_id,
+                                  priority_of(action, purpose),
+                                  tuple(push.get(participant_id, ())))))
     for delivery_id, reason in stopped:
         session.execute(update(Delivery).where(Delivery.id == delivery_id).values(
             status=DeliveryStatus.SKIPPED, provider_error=reason))

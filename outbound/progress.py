@@ -12,6 +12,13 @@ from sqlalchemy.orm import Session
 from core.models import Channel, Delivery, DeliveryStatus
 from core.settings import Settings
 
+
+def channel_rate(settings: Settings, channel: Channel) -> float:
+    """The configured messages (or calls) per second of CHANNEL's sender; 0: no limit."""
+    return {Channel.VOICE: settings.voice_rate, Channel.SMS: settings.sms_rate,
+            Channel.EMAIL: settings.email_rate, Channel.PUSH: settings.push_rate}[
+        Channel(channel)]
+
 OPEN = {DeliveryStatus.QUEUED, DeliveryStatus.SENDING}
 WINDOW = timedelta(seconds=10)
 
@@ -53,6 +60,6 @@ def progress(session: Session, action_id: int, settings: Settings, now: datetime
                               for channel, number in recent}
     for channel, by_status in counts.items():
         open_count = sum(n for s, n in by_status.items() if s in OPEN)
-        rate = {Channel.VOICE: settings.voice_rate, Channel.SMS: settings.sms_rate}.get(channel, 0)
+        rate = channel_rate(settings, channel)
         result.remaining_seconds[channel] = open_count / rate if rate > 0 else 0.0
     return result

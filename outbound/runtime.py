@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -12,6 +13,7 @@ from core.db import make_engine, session_factory
 from core.errors import ConfigError
 from core.models import Channel
 from core.settings import Settings
+from outbound.progress import channel_rate
 from outbound.providers import Provider
 from outbound.providers.console import ConsoleProvider
 from outbound.providers.smtp import SmtpProvider
@@ -32,14 +34,18 @@ class OutboundRuntime:
     providers: dict[Channel, Callable[[], Provider]] = field(default_factory=dict)
 
     def rate(self, channel: Channel) -> float:
-        return self.settings.voice_rate if channel == Channel.VOICE else self.settings.sms_rate
+        return channel_rate(self.settings, channel)
 
     def sender_key(self, channel: Channel) -> str:
         """Whose rate a message counts against: the provider and its sending number."""
+        settings = self.settings
         if channel == Channel.VOICE:
-            return voice_trunk(self.settings)
-        sender = self.settings.twilio_from or "console"
-        return f"{self.settings.sms_provider}:{channel.value}:{sender}"
+            return voice_trunk(settings)
+        if channel == Channel.EMAIL:
+            return f"{settings.email_provider}:email:{settings.smtp_from}"
+        if channel == Channel.PUSH:
+            return f"{settings.push_provider}:push"
+        return f"{settings.sms_provider}:sms:{settings.twilio_from or 'console'}"
 
     @property
     def call_slots(self) -> CallSlots:
@@ -91,18 +97,52 @@ def build_runtime(settings: Settings) -> OutboundRuntime:
             base_url=settings.twilio_base_url,
             voice_url=f"{settings.public_url}/webhooks/twilio/voice")
 
-    for channel, choice in ((Channel.SMS, settings.sms_provider),
-                            (Channel.VOICE, settings.voice_provider)):
-        runtime.providers[channel] = (lambda: console) if choice == "console" else twilio
     def smtp() -> Provider:
         return SmtpProvider(settings.smtp_host, settings.smtp_port, settings.smtp_from,
                             username=settings.smtp_username, password=settings.smtp_password,
                             starttls=settings.smtp_starttls)
 
-    runtime.providers[Channel.EMAIL] = smtp if settings.email_provider == "smtp" else (
-        lambda: console)
-    runtime.providers[Channel.PUSH] = lambda: console
+    choices = {Channel.SMS: {"console": lambda: console, "twilio": twilio},
+               Channel.VOICE: {"console": lambda: console, "twilio": twilio},
+               Channel.EMAIL: {"console": lambda: console, "smtp": smtp},
+               Channel.PUSH: {"console": lambda: console}}
+    if settings.push_provider == "webpush":
+        choices[Channel.PUSH]["webpush"] = _webpush(settings, runtime)
+    if settings.voice_provider == "sip":
+        choices[Channel.VOICE]["sip"] = _sip(settings, runtime)
+    for channel, choice in ((Channel.SMS, settings.sms_provider),
+                            (Channel.VOICE, settings.voice_provider),
+                            (Channel.EMAIL, settings.email_provider),
+                            (Channel.PUSH, settings.push_provider)):
+        runtime.providers[channel] = choices[channel][choice]
     return runtime
+
+
+def _webpush(settings: Settings, runtime: OutboundRuntime) -> Callable[[], Provider]:
+    from core.settings import load_vapid_key
+    from outbound.providers.webpush import WebPushProvider, database_report
+
+    assert settings.vapid_private_key is not None
+    vapid_key = load_vapid_key(settings.vapid_private_key)
+    report = database_report(runtime.sessions)
+    return lambda: WebPushProvider(vapid_key, settings.vapid_subject,
+                                   public_url=settings.public_url, report=report)
+
+
+def _sip(settings: Settings, runtime: OutboundRuntime) -> Callable[[], Provider]:
+    """One endpoint per worker process, registered on first use and kept for its life."""
+    from outbound.providers.sip import build_sip_provider
+
+    provider: list[Provider] = []
+    lock = threading.Lock()
+
+    def get() -> Provider:
+        with lock:
+            if not provider:
+                provider.append(build_sip_provider(settings, runtime))
+        return provider[0]
+
+    return get
 
 
 _installed: OutboundRuntime | None = None

@@ -59,7 +59,7 @@ def _flows() -> Flows:
         return alert_text(delivery.action, delivery.language, free_number)
 
     return Flows(db(write=True), rt.catalogue, national_fallback=rt.national_fallback,
-                 message_text=message_text)
+                 message_text=message_text, dial_timeout=rt.settings.dial_timeout)
 
 
 def _urls() -> TwimlUrls:

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from core.models import Channel
+from core.participants import PushTarget
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,11 @@ class Message:
     language: str
     status_callback: str | None = None
     subject: str | None = None
+    action_id: int | None = None
+    #: The queue priority (urgent, normal or result): how soon the message is worth having.
+    priority: str = "normal"
+    #: Push only: the participant's active subscriptions (`to` holds the participant id).
+    push: tuple[PushTarget, ...] = ()
 
 
 class ProviderError(Exception):

@@ -19,6 +19,13 @@ def test_defaults_put_sqlite_and_secrets_under_var(tmp_path: Path) -> None:
     ("WEB_PORT", "eighty", "not a port number"),
     ("WEB_PORT", "70000", "outside 1-65535"),
     ("AUTO_MIGRATE", "perhaps", "not a yes/no value"),
+    ("SIP_PROXY", "kamailio", "must be host:port"),
+    ("SIP_PROXY", "kamailio:sip", "not a port number"),
+    ("SIP_RTP_PORTS", "20000-10000", "must be a range"),
+    ("DIAL_TIMEOUT", "2", "5 to 120 seconds"),
+    ("VOICE_PROVIDER", "carrier-pigeon", "not console or twilio or sip"),
+    ("TTS", "festival", "not one of gtts, espeak, off"),
+    ("EMAIL_RATE", "-1", "0 .no limit. or more"),
     ("WEB_WORKERS", "0", "at least 1"),
 ])
 def test_bad_values_are_named(tmp_path: Path, name: str, value: str, message: str) -> None:
@@ -30,3 +37,11 @@ def test_readme_lists_every_variable() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     for name, _default, _meaning in VARIABLES:
         assert f"`{name}`" in readme, name
+
+
+def test_sip_voice_needs_a_proxy_at_start_up(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="VOICE_PROVIDER=sip needs SIP_PROXY"):
+        Settings.from_env({"BURGERNET_HOME": str(tmp_path), "VOICE_PROVIDER": "sip"})
+    settings = Settings.from_env({"BURGERNET_HOME": str(tmp_path), "VOICE_PROVIDER": "sip",
+                                  "SIP_PROXY": "127.0.0.1:5060"})
+    assert settings.sip_proxy == ("127.0.0.1", 5060) and settings.sip_rtp_ports == (10000, 20000)

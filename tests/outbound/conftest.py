@@ -49,7 +49,7 @@ def runtime(settings: Settings, sessions: sessionmaker[Session], redis_client: r
                                   voice_url="http://127.0.0.1:9/webhooks/twilio/voice")
 
     console = ConsoleProvider(tmp_path / "console.jsonl")
-    unthrottled = replace(settings, sms_rate=0.0, voice_rate=0.0)
+    unthrottled = replace(settings, sms_rate=0.0, voice_rate=0.0, email_rate=0.0, push_rate=0.0)
     rt = OutboundRuntime(unthrottled, sessions, redis_client, Throttle(redis_client), {
         Channel.SMS: twilio, Channel.VOICE: twilio,
         Channel.EMAIL: lambda: console, Channel.PUSH: lambda: console})

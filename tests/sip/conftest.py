@@ -20,8 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
+from core.db import make_engine, session_factory
+from core.reference import load_reference
+from core.schema import ensure_schema
+from core.settings import DEFAULT_DATA_DIR
+from ivr.prompts import load_catalogue
 from ivr.sip import SipCall, SipEndpoint
+from ivr.tts import PromptRenderer
+from tests.conftest import MELDKAMER_CONFIG
 
 DATA = Path(__file__).parent / "data"
 HOST = "127.0.0.1"
@@ -108,7 +116,13 @@ class Kamailio:
 
 
 @pytest.fixture
-def kamailio(tmp_path: Path) -> Iterator[Kamailio]:
+def kamailio_routes() -> dict[str, int]:
+    """Numbers that go to a port of their own instead of the trunk (override in a module)."""
+    return {}
+
+
+@pytest.fixture
+def kamailio(tmp_path: Path, kamailio_routes: dict[str, int]) -> Iterator[Kamailio]:
     binary = require("kamailio", "kamailio")
     require("sipp", "sip-tester")
     workdir = tmp_path / "kamailio"
@@ -117,7 +131,10 @@ def kamailio(tmp_path: Path) -> Iterator[Kamailio]:
     config = workdir / "kamailio.cfg"
     config.write_text((DATA / "kamailio.cfg").read_text()
                       .replace("@PORT@", str(server.port))
-                      .replace("@TRUNK_PORT@", str(server.trunk_port)))
+                      .replace("@TRUNK_PORT@", str(server.trunk_port))
+                      .replace("@ROUTES@", "\n".join(
+                          f'    if ($rU == "{number}") {{ $du = "sip:{HOST}:{port}"; '
+                          't_relay(); exit; }' for number, port in kamailio_routes.items())))
     with (workdir / "kamailio.log").open("wb") as log:
         process = subprocess.Popen(
             [binary, "-f", str(config), "-DD", "-E", "-P", str(workdir / "kamailio.pid"),
@@ -220,4 +237,29 @@ def endpoint(kamailio: Kamailio) -> Iterator[Callable[..., SipEndpoint]]:
     yield start
     for sip in started:
         sip.stop()
+
+
+@pytest.fixture(scope="session")
+def renderer(tmp_path_factory: pytest.TempPathFactory) -> PromptRenderer:
+    """Every fixed prompt rendered once for the run, as `burgernet sounds render` does."""
+    rendered = PromptRenderer(tmp_path_factory.mktemp("sounds"), use_gtts=False)
+    catalogue = load_catalogue()
+    for key in catalogue.keys():
+        if not catalogue.placeholders(key):
+            for language in ("nl", "en"):
+                rendered.render(catalogue.text(key, language), language)
+    return rendered
+
+
+@pytest.fixture(scope="module")
+def sip_sessions(new_database_url: Callable[[], str]) -> Iterator[sessionmaker[Session]]:
+    """A database of this module's own: call threads and the test commit for real."""
+    engine = make_engine(new_database_url())
+    ensure_schema(engine)
+    factory = session_factory(engine, writer=True)
+    with factory() as session, session.begin():
+        load_reference(session, DEFAULT_DATA_DIR, MELDKAMER_CONFIG)
+    yield factory
+    engine.dispose()
+
 
