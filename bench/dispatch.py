@@ -29,6 +29,7 @@ import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 import urllib.request  # noqa: E402
+from collections import Counter  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 
 from sqlalchemy import func, select, update  # noqa: E402
@@ -37,6 +38,7 @@ from core.db import make_engine, session_factory  # noqa: E402
 from core.models import (  # noqa: E402
     Action,
     ActionKind,
+    Channel,
     Delivery,
     DeliveryStatus,
     Meldkamer,
@@ -140,6 +142,22 @@ def watch_memory(workers: list[subprocess.Popen[bytes]]) -> list[list[float]]:
     return samples
 
 
+class WindowWatch(threading.Thread):
+    """Collects every send the shared sliding-second window admitted, with Redis's time of
+    admission: the moment each request left for the provider, as our limiter saw it."""
+
+    def __init__(self, connection, key: str) -> None:
+        super().__init__(daemon=True)
+        self.connection, self.key = connection, key
+        self.seen: dict[bytes, float] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.2):  # entries stay a full second: nothing slips past
+            for member, score in self.connection.zrange(self.key, 0, -1, withscores=True):
+                self.seen[member] = score / 1_000_000
+
+
 def fetch_records(url: str) -> list[dict]:
     with urllib.request.urlopen(f"{url}/_fake/records", timeout=60) as reply:
         return list(json.load(reply)["records"])
@@ -158,9 +176,12 @@ def rate_report(arrivals: list[float], rate: float) -> str:
         while moment - arrivals[start] >= 1.0:
             start += 1
         busiest = max(busiest, end - start + 1)
+    by_second = Counter(int(moment) for moment in arrivals[1:-1])  # whole seconds only
+    by_second.pop(int(arrivals[0]), None)
+    by_second.pop(int(arrivals[-1]), None)
     return (f"configured {rate:.0f} msg/s; achieved {achieved:.2f} msg/s "
             f"({(achieved / rate - 1) * 100:+.2f} %); busiest sliding second: {busiest} "
-            f"messages")
+            f"messages; busiest clock second: {max(by_second.values(), default=0)}")
 
 
 def first_message(runtime, action_id: int, env: dict[str, str], fake_url: str) -> str:
@@ -251,9 +272,17 @@ def main() -> None:
                                         env=env, stdout=subprocess.DEVNULL,
                                         stderr=open(home / f"worker{n}.log", "w"))
                        for n in range(args.workers)]
+            watch = None
+            if args.rate:
+                watch = WindowWatch(runtime.redis,
+                                    f"window:{runtime.sender_key(Channel(args.channel))}")
+                watch.start()
             peaks = watch_memory(workers) if args.memory else []
             for worker in workers:
                 worker.wait()
+            if watch is not None:
+                watch.stop.set()
+                watch.join()
             ours_seconds = time.perf_counter() - workers_started
             if peaks:
                 print("worker memory (RSS, MB) first / peak / last sample: " + "; ".join(
@@ -264,8 +293,11 @@ def main() -> None:
             arrivals = [r["at"] for r in fetch_records(fake_url)]
             arrived = len(arrivals)
         if args.rate:
-            print(f"{sent} sent by {args.workers} workers in {ours_seconds:.1f} s; "
-                  + rate_report(arrivals, args.rate))
+            print(f"{sent} sent by {args.workers} workers in {ours_seconds:.1f} s")
+            print("  at the fake provider (arrival): " + rate_report(arrivals, args.rate))
+            if watch is not None and watch.seen:
+                print("  leaving our workers (Redis time of admission): "
+                      + rate_report(list(watch.seen.values()), args.rate))
             return
         baseline = (0.0 if args.skip_baseline
                     else bare_rate(fake_url, outbox.deliveries, args.workers))

@@ -39,7 +39,7 @@ from outbound.providers import Message, ProviderError
 from outbound.retry import fail
 from outbound.runtime import OutboundRuntime, call_token, current
 from outbound.templates import message_text, subject_text
-from outbound.throttle import CallSlots
+from outbound.throttle import CallSlots, SendWindow
 
 MAX_IN_FLIGHT = 200
 CALL_SLOT_POLL = 0.2
@@ -248,9 +248,12 @@ async def _send_all(runtime: OutboundRuntime,
                                                runtime.rate(channel), len(items))
         _extend_lease(runtime, [item.delivery_id for item in items],
                       reservation.slot(len(items)))
+        rate = runtime.rate(channel)
+        gate = _Gate(runtime.send_window, runtime.sender_key(channel), rate) if rate > 0 else None
         for index, item in enumerate(items):
             capped = slots if channel == Channel.VOICE else None
-            tasks.append(_send_one(provider, item, reservation.slot(index), in_flight, capped))
+            tasks.append(_send_one(provider, item, reservation.slot(index), in_flight, capped,
+                                   gate))
     try:
         return list(await asyncio.gather(*tasks))
     finally:
@@ -270,8 +273,22 @@ def _extend_lease(runtime: OutboundRuntime, ids: list[int], last_slot: float) ->
                         .values(next_attempt_at=until))
 
 
+@dataclass(frozen=True)
+class _Gate:
+    """The sliding-second cap of one sender, checked just before each send."""
+
+    window: SendWindow
+    sender: str
+    rate: float
+
+    async def wait(self, member: str) -> None:
+        while (delay := self.window.admit(self.sender, self.rate, member)[0]) > 0:
+            await asyncio.sleep(delay)
+
+
 async def _send_one(provider: Any, item: _Work, at: float, in_flight: asyncio.Semaphore,
-                    slots: CallSlots | None) -> tuple[_Work, str | ProviderError, str]:
+                    slots: CallSlots | None,
+                    gate: _Gate | None = None) -> tuple[_Work, str | ProviderError, str]:
     delay = at - time.time()
     if delay > 0:
         await asyncio.sleep(delay)
@@ -279,6 +296,8 @@ async def _send_one(provider: Any, item: _Work, at: float, in_flight: asyncio.Se
     while slots is not None and not slots.acquire(token):
         await asyncio.sleep(CALL_SLOT_POLL)  # the trunk is full: wait for a call to end
     async with in_flight:
+        if gate is not None:  # as close to the request as it gets
+            await gate.wait(f"{token}:{time.time_ns()}")
         try:
             return item, await provider.send(item.message), provider.name
         except ProviderError as error:

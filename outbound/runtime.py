@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import redis
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,7 +19,7 @@ from outbound.providers import Provider
 from outbound.providers.console import ConsoleProvider
 from outbound.providers.smtp import SmtpProvider
 from outbound.providers.twilio_rest import TwilioRestProvider
-from outbound.throttle import CallSlots, Throttle
+from outbound.throttle import CallSlots, SendWindow, Throttle
 
 
 @dataclass
@@ -46,6 +47,10 @@ class OutboundRuntime:
         if channel == Channel.PUSH:
             return f"{settings.push_provider}:push"
         return f"{settings.sms_provider}:sms:{settings.twilio_from or 'console'}"
+
+    @cached_property
+    def send_window(self) -> SendWindow:
+        return SendWindow(self.redis)
 
     @property
     def call_slots(self) -> CallSlots:

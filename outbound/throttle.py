@@ -8,6 +8,7 @@ workers stays at the configured rate whatever their number.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -60,6 +61,47 @@ class Throttle:
         start_us = int(self._reserve(keys=[f"{self.prefix}:{sender}"],
                                      args=[now_us, interval_us, count, 0]))
         return Reservation(start_us / 1_000_000, interval_us / 1_000_000, count)
+
+
+# KEYS[1]: the sender's recent sends (sorted set, score = send time in microseconds by Redis's
+# clock, the same for every host); ARGV: limit, member. Returns minus the admission time when
+# the send may go now, else the microseconds to wait until the oldest send leaves the window.
+_ADMIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 1000000)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return math.max(1, tonumber(oldest[2]) + 1000000 - now + 1)
+end
+redis.call('ZADD', KEYS[1], now, ARGV[2])
+redis.call('PEXPIRE', KEYS[1], 2000)
+return -now
+"""
+
+
+class SendWindow:
+    """The hard cap behind the GCRA schedule: at most RATE sends in any sliding second.
+
+    GCRA spaces the reserved slots exactly, but a send that wakes up late lands in the same
+    second as the ones after it. Checked at the moment of sending, this window holds the next
+    send back instead, so no second at the carrier ever sees more than the configured rate.
+    """
+
+    def __init__(self, connection: redis.Redis, prefix: str = "window") -> None:
+        self.prefix = prefix
+        self._admit = connection.register_script(_ADMIT)
+
+    def admit(self, sender: str, rate: float, member: str) -> tuple[float, float | None]:
+        """(0, when) if MEMBER may be sent now and is counted, by Redis's clock; else
+        (seconds to wait before asking again, None)."""
+        if rate <= 0:
+            return 0.0, None
+        limit = max(1, math.ceil(rate))
+        answer = int(self._admit(keys=[f"{self.prefix}:{sender}"], args=[limit, member]))
+        if answer <= 0:
+            return 0.0, -answer / 1_000_000
+        return answer / 1_000_000, None
 
 
 # KEYS[1]: the trunk's holders (sorted set, score = expiry in ms); ARGV: now_ms, ttl_ms, limit,

@@ -1,5 +1,6 @@
 import json
 import multiprocessing
+import os
 import time
 from collections import Counter
 from urllib.request import urlopen
@@ -157,6 +158,39 @@ def test_the_rate_holds_across_processes(redis_client: redis.Redis, redis_server
     gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
     assert len(slots) == 200
     assert min(gaps) == pytest.approx(0.01, abs=1e-5)  # never two slots within 1/rate
+
+
+def _send_through_window(url: str, count: int, out) -> None:  # in another process
+    from outbound.throttle import SendWindow
+
+    window = SendWindow(redis.Redis.from_url(url))
+    sent = []
+    for n in range(count):
+        while True:
+            delay, admitted = window.admit("carrier", 20.0, f"{os.getpid()}:{n}")
+            if admitted is not None:
+                break
+            time.sleep(delay)
+        sent.append(admitted)
+    out.put(sent)
+
+
+def test_no_sliding_second_holds_more_than_the_rate_whatever_the_workers_do(
+        redis_client: redis.Redis, redis_server) -> None:
+    """Four eager senders (no schedule at all) against one window of 20 a second."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    workers = [context.Process(target=_send_through_window, args=(redis_server.url, 15,
+                                                                   results)) for _ in range(4)]
+    for process in workers:
+        process.start()
+    sent = sorted(t for _ in workers for t in results.get(timeout=30))
+    for process in workers:
+        process.join(10)
+    assert len(sent) == 60
+    busiest = max(sum(1 for t in sent if start <= t < start + 1.0) for start in sent)
+    assert busiest <= 20
+    assert sent[-1] - sent[0] < 3.5  # and the window does not hold back more than it must
 
 
 def test_the_call_cap_holds_across_workers_and_frees_when_calls_end(
