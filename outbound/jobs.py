@@ -86,7 +86,7 @@ def send_batch(delivery_ids: list[int]) -> dict[str, int]:
         work = _claim(session, runtime, delivery_ids, now)
     if not work:
         return {"claimed": 0}
-    outcomes = asyncio.run(_send_all(runtime, work))
+    outcomes = runtime.run(_send_all(runtime, work))
     with runtime.sessions() as session, session.begin():
         retry = _record(session, outcomes, datetime.now(UTC))
     if retry:
@@ -230,7 +230,8 @@ async def _find_all(runtime: OutboundRuntime, work: list[_Work],
         return found
     finally:
         for provider in {id(p): p for p in providers.values()}.values():
-            await provider.close()
+            if not getattr(provider, "keep_open", False):
+                await provider.close()
 
 
 async def _send_all(runtime: OutboundRuntime,
@@ -239,7 +240,7 @@ async def _send_all(runtime: OutboundRuntime,
     for item in work:
         by_channel[item.channel].append(item)
     in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
-    providers = {channel: runtime.providers[channel]() for channel in by_channel}
+    providers = {channel: runtime.provider(channel) for channel in by_channel}
     slots = runtime.call_slots
     tasks = []
     for channel, items in by_channel.items():
@@ -258,7 +259,8 @@ async def _send_all(runtime: OutboundRuntime,
         return list(await asyncio.gather(*tasks))
     finally:
         for provider in {id(p): p for p in providers.values()}.values():
-            await provider.close()
+            if not getattr(provider, "keep_open", False):
+                await provider.close()
 
 
 def _extend_lease(runtime: OutboundRuntime, ids: list[int], last_slot: float) -> None:

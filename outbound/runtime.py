@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any, TypeVar
 
 import redis
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +23,8 @@ from outbound.providers.smtp import SmtpProvider
 from outbound.providers.twilio_rest import TwilioRestProvider
 from outbound.throttle import CallSlots, SendWindow, Throttle
 
+T = TypeVar("T")
+
 
 @dataclass
 class OutboundRuntime:
@@ -33,6 +37,42 @@ class OutboundRuntime:
     #: Per channel, a factory: providers hold HTTP sessions bound to one event loop, so each
     #: batch makes its own inside its loop and closes them after.
     providers: dict[Channel, Callable[[], Provider]] = field(default_factory=dict)
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False)
+    _kept: dict[Channel, Provider] = field(default_factory=dict, init=False, repr=False)
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run a batch on this process's one event loop (jobs run on one thread).
+
+        Providers that say `keep_open` are made once and reused by every batch on this loop,
+        so their HTTP connections stay open from one batch to the next.
+        """
+        if self._loop is None or self._loop.is_closed():
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(coroutine)
+
+    def provider(self, channel: Channel) -> Provider:
+        """A provider for CHANNEL: the kept one, or a new one the batch closes after use."""
+        kept = self._kept.get(channel)
+        if kept is not None:
+            return kept
+        provider = self.providers[channel]()
+        if getattr(provider, "keep_open", False):
+            self._kept[channel] = provider
+        return provider
+
+    def close(self) -> None:
+        """Close the kept providers and the loop (a worker's exit, a test's end)."""
+        if self._loop is None or self._loop.is_closed():
+            return
+        kept = list({id(p): p for p in self._kept.values()}.values())
+        self._kept.clear()
+
+        async def close_all() -> None:
+            for provider in kept:
+                await provider.close()
+
+        self._loop.run_until_complete(close_all())
+        self._loop.close()
 
     def rate(self, channel: Channel) -> float:
         return channel_rate(self.settings, channel)

@@ -47,6 +47,7 @@ def worker_command(context: Context, queues: tuple[str, ...], burst: bool,
         worker.work(burst=burst, with_scheduler=True)
     finally:
         stop.set()
+        runtime.close()
 
 
 RECLAIM_EVERY = 30.0

@@ -24,6 +24,8 @@ class TwilioRestProvider:
     """Messages.create for SMS, Calls.create (pointing at our TwiML URL) for voice."""
 
     name = "twilio"
+    #: One client per worker process: its aiohttp connections stay open between batches.
+    keep_open = True
 
     def __init__(self, account_sid: str, auth_token: str, sender: str, *,
                  base_url: str | None = None, voice_url: str | None = None,

@@ -40,7 +40,7 @@ def fake_twilio() -> Iterator[FakeTwilioServer]:
 
 @pytest.fixture
 def runtime(settings: Settings, sessions: sessionmaker[Session], redis_client: redis.Redis,
-            fake_twilio: FakeTwilioServer, tmp_path) -> OutboundRuntime:
+            fake_twilio: FakeTwilioServer, tmp_path) -> Iterator[OutboundRuntime]:
     """The worker's runtime on the test transaction, sending SMS and calls to the fake."""
 
     def twilio() -> TwilioRestProvider:
@@ -54,7 +54,8 @@ def runtime(settings: Settings, sessions: sessionmaker[Session], redis_client: r
         Channel.SMS: twilio, Channel.VOICE: twilio,
         Channel.EMAIL: lambda: console, Channel.PUSH: lambda: console})
     install(rt)
-    return rt
+    yield rt
+    rt.close()
 
 
 @pytest.fixture
