@@ -15,13 +15,13 @@ def _compose() -> dict:
 
 
 def test_compose_has_every_component() -> None:
-    assert {"postgres", "redis", "web", "worker", "sip"} <= set(_compose()["services"])
+    assert {"postgres", "redis", "web", "worker", "ivr", "sip"} <= set(_compose()["services"])
 
 
 def test_compose_runs_existing_burgernet_commands() -> None:
     services = _compose()["services"]
     readme = (ROOT / "README.md").read_text()
-    for name in ("web", "worker"):
+    for name in ("web", "worker", "ivr"):
         command = services[name]["command"]
         assert command[0] == "burgernet"
         assert f"`{' '.join(command)}" in readme
