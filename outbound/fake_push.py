@@ -24,7 +24,6 @@ import random
 import re
 import secrets
 import struct
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -36,6 +35,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from outbound.loopback import LoopbackServer
 
 MAX_BODY = 4096
 URGENCIES = {"very-low", "low", "normal", "high"}
@@ -294,44 +295,20 @@ def decrypt(body: bytes, private_key: ec.EllipticCurvePrivateKey, auth: bytes) -
     return stripped[:-1]
 
 
-class FakePushServer:
+class FakePushServer(LoopbackServer):
     """Runs a FakePush on 127.0.0.1 in a background thread (for tests and demos)."""
 
     def __init__(self, fake: FakePush | None = None, port: int = 0) -> None:
+        super().__init__(port)
         self.fake = fake or FakePush()
-        self.port = port
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def app(self) -> web.Application:
+        return self.fake.app()
 
     def start(self) -> FakePushServer:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        super().start()
         self.fake.base_url = self.url
         return self
-
-    async def _start(self) -> None:
-        self._runner = web.AppRunner(self.fake.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-
-    def __enter__(self) -> FakePushServer:
-        return self.start()
-
-    def __exit__(self, *_exc: Any) -> None:
-        self.stop()
 
 
 def main() -> None:

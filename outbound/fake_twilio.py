@@ -15,15 +15,15 @@ import asyncio
 import base64
 import random
 import re
-import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any
 
 from aiohttp import ClientSession, web
 from twilio.request_validator import RequestValidator
+
+from outbound.loopback import LoopbackServer
 
 ACCOUNT_SID = "AC" + "0" * 32
 E164 = re.compile(r"^\+[1-9]\d{7,14}$")
@@ -183,43 +183,15 @@ class FakeTwilio:
             await self._session.close()
 
 
-class FakeTwilioServer:
+class FakeTwilioServer(LoopbackServer):
     """Runs a FakeTwilio on 127.0.0.1 in a background thread (for tests and benchmarks)."""
 
     def __init__(self, fake: FakeTwilio | None = None, port: int = 0) -> None:
+        super().__init__(port)
         self.fake = fake or FakeTwilio()
-        self.port = port
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> FakeTwilioServer:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    async def _start(self) -> None:
-        self._runner = web.AppRunner(self.fake.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-
-    def __enter__(self) -> FakeTwilioServer:
-        return self.start()
-
-    def __exit__(self, *_exc: Any) -> None:
-        self.stop()
+    def app(self) -> web.Application:
+        return self.fake.app()
 
 
 def main() -> None:
