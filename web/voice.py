@@ -21,13 +21,14 @@ import requests
 from flask import Blueprint, Response, abort, request, send_file
 from sqlalchemy import select
 from twilio.twiml.messaging_response import MessagingResponse
+from twilio.twiml.voice_response import VoiceResponse
 
 from core.models import Delivery, Meldkamer
 from ivr.flows import Flows, Incoming
 from ivr.inbound_sms import MAX_MEDIA_BYTES, Media, handle_sms
 from ivr.steps import CallState, DialResult, Digits, FlowError, Say
 from ivr.twiml import TwimlUrls, render, render_says
-from outbound.templates import alert_text
+from outbound.templates import message_text
 from web import csrf, db, runtime
 from web.webhooks import signed
 
@@ -55,11 +56,11 @@ def _flows() -> Flows:
     rt = runtime()
     free_number = rt.settings.free_number
 
-    def message_text(delivery: Delivery) -> str:
-        return alert_text(delivery.action, delivery.language, free_number)
+    def text_of(delivery: Delivery) -> str:
+        return message_text(delivery.action, delivery.purpose, delivery.language, free_number)
 
     return Flows(db(write=True), rt.catalogue, national_fallback=rt.national_fallback,
-                 message_text=message_text, dial_timeout=rt.settings.dial_timeout)
+                 message_text=text_of, dial_timeout=rt.settings.dial_timeout)
 
 
 def _urls() -> TwimlUrls:
@@ -86,8 +87,6 @@ def _rescue(error: Exception) -> Response:
     db().rollback()
     meldkamer = db().scalar(select(Meldkamer).where(
         Meldkamer.code == runtime().national_fallback))
-    from twilio.twiml.voice_response import VoiceResponse
-
     response = VoiceResponse()
     response.say("U wordt doorverbonden.", language="nl-NL")
     if meldkamer is not None and meldkamer.phone:
@@ -120,9 +119,17 @@ def message() -> Response:
     try:
         turn = _flows().start_message(int(delivery), transport="twilio",
                                       call_id=request.form.get("CallSid"))
+        return _twiml(render(turn, _urls(), _audio_url))
     except FlowError as exc:
         return Response(f"{exc}\n", status=404, mimetype="text/plain")
-    return _twiml(render(turn, _urls(), _audio_url))
+    except Exception:  # noqa: BLE001 - the participant still hears where to call
+        log.exception("voice message %s failed; a short notice is read instead", delivery)
+        db().rollback()
+        response = VoiceResponse()
+        response.say(f"Dit is een bericht van Burgernet. Kijk in uw sms of bel gratis "
+                     f"{runtime().settings.free_number}.", language="nl-NL")
+        response.hangup()
+        return _twiml(str(response))
 
 
 @bp.post("/voice/step")
