@@ -165,6 +165,105 @@ def _packet_manager_write(self: RTP.RTPPacketManager, offset: int, data: bytes) 
     _original_write(self, offset, data)
 
 
+def _rtp_recv(self: RTP.RTPClient) -> None:
+    """pyVoIP 1.6.8 polls its non-blocking RTP socket every 10 ms, so each call leg wakes up 100
+    times a second even when nothing arrives (most legs: we send audio, the peer sends little
+    or nothing); with hundreds of legs the wake-ups alone take a core. Sleep in poll() until
+    a packet comes instead (poll, not select: RTP sockets of a busy endpoint have descriptors
+    above select's limit of 1024), and look at NSD at least every 200 ms to stop."""
+    poller = select.poll()
+    poller.register(self.sin, select.POLLIN)
+    while self.NSD:
+        try:
+            if not poller.poll(200):
+                continue
+            packet = self.sin.recv(8192)
+        except BlockingIOError:
+            continue
+        except OSError:  # closed by stop(), or its descriptor already reused
+            if self.NSD:
+                time.sleep(0.01)
+            continue
+        try:
+            self.parse_packet(packet)
+        except RTP.RTPParseError as exc:
+            log.debug("%s", exc)
+
+
+class _Transmitter:
+    """One thread that sends the next 20 ms of audio of every started RTPClient.
+
+    pyVoIP 1.6.8 gives each RTPClient a transmitter thread of its own that wakes up 50 times a
+    second; with a few hundred call legs the threads spend more time handing the GIL around
+    (system time, load averages in the tens) than sending, until the SIP thread cannot answer
+    INVITEs in time. One thread on a fixed 20 ms schedule sends the same packets (same
+    sequence numbers, timestamps and SSRC per client) for all of them."""
+
+    PERIOD = 0.02  # 160 samples at 8 kHz: PCMU and PCMA, the only codecs pyVoIP sends
+
+    def __init__(self) -> None:
+        self._clients: set[RTP.RTPClient] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, client: RTP.RTPClient) -> None:
+        with self._lock:
+            self._clients.add(client)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="RTP transmitter",
+                                                daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        next_tick = time.monotonic()
+        while True:
+            with self._lock:
+                clients = list(self._clients)
+            for client in clients:
+                if client.NSD:
+                    self._send(client)
+                else:
+                    with self._lock:
+                        self._clients.discard(client)
+            next_tick += self.PERIOD
+            delay = next_tick - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -0.2:  # far behind (machine overloaded): go on, do not burst
+                next_tick = time.monotonic()
+
+    @staticmethod
+    def _send(client: RTP.RTPClient) -> None:
+        """What pyVoIP's `RTPClient.trans` does once per period."""
+        payload = client.encode_packet(client.pmout.read())
+        header = (bytes((0x80, int(client.preference) & 0x7F))
+                  + client.outSequence.to_bytes(2, "big")
+                  + client.outTimestamp.to_bytes(4, "big")
+                  + client.outSSRC.to_bytes(4, "big"))
+        try:
+            client.sout.sendto(header + payload, (client.outIP, client.outPort))
+        except OSError:
+            pass  # stopped meanwhile, or the peer's address is unusable: as pyVoIP, go on
+        client.outSequence = (client.outSequence + 1) & 0xFFFF
+        client.outTimestamp = (client.outTimestamp + len(payload)) & 0xFFFFFFFF
+
+
+_TRANSMITTER = _Transmitter()
+
+
+def _rtp_start(self: RTP.RTPClient) -> None:
+    """pyVoIP 1.6.8 `RTPClient.start`, with the shared transmitter instead of a thread per
+    client (see `_Transmitter`)."""
+    self.sin = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    self.sout = self.sin
+    self.sin.bind((self.inIP, self.inPort))
+    self.sin.setblocking(False)
+    receiver = threading.Timer(0, self.recv)
+    receiver.name = "RTP Receiver"
+    receiver.start()
+    _TRANSMITTER.add(self)
+
+
 def apply() -> None:
     """Install the module-level patches; idempotent."""
     if getattr(SIP.SIPMessage, "_burgernet_patched", False):
@@ -175,6 +274,8 @@ def apply() -> None:
     SIP.SIPMessage.parse_sip_response = _parse_sip_response
     RTP.RTPClient.encode_packet = _encode_packet
     RTP.RTPPacketManager.write = _packet_manager_write
+    RTP.RTPClient.recv = _rtp_recv
+    RTP.RTPClient.start = _rtp_start
     SIP.SIPMessage._burgernet_patched = True
 
 
@@ -761,10 +862,21 @@ class Phone(_voip.VoIPPhone):
     # housekeeping
 
     def request_port(self, blocking: bool = True) -> int:
+        """A free RTP port from the range, picked at random.
+
+        A few random picks first: listing the whole range minus the assigned ports (a list)
+        cost ~50 ms per call with 10,000 ports and a few hundred calls up, under the phone's
+        lock and on the SIP thread, enough to make INVITEs wait for seconds under load. Only
+        when the picks miss (a nearly full range) is the whole range scanned."""
+        span = range(self.rtpPortLow, self.rtpPortHigh + 1)
         with self.lock:
             for attempt in range(2):
-                candidates = [port for port in range(self.rtpPortLow, self.rtpPortHigh + 1)
-                              if port not in self.assignedPorts]
+                assigned = set(self.assignedPorts)
+                for port in (random.choice(span) for _ in range(16)):
+                    if port not in assigned and _udp_port_free(self.myIP, port):
+                        self.assignedPorts.append(port)
+                        return port
+                candidates = [port for port in span if port not in assigned]
                 random.shuffle(candidates)
                 for port in candidates:
                     if _udp_port_free(self.myIP, port):
