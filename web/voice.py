@@ -19,11 +19,11 @@ from urllib.parse import urlsplit
 
 import requests
 from flask import Blueprint, Response, abort, request, send_file
-from sqlalchemy import select
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 
-from core.models import Delivery, Meldkamer
+from core.models import Delivery
+from core.reference import load_meldkamer_config
 from ivr.flows import Flows, Incoming
 from ivr.inbound_sms import MAX_MEDIA_BYTES, Media, handle_sms
 from ivr.steps import CallState, DialResult, Digits, FlowError, Say
@@ -84,13 +84,20 @@ def _audio_url(say: Say) -> str | None:
 def _rescue(error: Exception) -> Response:
     """Put the caller through to the national fallback whatever went wrong."""
     log.exception("voice webhook failed; caller goes to the national fallback", exc_info=error)
-    db().rollback()
-    meldkamer = db().scalar(select(Meldkamer).where(
-        Meldkamer.code == runtime().national_fallback))
+    settings = runtime().settings
+    try:
+        code = runtime().national_fallback
+        phone = load_meldkamer_config(settings.meldkamer_config)[code].phone  # not the database
+    except Exception:  # noqa: BLE001 - even a broken configuration gets the caller an answer
+        log.exception("no national fallback to put the caller through to")
+        phone = None
     response = VoiceResponse()
-    response.say("U wordt doorverbonden.", language="nl-NL")
-    if meldkamer is not None and meldkamer.phone:
-        response.dial(meldkamer.phone)
+    if phone:
+        response.say("U wordt doorverbonden.", language="nl-NL")
+        response.dial(phone)
+    else:
+        response.say("Er is een storing. Bel bij spoed 112.", language="nl-NL")
+        response.hangup()
     return _twiml(str(response))
 
 

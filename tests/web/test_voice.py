@@ -236,3 +236,12 @@ def test_media_from_another_host_is_never_fetched(client, db, voice_delivery):
         sms(client, "+31690005151", "kijk", NumMedia="1",
             MediaUrl0="http://169.254.169.254/latest/meta-data", MediaContentType0="image/png")
         assert not mocked.calls
+
+
+def test_a_failure_inside_the_flow_still_puts_the_caller_through(client, monkeypatch):
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr("ivr.flows.Flows.start_free", broken)
+    root = twiml(post(client, "/webhooks/twilio/voice/inbound", CALL))
+    assert root.find("Dial").text == "+31690000103"  # MN, the national fallback
