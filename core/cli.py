@@ -105,6 +105,19 @@ def db_current(context: Context) -> None:
     click.echo(f"database: {current_revision(context.engine) or 'empty'}; code: {head_revision()}")
 
 
+@db.command("cluster")
+@pass_context
+def db_cluster(context: Context) -> None:
+    """Reorder participant locations by place (PostgreSQL), so area selections stay fast."""
+    from core.targeting import cluster_locations
+
+    context.ready_engine()
+    with transaction(context.sessions) as session:
+        done = cluster_locations(session)
+    click.echo("participant locations clustered on their GiST index" if done
+               else "nothing to do: SQLite keeps locations in index order")
+
+
 @main.command("load-reference")
 @pass_context
 def load_reference_command(context: Context) -> None:

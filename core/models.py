@@ -326,9 +326,11 @@ class ParticipantLocation(Base):
 
     __tablename__ = "participant_location"
     __table_args__ = (
-        # Covers the area query: box, exact test and who-to-reach come from the index alone.
-        Index("ix_participant_location_lat_lon", "lat", "lon", "participant_id",
-              "municipality_id", "expires_at", "status", "channels", "language"),
+        # The area query's indexes live outside the ORM, made by the migrations per database:
+        # SQLite ix_participant_location_cell on (CAST(lon * 20 AS INTEGER), lat, lon,
+        # participant_id, municipality_id, expires_at, status, channels, language), which
+        # covers it (0005); PostgreSQL the GiST index on geom, the table clustered on it (0002,
+        # 0005).
         CheckConstraint("lat BETWEEN -90 AND 90 AND lon BETWEEN -180 AND 180", name="coordinates"),
     )
 

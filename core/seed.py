@@ -42,6 +42,7 @@ from core.models import (
     channel_mask,
     utcnow,
 )
+from core.targeting import cluster_locations
 
 DEMO_PASSWORD = "burgernet-demo"
 FICTIONAL_PREFIX = "+3169"
@@ -132,6 +133,7 @@ def seed_demo(sessions: sessionmaker[Session], *, size: int, seed: int = 2023,
             areas = residential_areas(session)
             result.participants, result.locations = _insert_population(
                 session, areas, size, random.Random(seed), progress or (lambda _n: None))
+            cluster_locations(session)
         audit.record(session, "seed_demo", "participant", actor="cli",
                      participants=result.participants, reset=reset)
     result.seconds = time.perf_counter() - started

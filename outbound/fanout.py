@@ -33,7 +33,7 @@ from core.models import (
     Urgency,
     User,
 )
-from core.targeting import select_recipient_batches
+from core.targeting import select_recipient_groups
 
 BATCH_SIZE = 250
 DELIVERY_COLUMNS = ("action_id", "participant_id", "channel", "purpose", "language", "status",
@@ -143,10 +143,11 @@ def _write_outbox(sessions: sessionmaker[Session], action_id: int, area: Area, n
     # (the tests), the chunks' savepoints sit inside the reader's.
     with Session(reader_bind, join_transaction_mode="create_savepoint") as reader, \
             reader.begin():
-        for recipients in select_recipient_batches(reader, area, urgency, now):
+        for groups in select_recipient_groups(reader, area, urgency, now):
             rows = [(action_id, pid, channel.value, DeliveryPurpose.ALERT.value,
-                     language.value, DeliveryStatus.QUEUED.value, 0, now, now)
-                    for pid, channel, language in recipients]
+                     group.language.value, DeliveryStatus.QUEUED.value, 0, now, now)
+                    for group in groups for channel in group.channels
+                    for pid in group.participant_ids.tolist()]
             with sessions() as session, session.begin():
                 bulk_insert(session.connection(), Delivery.__table__, DELIVERY_COLUMNS, rows,
                             skip_existing=resume)

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from core.cli import main
-from tests.conftest import MELDKAMER_CONFIG
+from tests.conftest import MELDKAMER_CONFIG, SERVER_URL
 
 
 @pytest.fixture
@@ -77,8 +77,18 @@ def test_seed_demo_without_reference_data_says_what_to_do(run) -> None:
     assert "run `burgernet load-reference`" in result.output
 
 
+def test_db_cluster_orders_locations_on_postgresql_and_explains_itself_on_sqlite(run) -> None:
+    assert run("load-reference").exit_code == 0
+    assert run("seed-demo", "--participants", "200").exit_code == 0
+    result = run("db", "cluster")
+    assert result.exit_code == 0, result.output
+    postgres = "postgresql" in (SERVER_URL or "")
+    assert ("clustered on their GiST index" if postgres else "nothing to do") in result.output
+
+
 def test_the_installed_command_lists_every_layers_commands() -> None:
     result = subprocess.run([sys.executable, "-m", "core.cli", "--help"], capture_output=True,
                             text=True, check=True)
-    for command in ("db", "load-reference", "seed-demo", "run", "web", "worker"):
+    for command in ("db", "load-reference", "seed-demo", "run", "web", "worker", "action",
+                    "route", "sounds", "sip", "push"):
         assert f"  {command} " in result.stdout

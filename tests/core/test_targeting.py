@@ -1,6 +1,7 @@
 """Selection of recipients, run on SQLite and (with TEST_DATABASE_URL) on PostgreSQL + PostGIS."""
 
 import math
+import random
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -8,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import shapely
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from core.geo import (
@@ -31,7 +32,14 @@ from core.models import (
     Urgency,
     channel_mask,
 )
-from core.targeting import QUIET_HOURS_RULE, preview, select_recipients
+from core.targeting import (
+    QUIET_HOURS_RULE,
+    _columns,
+    preview,
+    select_recipient_batches,
+    select_recipient_groups,
+    select_recipients,
+)
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 UTRECHT = (52.0907, 5.1214)
@@ -228,3 +236,75 @@ def test_changes_to_a_participant_reach_the_area_query_at_once(db: Session, pers
     participant.status = ParticipantStatus.STOPPED
     db.flush()
     assert list(select_recipients(db, area, Urgency.URGENT, NOW)) == []
+
+
+@pytest.mark.parametrize("radius", [120.0, 3_000.0, 12_750.0, 60_000.0])
+def test_a_circle_holds_exactly_what_lies_within_its_radius(db: Session, person,
+                                                             radius: float) -> None:
+    """Centimetres either side of the rim, all round: the columns' shortcuts change nothing."""
+    lat, lon = UTRECHT
+    inside, outside = set(), set()
+    for bearing in range(0, 360, 10):
+        for metres, bucket in ((radius - 0.05, inside), (radius + 0.05, outside),
+                               (radius * 0.7, inside), (radius * 0.3, inside)):
+            bucket.add(person(destination(lat, lon, bearing + 3, metres)).id)
+    assert {pid for pid, _ in _selected(db, circle(lat, lon, radius))} == inside
+
+
+def test_the_columns_bound_the_circle_and_their_inner_ranges_lie_inside_it() -> None:
+    rng = random.Random(7)
+    for _ in range(20):
+        area = circle(rng.uniform(50.8, 53.5), rng.uniform(3.4, 7.2), rng.uniform(50, 150_000))
+        box = area.box()
+        columns = {c.cell: c for c in _columns(area)}
+        for _ in range(2_000):
+            plat, plon = rng.uniform(box.lat_min, box.lat_max), rng.uniform(box.lon_min,
+                                                                            box.lon_max)
+            cos_angle = (math.sin(math.radians(plat)) * math.sin(math.radians(area.lat))
+                         + math.cos(math.radians(plat)) * math.cos(math.radians(area.lat))
+                         * math.cos(math.radians(plon - area.lon)))
+            column = columns.get(int(plon * 20))
+            if cos_angle >= area.min_cosine:
+                assert column is not None and column.lat_min <= plat <= column.lat_max
+            if column is not None and column.inner_min <= plat <= column.inner_max:
+                assert cos_angle >= area.min_cosine
+
+
+def test_the_groups_are_the_stream_in_columns(db: Session, person) -> None:
+    lat, lon = UTRECHT
+    for index in range(40):  # homes and workplaces across several columns of the area
+        person((lat + 0.01 * (index % 7), lon - 0.06 + 0.03 * (index % 5)),
+               (lat - 0.02 * (index % 3), lon + 0.02 * (index % 6)),
+               channels=[(Channel.SMS,), (Channel.SMS, Channel.VOICE),
+                         (Channel.PUSH, Channel.VOICE)][index % 3],
+               language=Language.EN if index % 4 == 0 else Language.NL)
+    area = circle(lat, lon, 20_000)
+    recipients = list(select_recipients(db, area, Urgency.URGENT, NOW))
+    groups = [g for batch in select_recipient_groups(db, area, Urgency.URGENT, NOW)
+              for g in batch]
+    from_groups = [(pid, channel, g.language) for g in groups
+                   for pid in g.participant_ids.tolist() for channel in g.channels]
+    assert len(recipients) == len(set(recipients)) == 14 * 1 + 26 * 2
+    assert sorted(from_groups) == sorted(recipients)
+    assert preview(db, area, Urgency.URGENT, NOW).messages == len(recipients)
+
+
+def test_the_stream_comes_in_batches_of_at_most_batch_participants(
+        db: Session, person, monkeypatch) -> None:
+    import core.targeting
+
+    monkeypatch.setattr(core.targeting, "BATCH", 3)
+    for index in range(10):
+        person((UTRECHT[0] + 0.001 * index, UTRECHT[1]), channels=(Channel.SMS, Channel.VOICE))
+    batches = list(select_recipient_batches(db, circle(*UTRECHT, 2_000), Urgency.URGENT, NOW))
+    assert [len(batch) for batch in batches] == [6, 6, 6, 2]
+
+
+def test_on_sqlite_a_column_is_one_range_of_the_covering_index(db: Session) -> None:
+    if db.get_bind().dialect.name != "sqlite":
+        pytest.skip("PostgreSQL searches the GiST index")
+    plan = db.execute(text(
+        "EXPLAIN QUERY PLAN SELECT group_concat(participant_id) FROM participant_location l "
+        "WHERE CAST(l.lon * 20 AS INTEGER) = 102 AND l.lat BETWEEN 52 AND 52.2 "
+        "AND l.status = 'verified'")).all()
+    assert "COVERING INDEX ix_participant_location_cell" in str(plan)
