@@ -376,11 +376,7 @@ def prepare(home: Path) -> tuple[str, Path]:
     engine.dispose()
     sounds = home / "sounds"
     renderer = PromptRenderer(sounds, use_gtts=False)
-    catalogue = load_catalogue()
-    for key in catalogue.keys():
-        if not catalogue.placeholders(key):
-            for language in ("nl", "en"):
-                renderer.render(catalogue.text(key, language), language)
+    renderer.render_fixed(load_catalogue())
     return url, sounds
 
 

@@ -60,11 +60,7 @@ def prepare(url: str, home: Path) -> list[str]:
         phones = list(session.scalars(select(Participant.phone).limit(1500)))
     engine.dispose()
     renderer = PromptRenderer(home / "var" / "sounds", use_gtts=False)
-    catalogue = load_catalogue()
-    for key in catalogue.keys():
-        if not catalogue.placeholders(key):
-            for language in ("nl", "en"):
-                renderer.render(catalogue.text(key, language), language)
+    renderer.render_fixed(load_catalogue())
     callers = phones + ["anonymous", "+32470123456", "+31690999999", "+4915112345678"] * 100
     return callers
 

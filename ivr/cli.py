@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections import Counter
 from pathlib import Path
 
 import click
@@ -44,20 +43,12 @@ def render_command(context: Context, no_gtts: bool, catalogue: Path | None) -> N
     renderer = PromptRenderer(cache, use_gtts=not no_gtts)
     fixed = [prompt for prompt in prompts if not prompt.is_template]
     templated = [prompt.key for prompt in prompts if prompt.is_template]
-    cached = 0
-    engines: Counter[str] = Counter()
     with click.progressbar(length=len(fixed) * len(LANGUAGES), label="prompts",
                            file=sys.stderr) as bar:
-        for prompt in fixed:
-            for language in LANGUAGES:
-                result = renderer.render(prompt.texts[language], language)
-                if result.engine is None:
-                    cached += 1
-                else:
-                    engines[result.engine] += 1
-                bar.update(1)
-    rendered = sum(engines.values())
-    by_engine = ", ".join(f"{engine} {n}" for engine, n in engines.most_common())
+        counts = renderer.render_fixed(prompts, progress=bar.update)
+    cached = counts.pop("cached", 0)
+    rendered = sum(counts.values())
+    by_engine = ", ".join(f"{engine} {n}" for engine, n in counts.most_common())
     click.echo(f"{rendered} rendered" + (f" ({by_engine})" if by_engine else "")
                + f", {cached} already cached")
     if templated:

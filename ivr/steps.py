@@ -8,7 +8,7 @@ both feed the same flows, so a call behaves the same over either.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -130,5 +130,3 @@ class Turn:
     def ends(self) -> bool:
         return bool(self.steps) and isinstance(self.steps[-1], Hangup)
 
-
-STATE_FIELDS = tuple(f.name for f in fields(CallState))

@@ -30,9 +30,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import requests
+
+if TYPE_CHECKING:
+    from ivr.prompts import Catalogue
 from gtts import gTTS, gTTSError
 
 from core.errors import BurgernetError
@@ -159,6 +162,20 @@ class PromptRenderer:
 
     def is_cached(self, text: str, language: str) -> bool:
         return self._complete(key_for(text, self._language(language)))
+
+    def render_fixed(self, catalogue: Catalogue,
+                     progress: Callable[[int], None] | None = None) -> Counter[str]:
+        """Render every prompt without placeholders, in each of its languages (what
+        `burgernet sounds render` does); counts by engine, "cached" for those already there."""
+        counts: Counter[str] = Counter()
+        for prompt in catalogue:
+            if prompt.is_template:
+                continue
+            for language, text in prompt.texts.items():
+                counts[self.render(text, language).engine or "cached"] += 1
+                if progress is not None:
+                    progress(1)
+        return counts
 
     def render(self, text: str, language: str) -> Rendered:
         """Both files for `text` in `language`, synthesising only when the cache lacks them."""

@@ -11,9 +11,7 @@ call on: if anything fails inside, the call is put through to the national fallb
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,7 +28,7 @@ from ivr.steps import CallState, DialResult, Digits, FlowError, Say
 from ivr.twiml import TwimlUrls, render, render_says
 from outbound.templates import message_text
 from web import csrf, db, runtime
-from web.webhooks import signed
+from web.webhooks import signed_only
 
 log = logging.getLogger(__name__)
 bp = Blueprint("voice", __name__, url_prefix="/webhooks/twilio")
@@ -41,15 +39,6 @@ TWIML = "text/xml"
 
 def _twiml(body: str) -> Response:
     return Response(body, mimetype=TWIML)
-
-
-def _signed_only(view: Callable[..., Response]) -> Callable[..., Response]:
-    @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Response:
-        if not signed():
-            return Response("forbidden\n", status=403, mimetype="text/plain")
-        return view(*args, **kwargs)
-    return wrapper
 
 
 def _flows() -> Flows:
@@ -103,7 +92,7 @@ def _rescue(error: Exception) -> Response:
 
 @bp.post("/voice/inbound")
 @csrf.exempt
-@_signed_only
+@signed_only
 def inbound() -> Response:
     """A call on the free number."""
     try:
@@ -117,7 +106,7 @@ def inbound() -> Response:
 
 @bp.post("/voice")
 @csrf.exempt
-@_signed_only
+@signed_only
 def message() -> Response:
     """An outbound voice message was answered: read it and offer 1 and 2."""
     delivery = request.args.get("delivery", "")
@@ -141,7 +130,7 @@ def message() -> Response:
 
 @bp.post("/voice/step")
 @csrf.exempt
-@_signed_only
+@signed_only
 def step() -> Response:
     """The result of a Gather (Digits) or a Dial (DialCallStatus)."""
     try:
@@ -162,7 +151,7 @@ def step() -> Response:
 
 @bp.post("/voice/whisper")
 @csrf.exempt
-@_signed_only
+@signed_only
 def whisper() -> Response:
     """Played to the centralist who answers, before the caller is connected."""
     try:
@@ -196,7 +185,7 @@ def sound(key: str) -> Response:
 
 @bp.post("/sms")
 @csrf.exempt
-@_signed_only
+@signed_only
 def sms() -> Response:
     """An inbound SMS or MMS: STOP / START / HELP, or a tip (with photos) on an action."""
     sender = request.form.get("From", "")

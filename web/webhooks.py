@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import wraps
+from typing import Any
 
 from flask import Blueprint, Response, request
 from sqlalchemy import select
@@ -28,12 +31,21 @@ def signed() -> bool:
     return RequestValidator(token).validate(url, request.form.to_dict(), signature)
 
 
+def signed_only(view: Callable[..., Response]) -> Callable[..., Response]:
+    """A provider webhook: 403 and nothing else happens unless Twilio's signature holds."""
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        if not signed():
+            return Response("forbidden\n", status=403, mimetype="text/plain")
+        return view(*args, **kwargs)
+    return wrapper
+
+
 @bp.post("/twilio/status")
 @csrf.exempt
+@signed_only
 def twilio_status() -> Response:
     """MessageStatus / CallStatus callbacks: 204 when taken, 403 forged, 400 malformed."""
-    if not signed():
-        return Response("forbidden\n", status=403, mimetype="text/plain")
     provider_id = request.form.get("MessageSid") or request.form.get("CallSid")
     value = request.form.get("MessageStatus") or request.form.get("CallStatus")
     if not provider_id or not value:

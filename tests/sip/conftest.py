@@ -243,11 +243,7 @@ def endpoint(kamailio: Kamailio) -> Iterator[Callable[..., SipEndpoint]]:
 def renderer(tmp_path_factory: pytest.TempPathFactory) -> PromptRenderer:
     """Every fixed prompt rendered once for the run, as `burgernet sounds render` does."""
     rendered = PromptRenderer(tmp_path_factory.mktemp("sounds"), use_gtts=False)
-    catalogue = load_catalogue()
-    for key in catalogue.keys():
-        if not catalogue.placeholders(key):
-            for language in ("nl", "en"):
-                rendered.render(catalogue.text(key, language), language)
+    rendered.render_fixed(load_catalogue())
     return rendered
 
 
