@@ -180,6 +180,16 @@ def netherlands() -> PreparedGeometry:
     return prep(shapely.union_all(parts))
 
 
+@cache
+def national_area() -> Polygon:
+    """The area of a national alert: the land outline widened by about 2 km, so a
+    participant just across a border or on the coast is not cut off, and simplified to
+    ~500 m so the test per point stays cheap."""
+    outline = netherlands().context
+    widened = outline.buffer(0.02).simplify(0.005)
+    return Polygon(shapely.geometry.mapping(widened))
+
+
 def in_netherlands(lat: float, lon: float) -> bool:
     """True for a point on Dutch land (by the reference outline)."""
     return bool(netherlands().covers(shapely.Point(lon, lat)))

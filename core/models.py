@@ -421,6 +421,14 @@ class Action(Base):
     #: Set when the whole outbox is written; an active action without it is resumed.
     outbox_done_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
+    #: An AMBER Alert for the whole country: the area is the Netherlands, not a circle.
+    national: Mapped[bool] = mapped_column(default=False)
+    #: A photo of the subject, stripped of metadata, under var/media/actions; centralists only.
+    photo_path: Mapped[str | None] = mapped_column(String(255))
+    photo_type: Mapped[str | None] = mapped_column(String(64))
+    #: The follow-up an inquiry sends to the same recipients (nl, en).
+    update_nl: Mapped[str | None] = mapped_column(Text)
+    update_en: Mapped[str | None] = mapped_column(Text)
 
     meldkamer: Mapped[Meldkamer] = relationship()
     organisation: Mapped[Organisation] = relationship()
@@ -503,6 +511,42 @@ class Tip(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     action: Mapped[Action] = relationship()
+
+
+class InquiryReaction(Base):
+    """A recipient's answer to a neighbourhood inquiry, given through the personal link."""
+
+    __tablename__ = "inquiry_reaction"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action_id: Mapped[int] = mapped_column(ForeignKey("action.id"), index=True)
+    #: One reaction per e-mail sent; the link belongs to that delivery only.
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("delivery.id", ondelete="CASCADE"), unique=True)
+    text: Mapped[str] = mapped_column(Text)
+    #: A way back to the reactor, only when they chose to leave one.
+    contact: Mapped[str | None] = mapped_column(String(254))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    action: Mapped[Action] = relationship()
+
+
+class ApiToken(Base):
+    """A bearer token of the dispatch system: acts for one organisation; only its hash is kept."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisation.id"), index=True)
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user_account.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    organisation: Mapped[Organisation] = relationship()
 
 
 class AuditEvent(Base):

@@ -13,21 +13,24 @@ from sqlalchemy import select
 from core.cli import Context, pass_context
 from core.db import session_factory, transaction
 from core.errors import ConfigError
-from core.geo import parse_area
 from core.models import (
     Action,
     ActionKind,
     Language,
-    Meldkamer,
     Organisation,
     Outcome,
     Urgency,
 )
 from core.settings import vapid_key_path
 from core.targeting import preview
-from outbound.fanout import ActionError, area_of, start_action
-from outbound.feedback import end_action
-from outbound.jobs import enqueue, schedule
+from outbound.actions import (
+    ActionDraft,
+    create_action,
+    end_and_queue,
+    require_action,
+    start_and_queue,
+)
+from outbound.fanout import ActionError, area_of
 from outbound.progress import progress
 from outbound.providers.webpush import application_server_key, generate_vapid_key
 from outbound.runtime import connect_redis
@@ -55,37 +58,28 @@ def action_command() -> None:
 @click.option("--radius", "radius_m", type=float, default=None, help="metres")
 @click.option("--polygon", "polygon_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="GeoJSON file with a Polygon or MultiPolygon")
+@click.option("--national", is_flag=True, help="AMBER Alert for the whole country")
 @click.option("--meldkamer", "meldkamer_code", required=True, help="code, e.g. MN")
 @click.option("--organisation", default="Politie Midden-Nederland", show_default=True)
 @pass_context
 def create(context: Context, kind: str, urgency: str | None, title: str, title_en: str | None,
            description: str, description_en: str | None, instruction: str,
            instruction_en: str | None, lat: float | None, lon: float | None,
-           radius_m: float | None, polygon_file: Path | None, meldkamer_code: str,
-           organisation: str) -> None:
+           radius_m: float | None, polygon_file: Path | None, national: bool,
+           meldkamer_code: str, organisation: str) -> None:
     """Create a draft action; prints its id."""
-    geojson = json.loads(polygon_file.read_text()) if polygon_file else None
-    area = parse_area(lat=lat, lon=lon, radius_m=radius_m, geojson=geojson)
+    draft = ActionDraft(kind=kind, urgency=urgency, title_nl=title, title_en=title_en,
+                        description_nl=description, description_en=description_en,
+                        instruction_nl=instruction, instruction_en=instruction_en,
+                        lat=lat, lon=lon, radius_m=radius_m, national=national,
+                        polygon=json.loads(polygon_file.read_text()) if polygon_file else None,
+                        meldkamer_code=meldkamer_code)
     context.ready_engine()
     with transaction(context.sessions) as session:
-        meldkamer = session.scalar(select(Meldkamer).where(Meldkamer.code == meldkamer_code))
         org = session.scalar(select(Organisation).where(Organisation.name == organisation))
-        if meldkamer is None or org is None:
-            raise ActionError(f"unknown {'meldkamer' if meldkamer is None else 'organisation'}"
-                              f" {meldkamer_code if meldkamer is None else organisation!r}")
-        kind_value = ActionKind(kind)
-        urgent = kind_value not in {ActionKind.NEIGHBOURHOOD_INQUIRY, ActionKind.PREVENTIVE}
-        action = Action(
-            kind=kind_value, urgency=Urgency(urgency) if urgency else
-            (Urgency.URGENT if urgent else Urgency.NORMAL),
-            title_nl=title, title_en=title_en, description_nl=description,
-            description_en=description_en, instruction_nl=instruction,
-            instruction_en=instruction_en, meldkamer=meldkamer, organisation=org,
-            **({"polygon": area.geojson} if hasattr(area, "geojson") else
-               {"center_lat": area.lat, "center_lon": area.lon,  # type: ignore[union-attr]
-                "radius_m": area.radius_m}))  # type: ignore[union-attr]
-        session.add(action)
-        session.flush()
+        if org is None:
+            raise ActionError(f"unknown organisation {organisation!r}")
+        action = create_action(session, draft, org, actor="cli")
         click.echo(action.id)
 
 
@@ -116,8 +110,8 @@ def start_command(context: Context, action_id: int) -> None:
     """Start a draft action: write its outbox and queue it. Starting again does nothing."""
     connection = connect_redis(context.settings, "starting an action")
     context.ready_engine()
-    result = start_action(session_factory(context.engine, writer=True), action_id,
-                          now=datetime.now(UTC), dispatch=lambda b: enqueue(connection, b))
+    result = start_and_queue(session_factory(context.engine, writer=True), connection, action_id,
+                             now=datetime.now(UTC))
     if not result.started:
         click.echo(f"action {action_id} was already started; nothing done")
         return
@@ -144,10 +138,7 @@ def status_command(context: Context, action_id: int) -> None:
 
 
 def _action(session, action_id: int) -> Action:  # type: ignore[no-untyped-def]
-    action = session.get(Action, action_id)
-    if action is None:
-        raise ActionError(f"no action {action_id}")
-    return action
+    return require_action(session, action_id)
 
 
 @action_command.command("end")
@@ -159,11 +150,8 @@ def end_command(context: Context, action_id: int, outcome: str, text: str | None
     """End an active action; everyone it reached gets the result (voice: by SMS)."""
     connection = connect_redis(context.settings, "ending an action (the results are queued)")
     context.ready_engine()
-    with transaction(context.sessions) as session:
-        ending = end_action(session, action_id, Outcome(outcome), text, now=datetime.now(UTC))
-    enqueue(connection, ending.batches)
-    with context.sessions() as session:
-        schedule(connection, session, ending.held)
+    ending = end_and_queue(context.sessions, connection, action_id, outcome, text,
+                           now=datetime.now(UTC))
     click.echo(f"action {action_id} ended ({outcome}): {ending.results} result messages, "
                f"{len(ending.held)} held until quiet hours end")
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import audit
 from core.db import bulk_insert
 from core.errors import BurgernetError
-from core.geo import Area, circle, polygon
+from core.geo import Area, circle, national_area, polygon
 from core.models import (
     Action,
     ActionKind,
@@ -79,6 +79,8 @@ def priority_of(action: Action, purpose: DeliveryPurpose) -> str:
 
 def area_of(action: Action) -> Area:
     """The action's area, validated again: a draft may have been stored by older code."""
+    if action.national:
+        return national_area()
     if action.polygon is not None:
         return polygon(action.polygon)
     if action.center_lat is None or action.center_lon is None or action.radius_m is None:

@@ -14,6 +14,7 @@ from core.schema import ensure_schema
 from core.settings import Settings
 from routing.directory import warm_up
 from web.i18n import current_language, translate
+from web.nav import nav_items
 from web.runtime import Runtime
 
 csrf = CSRFProtect()
@@ -43,7 +44,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     app.extensions["runtime"] = runtime
     csrf.init_app(app)
     _init_login(app)
-    app.jinja_env.globals.update(_=translate, current_language=current_language)
+    app.jinja_env.globals.update(_=translate, current_language=current_language,
+                                 nav_items=nav_items)
     app.teardown_request(_close_session)
 
     from web import auth, health, voice, webhooks
@@ -53,6 +55,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(voice.bp)
     app.register_blueprint(voice.sounds_bp)
+    # one line per part of the console, added as each part lands
     return app
 
 

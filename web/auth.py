@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, wraps
+from typing import Any, TypeVar
 
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import EmailField, PasswordField
 from wtforms.validators import InputRequired, Length
 
 from core import audit
-from core.models import User
-from web import db
+from core.models import Action, Role, User
+from web import db, runtime
 from web.i18n import translate
 
 bp = Blueprint("auth", __name__)
@@ -39,15 +41,81 @@ class LoginForm(FlaskForm):
                                                        Length(max=200)])
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Failed logins allowed per minute, per e-mail address and per client address.
+FAILURES_PER_EMAIL = 5
+FAILURES_PER_IP = 20
+
+
+def roles_required(*roles: Role) -> Callable[[F], F]:
+    """Only logged-in users with one of ROLES; others get 403 (anonymous: the login page)."""
+    def decorate(view: F) -> F:
+        @wraps(view)
+        @login_required
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if current_user.role not in roles:
+                audit.record(db(write=True), "forbidden", "page", request.path,
+                             user=current_user, ip=request.remote_addr)
+                abort(403)
+            return view(*args, **kwargs)
+        return guarded  # type: ignore[return-value]
+    return decorate
+
+
+def visible_actions(statement: Select[Any]) -> Select[Any]:
+    """STATEMENT over Action limited to what the current user may see: admins everything,
+    everyone else the actions of their own organisation."""
+    if current_user.role == Role.ADMIN:
+        return statement
+    return statement.where(Action.organisation_id == current_user.organisation_id)
+
+
+def action_or_404(action_id: int) -> Action:
+    """The action, if the current user may see it; another organisation's action is a 404,
+    so its existence does not leak."""
+    action = db().scalar(visible_actions(select(Action).where(Action.id == action_id)))
+    if action is None:
+        abort(404)
+    return action  # type: ignore[no-any-return]
+
+
+def _throttled(email: str) -> bool:
+    """True when this address or this client failed too often in the last minute."""
+    client = runtime().redis
+    if client is None:
+        return False
+    keys = (f"login-fail:email:{email}", f"login-fail:ip:{request.remote_addr}")
+    counts = client.mget(keys)
+    return int(counts[0] or 0) >= FAILURES_PER_EMAIL or int(counts[1] or 0) >= FAILURES_PER_IP
+
+
+def _count_failure(email: str) -> None:
+    client = runtime().redis
+    if client is None:
+        return
+    with client.pipeline() as pipe:
+        for key in (f"login-fail:email:{email}", f"login-fail:ip:{request.remote_addr}"):
+            pipe.incr(key)
+            pipe.expire(key, 60, nx=True)
+        pipe.execute()
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> ResponseReturnValue:
-    """The login page; a wrong e-mail and a wrong password get the same answer."""
+    """The login page; a wrong e-mail and a wrong password get the same answer, and after
+    too many failures a minute's pause is asked whatever is typed."""
     if current_user.is_authenticated:
         return redirect(url_for("auth.home"))
     form = LoginForm()
     error = None
     if form.validate_on_submit():
         email = form.email.data.strip().lower()
+        if _throttled(email):
+            audit.record(db(write=True), "login_throttled", "user", actor=email[:160],
+                         ip=request.remote_addr)
+            message = translate("Te veel pogingen; probeer het over een minuut opnieuw.")
+            return render_template("login.html", form=form, error=message), 429
         user = db().scalar(select(User).where(func.lower(User.email) == email))
         if check_password_hash(user.password_hash if user else _dummy_hash(), form.password.data) \
                 and user is not None and user.active:
@@ -55,6 +123,7 @@ def login() -> ResponseReturnValue:
             user.last_login_at = datetime.now(UTC)
             audit.record(db(), "login", "user", user.id, user=user, ip=request.remote_addr)
             return redirect(url_for("auth.home"))
+        _count_failure(email)
         audit.record(db(), "login_failed", "user", actor=email[:160], ip=request.remote_addr)
         error = translate("Onjuist e-mailadres of wachtwoord.")
     status = 401 if error else 200

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 from flask import request, session
 
 LANGUAGES = ("nl", "en")
+#: One catalogue per part of the site (console.toml, portal.toml, ...): "Dutch" = "English".
+CATALOGUES = Path(__file__).parent / "translations"
 
 #: English for every Dutch interface text; the Dutch text is the key.
 ENGLISH = {
@@ -28,6 +33,21 @@ ENGLISH = {
 }
 
 
+
+def _load_catalogues() -> None:
+    for path in sorted(CATALOGUES.glob("*.toml")):
+        with path.open("rb") as file:
+            for dutch, english in tomllib.load(file).items():
+                if not isinstance(english, str):
+                    raise ValueError(f"{path}: {dutch!r} must map to a string")
+                if ENGLISH.get(dutch, english) != english:
+                    raise ValueError(f"{path}: {dutch!r} is translated differently elsewhere")
+                ENGLISH[dutch] = english
+
+
+_load_catalogues()
+
+
 def current_language() -> str:
     """?lang= switches and is remembered; otherwise the browser's preference, else Dutch."""
     asked = request.args.get("lang")
@@ -40,6 +60,7 @@ def current_language() -> str:
     return request.accept_languages.best_match(LANGUAGES, default="nl") or "nl"
 
 
-def translate(text: str) -> str:
-    """TEXT in the request's language."""
-    return ENGLISH.get(text, text) if current_language() == "en" else text
+def translate(text: str, **values: object) -> str:
+    """TEXT in the request's language, with {placeholders} filled from VALUES."""
+    chosen = ENGLISH.get(text, text) if current_language() == "en" else text
+    return chosen.format(**values) if values else chosen

@@ -1,4 +1,3 @@
-import re
 
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -6,19 +5,7 @@ from sqlalchemy.orm import Session
 
 from core.models import AuditEvent
 from core.seed import DEMO_PASSWORD
-
-
-def _csrf(client: FlaskClient, path: str = "/login") -> str:
-    page = client.get(path).get_data(as_text=True)
-    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page) or \
-        re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert match, page
-    return match.group(1)
-
-
-def _login(client: FlaskClient, email: str, password: str):
-    return client.post("/login", data={"email": email, "password": password,
-                                       "csrf_token": _csrf(client)})
+from tests.web.helpers import csrf_token, login, login_as
 
 
 def test_the_login_page_answers_in_dutch_with_a_csrf_token(client: FlaskClient) -> None:
@@ -42,7 +29,7 @@ def test_the_console_asks_for_a_login_first(client: FlaskClient) -> None:
 
 def test_a_demo_user_logs_in_and_sees_role_and_organisation(client: FlaskClient,
                                                             db: Session) -> None:
-    response = _login(client, "centralist@example.org", DEMO_PASSWORD)
+    response = login(client, "centralist@example.org", DEMO_PASSWORD)
     assert response.status_code == 302
     page = client.get("/").get_data(as_text=True)
     assert "Demo Centralist" in page and "Politie Midden-Nederland" in page
@@ -52,8 +39,8 @@ def test_a_demo_user_logs_in_and_sees_role_and_organisation(client: FlaskClient,
 
 def test_a_wrong_password_and_an_unknown_user_get_the_same_answer(client: FlaskClient,
                                                                   db: Session) -> None:
-    wrong = _login(client, "centralist@example.org", "guess")
-    unknown = _login(client, "nobody@example.org", "guess")
+    wrong = login(client, "centralist@example.org", "guess")
+    unknown = login(client, "nobody@example.org", "guess")
     assert wrong.status_code == unknown.status_code == 401
     assert "Onjuist e-mailadres of wachtwoord." in wrong.get_data(as_text=True)
     assert wrong.get_data(as_text=True).count("Onjuist") == 1
@@ -70,21 +57,38 @@ def test_a_login_without_csrf_token_is_refused(client: FlaskClient) -> None:
 
 def test_empty_fields_keep_what_was_typed_and_say_what_is_missing(client: FlaskClient) -> None:
     response = client.post("/login", data={"email": "centralist@example.org", "password": "",
-                                           "csrf_token": _csrf(client)})
+                                           "csrf_token": csrf_token(client)})
     page = response.get_data(as_text=True)
     assert "Vul dit veld in." in page
     assert 'value="centralist@example.org"' in page
 
 
-def test_logging_out_needs_a_post_with_csrf(client: FlaskClient) -> None:
-    _login(client, "centralist@example.org", DEMO_PASSWORD)
+def test_logging_out_needs_a_post_withcsrf_token(client: FlaskClient) -> None:
+    login(client, "centralist@example.org", DEMO_PASSWORD)
     assert client.get("/logout").status_code == 405
-    token = _csrf(client, "/")
+    token = csrf_token(client, "/")
     assert client.post("/logout", data={"csrf_token": token}).status_code == 302
     assert client.get("/").status_code == 302
 
 
 def test_the_session_cookie_is_httponly_and_samesite(client: FlaskClient) -> None:
-    response = _login(client, "centralist@example.org", DEMO_PASSWORD)
+    response = login(client, "centralist@example.org", DEMO_PASSWORD)
     cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith("session="))
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_too_many_failures_pause_the_address_even_with_the_right_password(
+        client: FlaskClient, db: Session) -> None:
+    for _ in range(5):
+        assert login(client, "centralist@example.org", "guess").status_code == 401
+    throttled = login(client, "centralist@example.org", DEMO_PASSWORD)
+    assert throttled.status_code == 429
+    assert "Te veel pogingen" in throttled.get_data(as_text=True)
+    assert client.get("/").status_code == 302
+    assert db.scalar(select(AuditEvent).where(AuditEvent.verb == "login_throttled"))
+    assert login(client, "gemeente@example.org", DEMO_PASSWORD).status_code == 302
+
+
+def test_the_menu_shows_only_what_the_role_may_use(client: FlaskClient) -> None:
+    page = login_as(client, "municipality_officer").get("/").get_data(as_text=True)
+    assert "Auditlog" not in page

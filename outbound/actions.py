@@ -1,0 +1,183 @@
+"""Actions as the console, the API and the CLI see them: create a validated draft, start it,
+end it. One place decides what a valid action is and queues what starting or ending wrote."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import audit
+from core.errors import BurgernetError
+from core.geo import AreaError, parse_area
+from core.models import (
+    Action,
+    ActionKind,
+    ActionStatus,
+    Meldkamer,
+    Organisation,
+    Outcome,
+    Urgency,
+    User,
+)
+from outbound.fanout import ActionError, StartResult, start_action
+from outbound.feedback import Ending, end_action
+from outbound.jobs import enqueue, schedule
+
+#: Kinds that are not urgent unless asked: they respect quiet hours and go by e-mail and push.
+NON_URGENT_KINDS = frozenset({ActionKind.NEIGHBOURHOOD_INQUIRY, ActionKind.PREVENTIVE})
+TITLE_MAX = 200
+TEXT_MAX = 2000
+
+
+class ActionInvalid(BurgernetError, ValueError):
+    """A draft that cannot be stored; ERRORS maps each field to one Dutch message for the
+    form, DETAILS to the exact technical reason where there is one (for the CLI and API)."""
+
+    error_id = "invalid_action"
+
+    def __init__(self, errors: dict[str, str], details: dict[str, str] | None = None) -> None:
+        self.errors = errors
+        self.details = details or {}
+        super().__init__("; ".join(f"{name}: {self.details.get(name, message)}"
+                                   for name, message in errors.items()))
+
+
+@dataclass
+class ActionDraft:
+    """What a centralist or the dispatch system fills in; checked by `create_action`."""
+
+    kind: str
+    title_nl: str
+    meldkamer_code: str
+    urgency: str | None = None
+    title_en: str | None = None
+    description_nl: str = ""
+    description_en: str | None = None
+    instruction_nl: str = ""
+    instruction_en: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    radius_m: float | None = None
+    polygon: dict[str, Any] | str | None = None
+    national: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def default_urgency(kind: ActionKind) -> Urgency:
+    return Urgency.NORMAL if kind in NON_URGENT_KINDS else Urgency.URGENT
+
+
+def create_action(session: Session, draft: ActionDraft, organisation: Organisation, *,
+                  user: User | None = None, actor: str | None = None) -> Action:
+    """Store DRAFT as a draft action of ORGANISATION, or raise ActionInvalid naming every
+    wrong field at once."""
+    errors: dict[str, str] = {}
+    details: dict[str, str] = {}
+    kind = _choice(ActionKind, draft.kind, "kind", "Kies een soort actie.", errors)
+    urgency = (_choice(Urgency, draft.urgency, "urgency", "Kies een urgentie.", errors)
+               if draft.urgency else (default_urgency(kind) if kind else None))
+    texts = {name: (getattr(draft, name) or "").strip() for name in
+             ("title_nl", "title_en", "description_nl", "description_en",
+              "instruction_nl", "instruction_en")}
+    if not texts["title_nl"]:
+        errors["title_nl"] = "Vul een titel in."
+    for name, value in texts.items():
+        limit = TITLE_MAX if name.startswith("title") else TEXT_MAX
+        if len(value) > limit:
+            errors[name] = f"Te lang: hoogstens {limit} tekens."
+    meldkamer = session.scalar(select(Meldkamer).where(Meldkamer.code == draft.meldkamer_code))
+    if meldkamer is None:
+        errors["meldkamer"] = "Kies een bestaande meldkamer."
+    national = bool(draft.national)
+    area: dict[str, Any] = {}
+    if national:
+        if kind is not None and kind != ActionKind.AMBER:
+            errors["area"] = "Alleen een AMBER Alert kan landelijk zijn."
+    else:
+        try:
+            polygon = draft.polygon
+            if isinstance(polygon, str):
+                polygon = json.loads(polygon) if polygon.strip() else None
+            parsed = parse_area(lat=None if polygon else draft.lat,
+                                lon=None if polygon else draft.lon,
+                                radius_m=None if polygon else draft.radius_m, geojson=polygon)
+            area = ({"polygon": parsed.geojson} if hasattr(parsed, "geojson") else
+                    {"center_lat": parsed.lat, "center_lon": parsed.lon,  # type: ignore[union-attr]
+                     "radius_m": parsed.radius_m})  # type: ignore[union-attr]
+        except (AreaError, json.JSONDecodeError) as exc:
+            errors["area"] = _area_message(exc)
+            details["area"] = str(exc)
+    if errors:
+        raise ActionInvalid(errors, details)
+    assert kind is not None and urgency is not None and meldkamer is not None
+    action = Action(kind=kind, urgency=urgency, national=national, meldkamer=meldkamer,
+                    organisation=organisation, creator=user,
+                    **{name: value or (None if name.endswith("_en") else "")
+                       for name, value in texts.items()}, **area)
+    session.add(action)
+    session.flush()
+    audit.record(session, "create", "action", action.id, user=user, actor=actor,
+                 kind=kind.value, urgency=urgency.value, national=national)
+    return action
+
+
+def _choice(enum: Any, value: str | None, name: str, message: str,
+            errors: dict[str, str]) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        errors[name] = message
+        return None
+
+
+def _area_message(exc: Exception) -> str:
+    text = str(exc)
+    if "radius" in text and "larger" in text:
+        return "De straal is te groot: hoogstens 300 km."
+    if "radius" in text:
+        return "Geef een straal van meer dan 0 meter."
+    if "centre" in text or "circle" in text:
+        return "Klik op de kaart voor het midden van het gebied en geef een straal."
+    return "Het getekende gebied is geen geldige veelhoek."
+
+
+def start_and_queue(writer: sessionmaker[Session], connection: redis.Redis, action_id: int, *,
+                    now: datetime, user: User | None = None) -> StartResult:
+    """Start a draft action, queueing each outbox chunk as it is written."""
+    return start_action(writer, action_id, now=now, user=user,
+                        dispatch=lambda batches: enqueue(connection, batches))
+
+
+def end_and_queue(sessions: sessionmaker[Session], connection: redis.Redis, action_id: int,
+                  outcome: Outcome | str, text: str | None, *, now: datetime,
+                  user: User | None = None) -> Ending:
+    """End an active action and queue its result messages (those in quiet hours are held)."""
+    try:
+        outcome = Outcome(outcome)
+    except ValueError:
+        raise ActionInvalid({"outcome": "Kies een afloop."}) from None
+    if text is not None and len(text) > TEXT_MAX:
+        raise ActionInvalid({"outcome_text": f"Te lang: hoogstens {TEXT_MAX} tekens."})
+    with sessions() as session, session.begin():
+        ending = end_action(session, action_id, outcome, text, now=now, user=user)
+    enqueue(connection, ending.batches)
+    with sessions() as session:
+        schedule(connection, session, ending.held)
+    return ending
+
+
+def require_action(session: Session, action_id: int) -> Action:
+    action = session.get(Action, action_id)
+    if action is None:
+        raise ActionError(f"no action {action_id}")
+    return action
+
+
+__all__ = ["ActionDraft", "ActionError", "ActionInvalid", "ActionStatus", "create_action",
+           "default_urgency", "end_and_queue", "require_action", "start_and_queue"]
