@@ -23,7 +23,7 @@ MENU = (
     NavItem("municipal.index", "Buurtonderzoek en berichten", STAFF),
     NavItem("stats.index", "Statistiek", STAFF),
     NavItem("admin.audit", "Auditlog", (Role.ADMIN,)),
-    NavItem("admin.tokens", "API-sleutels", (Role.ADMIN,)),
+    NavItem("tokens.index", "API-sleutels", (Role.ADMIN,)),
 )
 
 
