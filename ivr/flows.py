@@ -43,7 +43,7 @@ from ivr.steps import (
     Turn,
 )
 from routing.postcode import PostcodeError, parse_postcode
-from routing.resolve import RouteDecision, RouteRequest, resolve
+from routing.resolve import RouteDecision, RouteRequest, fallback_for, resolve, route_to
 
 FREE = "free"
 MESSAGE = "message"
@@ -226,10 +226,9 @@ class Flows:
         if key == "1" and delivery is not None:
             action = self.session.get(Action, delivery.action_id)
             assert action is not None
-            meldkamer = self.session.get(Meldkamer, action.meldkamer_id)
-            assert meldkamer is not None
-            self._route(record, _decision(meldkamer, "action", f"pressed 1 in the voice "
-                                          f"message of action {action.id}", action.id))
+            self._route(record, route_to(self.session, action.meldkamer.code, "action",
+                                         f"pressed 1 in the voice message of action {action.id}",
+                                         action_id=action.id))
             return self._connect(state, record, first=(self._say("connecting", state.language),))
         if key == "2" and delivery is not None and state.attempts + 1 < MESSAGE_REPEATS:
             return self._menu(state.but(attempts=state.attempts + 1), delivery, intro=False)
@@ -258,28 +257,29 @@ class Flows:
         if event.status == "canceled":
             record.outcome = "caller_hung_up"
             return Turn((Hangup(),), state)
-        nxt = self._next_meldkamer(state)
+        nxt = self._next_meldkamer(state, record, event.status)
         if nxt is None:
             record.outcome = "unanswered"
             return Turn((self._say("all_busy", state.language), Hangup()), state)
-        last = state.tried[-1]
-        self._route(record, _decision(nxt, "fallback", f"{last} {event.status}",
-                                      record.action_id))
+        self._route(record, nxt)
         return self._connect(state, record,
                              first=(self._say("fallback_connecting", state.language),))
 
-    def _next_meldkamer(self, state: CallState) -> Meldkamer | None:
+    def _next_meldkamer(self, state: CallState, record: CallRecord,
+                        status: str) -> RouteDecision | None:
         """The fallback of the last meldkamer tried, then the national fallback, never twice."""
         if len(state.tried) >= MELDKAMERS_PER_CALL:
             return None
-        last = self.session.scalar(select(Meldkamer).where(Meldkamer.code == state.tried[-1]))
-        candidates = [last.fallback if last is not None else None,
-                      self.session.scalar(select(Meldkamer).where(
-                          Meldkamer.code == self.national_fallback))]
-        for candidate in candidates:
-            if candidate is not None and candidate.code not in state.tried:
-                return candidate
-        return None
+        last = state.tried[-1]
+        detail = f"{last} {status}"
+        fallback = fallback_for(self.session, last, tried=state.tried)
+        if fallback is not None:
+            return route_to(self.session, fallback.meldkamer_code, "fallback", detail,
+                            action_id=record.action_id)
+        if self.national_fallback in state.tried:
+            return None
+        return route_to(self.session, self.national_fallback, "fallback", detail,
+                        action_id=record.action_id)
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -337,16 +337,6 @@ def call_ended(session: Session, now: datetime, *, record_id: int | None = None,
     if record.outcome in (None, "listening", "routing"):
         record.outcome = outcome or ("abandoned" if record.outcome == "routing" else "ended")
     return True
-
-
-def _decision(meldkamer: Meldkamer, reason: str, detail: str,
-              action_id: int | None) -> RouteDecision:
-    assert meldkamer.phone and meldkamer.sip_uri
-    return RouteDecision(
-        meldkamer_code=meldkamer.code, meldkamer_name=meldkamer.name, phone=meldkamer.phone,
-        sip_uri=meldkamer.sip_uri, fallback_code=meldkamer.fallback.code
-        if meldkamer.fallback else None, reason=reason, detail=detail, action_id=action_id,
-        participant_id=None, caller=None)
 
 
 def _spoken_number(number: str | None, language: str) -> str:

@@ -182,6 +182,15 @@ def fallback_for(session: Session, previous: RouteDecision | str, *,
     return _make(target, "fallback", detail, None, None, None)
 
 
+def route_to(session: Session, code: str, reason: str, detail: str, *,
+             action_id: int | None = None) -> RouteDecision:
+    """A decision for a meldkamer chosen by the call flow itself (a key pressed in a voice
+    message, the national fallback after a busy signal); an unreachable one hands over to its
+    fallback, as in `resolve`."""
+    return _decision(session, meldkamer(session, code), reason, detail, _Trail(),
+                     action_id=action_id)
+
+
 # --- steps -------------------------------------------------------------------------------------
 
 def _caller(raw: str | None, trail: _Trail) -> str | None:

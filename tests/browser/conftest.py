@@ -1,0 +1,131 @@
+"""The whole system as the README starts it (`burgernet run`), driven by headless Chromium.
+
+Chromium is Debian's (`/usr/bin/chromium`); Playwright only drives it and downloads nothing.
+With UPDATE_SCREENSHOTS=1 the tests also refresh the screenshots in docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from core.redis_server import free_port
+from core.seed import DEMO_PASSWORD
+from tests.conftest import MELDKAMER_CONFIG
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+#: Without the background-networking flags Chromium keeps trying Google's hosts.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-dev-shm-usage"]
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed")
+
+
+@dataclass
+class System:
+    """A running `burgernet run`: its URL, home directory and what it would have sent."""
+
+    url: str
+    home: Path
+
+    def sent(self) -> list[dict[str, object]]:
+        """Messages the demo providers recorded instead of sending."""
+        path = self.home / "var" / "console-outbox.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _wait_for(url: str, process: subprocess.Popen[bytes], seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"burgernet run exited early ({process.returncode})")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer within {seconds} s")
+
+
+@pytest.fixture(scope="session")
+def system(tmp_path_factory: pytest.TempPathFactory,
+           new_database_url: Callable[[], str]) -> Iterator[System]:
+    home = tmp_path_factory.mktemp("system")
+    port = free_port()
+    env = {**os.environ, "BURGERNET_HOME": str(home), "DATABASE_URL": new_database_url(),
+           "WEB_PORT": str(port), "MELDKAMER_CONFIG": str(MELDKAMER_CONFIG),
+           "WEB_WORKERS": "1", "TTS": "off", "LANG": "C.UTF-8"}
+    env.pop("REDIS_URL", None)
+    log = (home / "run.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "core.cli", "run", "--participants", "3000"],
+                               env=env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/healthz", process)
+        yield System(f"http://127.0.0.1:{port}", home)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser, system: System) -> Iterator[Page]:
+    """A fresh browser profile (no cookies) at a laptop's size, failing on any page error."""
+    context = browser.new_context(base_url=system.url, viewport={"width": 1280, "height": 860},
+                                  locale="nl-NL")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture
+def screenshot() -> Callable[[Page, str], None]:
+    """Saves a screenshot to docs/screenshots/NAME.png when UPDATE_SCREENSHOTS=1."""
+    def take(page: Page, name: str) -> None:
+        if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    return take
+
+
+def log_in(page: Page, email: str, password: str = DEMO_PASSWORD) -> None:
+    """Logs in through the login form, as a person would."""
+    page.goto("/login")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/")
