@@ -35,10 +35,8 @@ import csv  # noqa: E402
 import faulthandler  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
-import random  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -58,10 +56,18 @@ from core.schema import ensure_schema  # noqa: E402
 from core.settings import DEFAULT_DATA_DIR, PACKAGE_DIR  # noqa: E402
 from ivr.prompts import load_catalogue  # noqa: E402
 from ivr.tts import PromptRenderer  # noqa: E402
+from tests.sip.peers import (  # noqa: E402
+    HOST,
+    find_binary,
+    free_udp_port,
+    missing_binary,
+    sip_options,
+    stop_process,
+    wait_bound,
+)
 
 DATA = Path(__file__).resolve().parent / "sip"
 CONFIG = PACKAGE_DIR.parent / "config" / "meldkamers.toml"
-HOST = "127.0.0.1"
 SERVICE = "burgernet"
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -108,71 +114,10 @@ def serve(args: argparse.Namespace) -> None:
 
 # --- peers on loopback ------------------------------------------------------------------------
 
-def _udp_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_udp_port(span: int = 1) -> int:
-    """A free UDP port on 127.0.0.1 with the SPAN-1 ports after it free too, outside the RTP
-    range of the app (the kernel picks from the ephemeral range, 32768 and up)."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.bind((HOST, 0))
-            port = int(sock.getsockname()[1])
-        if port + span < 65535 and all(_udp_free(port + i) for i in range(1, span)):
-            return port
-    raise RuntimeError("no free UDP port range on 127.0.0.1")
-
-
-def wait_bound(port: int, process: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while _udp_free(port):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"nothing bound UDP port {port} (exit code {process.poll()})")
-        time.sleep(0.02)
-
-
-def sip_options(port: int, timeout: float = 0.2) -> str | None:
-    """The status line of the answer to an OPTIONS sent to 127.0.0.1:PORT, or None."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((HOST, 0))
-        sock.settimeout(timeout)
-        local = sock.getsockname()[1]
-        request = (f"OPTIONS sip:{HOST}:{port} SIP/2.0\r\n"
-                   f"Via: SIP/2.0/UDP {HOST}:{local};branch=z9hG4bK{random.getrandbits(40):x}\r\n"
-                   f"From: <sip:probe@{HOST}>;tag=probe\r\nTo: <sip:{HOST}:{port}>\r\n"
-                   f"Call-ID: probe-{random.getrandbits(40):x}\r\nCSeq: 1 OPTIONS\r\n"
-                   "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
-        sock.sendto(request.encode(), (HOST, port))
-        try:
-            return sock.recv(4096).split(b"\r\n", 1)[0].decode()
-        except OSError:
-            return None
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    """Stop PROCESS and its children (it leads its own process group)."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 def binary(name: str, package: str) -> str:
-    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    path = find_binary(name, package)
     if path is None:
-        raise SystemExit(f"{name} is not installed: apt-get install {package}")
+        raise SystemExit(missing_binary(name, package))
     return path
 
 

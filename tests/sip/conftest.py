@@ -8,11 +8,7 @@ registration. Missing binaries fail the tests with the package to install.
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -30,78 +26,25 @@ from ivr.prompts import load_catalogue
 from ivr.sip import SipCall, SipEndpoint
 from ivr.tts import PromptRenderer
 from tests.conftest import MELDKAMER_CONFIG
+from tests.sip.peers import (
+    HOST,
+    find_binary,
+    free_udp_port,
+    missing_binary,
+    sip_options,
+    stop_process,
+    wait_bound,
+)
 
 DATA = Path(__file__).parent / "data"
-HOST = "127.0.0.1"
 
 
 def require(binary: str, package: str) -> str:
-    path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin")
+    path = find_binary(binary, package)
     if path is None:
-        pytest.fail(f"{binary} is not installed: apt-get install {package} (the SIP tests need "
-                    "real peers on loopback)", pytrace=False)
+        pytest.fail(f"{missing_binary(binary, package)} (the SIP tests need real peers on "
+                    "loopback)", pytrace=False)
     return path
-
-
-def _udp_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_udp_port(span: int = 1) -> int:
-    """A UDP port on 127.0.0.1 that is free, with the SPAN-1 ports after it free too."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.bind((HOST, 0))
-            port = int(sock.getsockname()[1])
-        if port + span < 65535 and all(_udp_free(port + i) for i in range(1, span)):
-            return port
-    raise RuntimeError("no free UDP port range on 127.0.0.1")
-
-
-def wait_bound(port: int, process: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
-    """Wait until PROCESS has bound UDP PORT (we can no longer bind it)."""
-    deadline = time.monotonic() + timeout
-    while _udp_free(port):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"nothing bound UDP port {port} (exit code {process.poll()})")
-        time.sleep(0.02)
-
-
-def sip_options(port: int, timeout: float = 0.2) -> str | None:
-    """The status line of the answer to an OPTIONS sent to 127.0.0.1:PORT, or None."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((HOST, 0))
-        sock.settimeout(timeout)
-        local = sock.getsockname()[1]
-        request = (f"OPTIONS sip:{HOST}:{port} SIP/2.0\r\n"
-                   f"Via: SIP/2.0/UDP {HOST}:{local};branch=z9hG4bK{random.getrandbits(40):x}\r\n"
-                   f"From: <sip:probe@{HOST}>;tag=probe\r\nTo: <sip:{HOST}:{port}>\r\n"
-                   f"Call-ID: probe-{random.getrandbits(40):x}\r\nCSeq: 1 OPTIONS\r\n"
-                   "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
-        sock.sendto(request.encode(), (HOST, port))
-        try:
-            return sock.recv(4096).split(b"\r\n", 1)[0].decode()
-        except OSError:
-            return None
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop PROCESS and its children (it leads its own process group)."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 @dataclass
@@ -149,7 +92,7 @@ def kamailio(tmp_path: Path, kamailio_routes: dict[str, int]) -> Iterator[Kamail
                             f"{server.log()[-3000:]}", pytrace=False)
         yield server
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 @dataclass
@@ -168,7 +111,7 @@ class SippRun:
         try:
             self.returncode = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _stop(self.process)
+            stop_process(self.process)
             pytest.fail(f"SIPp {self.scenario} still running after {timeout:g} s\n"
                         f"{self.report()}", pytrace=False)
         return self.returncode
@@ -218,7 +161,7 @@ def sipp(tmp_path: Path, kamailio: Kamailio) -> Iterator[Callable[..., SippRun]]
 
     yield start
     for run in runs:
-        _stop(run.process)
+        stop_process(run.process)
 
 
 @pytest.fixture
