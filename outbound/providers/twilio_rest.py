@@ -6,11 +6,16 @@ all run through this same code.
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime, timedelta
+from functools import cache
+from urllib.parse import urlencode
 
+from aiohttp import ClientTimeout
 from twilio.base import values
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http.response import Response
 from twilio.rest import Client
 
 from core.models import Channel
@@ -18,6 +23,43 @@ from outbound.providers import Message, ProviderError
 
 #: Twilio error codes that no retry can fix (invalid or unreachable numbers, opt-outs).
 PERMANENT = {"21211", "21214", "21408", "21610", "21612", "21614", "30003", "30005", "30006"}
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+@cache
+def _basic(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+class LeanAsyncHttpClient(AsyncTwilioHttpClient):
+    """The twilio client's own aiohttp transport, without three per-request costs that buy
+    nothing here and took a third of a worker's CPU: aiohttp's FormData (a multipart writer
+    built for every form), a new BasicAuth object (deprecated, with its warning), and the
+    debug-log lines formatted even when logging is off. Same requests on the wire."""
+
+    async def request(self, method: str, url: str, params: dict[str, object] | None = None,
+                      data: dict[str, object] | None = None,
+                      headers: dict[str, str] | None = None,
+                      auth: tuple[str, str] | None = None, timeout: float | None = None,
+                      allow_redirects: bool = False) -> Response:
+        if timeout is not None and timeout <= 0:
+            raise ValueError(timeout)
+        headers = dict(headers or {})
+        if auth is not None:
+            headers["Authorization"] = _basic(*auth)
+        body = None
+        if data:
+            body = urlencode(data, doseq=True)
+            headers["Content-Type"] = FORM
+        limit = timeout if timeout is not None else self.timeout
+        assert self.session is not None
+        async with self.session.request(
+                method.upper(), url, params=params, data=body, headers=headers,
+                timeout=ClientTimeout(total=limit) if limit else None,
+                allow_redirects=allow_redirects) as reply:
+            return Response(reply.status, await reply.text(), reply.headers)
 
 
 class TwilioRestProvider:
@@ -32,7 +74,7 @@ class TwilioRestProvider:
                  timeout: float = 10.0) -> None:
         self.sender = sender
         self.voice_url = voice_url
-        self.http = AsyncTwilioHttpClient(timeout=timeout)
+        self.http = LeanAsyncHttpClient(timeout=timeout)
         self.client = Client(account_sid, auth_token, http_client=self.http)
         if base_url:
             self.client.api.base_url = base_url.rstrip("/")
