@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -332,6 +333,10 @@ class ParticipantLocation(Base):
         # covers it (0005); PostgreSQL the GiST index on geom, the table clustered on it (0002,
         # 0005).
         CheckConstraint("lat BETWEEN -90 AND 90 AND lon BETWEEN -180 AND 180", name="coordinates"),
+        # participants per municipality (statistics) read only the index (0007)
+        Index("ix_participant_location_home_verified", "municipality_id",
+              sqlite_where=text("kind = 'home' AND status = 'verified'"),
+              postgresql_where=text("kind = 'home' AND status = 'verified'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

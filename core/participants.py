@@ -19,15 +19,19 @@ from datetime import datetime, time, timedelta
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+import phonenumbers
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core import audit
-from core.errors import BurgernetError
+from core.errors import BurgernetError, PhoneNumberError
 from core.geo import check_coordinates, in_netherlands
 from core.models import (
+    CallRecord,
     Channel,
+    Delivery,
+    InquiryReaction,
     Language,
     LocationKind,
     Participant,
@@ -35,6 +39,7 @@ from core.models import (
     ParticipantStatus,
     Postcode,
     PushSubscription,
+    Tip,
     channel_mask,
 )
 from core.phone import normalize
@@ -94,7 +99,8 @@ def register(session: Session, phone: str, *, secret: str, now: datetime,
         session.flush()
         if pc4 is not None:
             add_location_by_postcode(session, participant, LocationKind.HOME, pc4)
-        audit.record(session, "register", "participant", participant.id, actor="participant")
+        audit.record(session, "register", "participant", participant.id,
+                     actor=_actor(participant))
     code = _issue_code(participant, secret, now)
     return CodeToSend(number, code, participant.language)
 
@@ -126,6 +132,18 @@ def verify(session: Session, phone: str, code: str, *, secret: str,
         number = normalize(phone)
     except BurgernetError:
         raise VerificationFailed() from None
+    participant = _check_code(session, number, code, secret, now)
+    participant.status = ParticipantStatus.VERIFIED
+    participant.verified_at = now
+    participant.consent_at = participant.consent_at if participant.stopped_at is None else now
+    participant.stopped_at = None
+    audit.record(session, "verify", "participant", participant.id, actor=_actor(participant))
+    return participant
+
+
+def _check_code(session: Session, number: str, code: str, secret: str,
+                now: datetime) -> Participant:
+    """The participant of NUMBER if CODE is its pending code (which is then used up)."""
     participant = session.scalar(select(Participant).where(Participant.phone == number))
     if (participant is None or participant.code_hash is None
             or participant.code_expires_at is None or participant.code_expires_at < now):
@@ -138,12 +156,12 @@ def verify(session: Session, phone: str, code: str, *, secret: str,
         raise VerificationFailed()
     participant.code_hash = None
     participant.code_expires_at = None
-    participant.status = ParticipantStatus.VERIFIED
-    participant.verified_at = now
-    participant.consent_at = participant.consent_at if participant.stopped_at is None else now
-    participant.stopped_at = None
-    audit.record(session, "verify", "participant", participant.id, actor="participant")
     return participant
+
+
+def _actor(participant: Participant) -> str:
+    """Who the audit trail names for a participant's own act: their id, never their number."""
+    return f"participant:{participant.id}"
 
 
 def stop(session: Session, participant: Participant, now: datetime) -> None:
@@ -151,7 +169,7 @@ def stop(session: Session, participant: Participant, now: datetime) -> None:
     participant.status = ParticipantStatus.STOPPED
     participant.stopped_at = now
     participant.code_hash = None
-    audit.record(session, "stop", "participant", participant.id, actor="participant")
+    audit.record(session, "stop", "participant", participant.id, actor=_actor(participant))
 
 
 def start(session: Session, participant: Participant, now: datetime) -> None:
@@ -161,7 +179,7 @@ def start(session: Session, participant: Participant, now: datetime) -> None:
     if participant.stopped_at is not None:
         participant.consent_at = now
     participant.stopped_at = None
-    audit.record(session, "start", "participant", participant.id, actor="participant")
+    audit.record(session, "start", "participant", participant.id, actor=_actor(participant))
 
 
 def set_preferences(session: Session, participant: Participant, *,
@@ -343,7 +361,7 @@ def add_push_subscription(session: Session, participant: Participant,
     existing.disabled_at, existing.failures = None, 0
     session.flush()
     audit.record(session, "add_push_subscription", "participant", participant.id,
-                 actor="participant", subscription=existing.id,
+                 actor=_actor(participant), subscription=existing.id,
                  service=urlsplit(endpoint).hostname,
                  **({"moved_from": moved_from} if moved_from is not None else {}))
     return existing
@@ -358,7 +376,7 @@ def remove_push_subscription(session: Session, participant: Participant,
     if found is None:
         return False
     audit.record(session, "remove_push_subscription", "participant", participant.id,
-                 actor="participant", subscription=found.id)
+                 actor=_actor(participant), subscription=found.id)
     session.delete(found)
     session.flush()
     return True
@@ -452,3 +470,177 @@ def _check_point(p256dh: str) -> None:
     except ValueError:
         raise RegistrationError("the p256dh key is not an uncompressed P-256 public key") \
             from None
+
+
+# --- the participant portal: sign-up by mobile number, logging in, erasure --------------
+
+#: A Dutch postcode: four digits (not starting with 0), optionally its two letters (PC6).
+POSTCODE = re.compile(r"^\s*([1-9]\d{3})\s*([A-Za-z]{2})?\s*$")
+
+
+class NotDutchMobile(RegistrationError):
+    """A real number, but not a Dutch mobile one: the portal signs up 06 numbers only."""
+
+    error_id = "not_dutch_mobile"
+
+
+class InvalidPostcode(RegistrationError):
+    error_id = "invalid_postcode"
+
+
+class UnknownPostcode(RegistrationError):
+    error_id = "unknown_postcode"
+
+
+class HomeRequired(RegistrationError):
+    """The home place is how a participant is found in an area: it is changed, not removed."""
+
+    error_id = "home_required"
+
+
+def mobile_number(raw: str) -> str:
+    """RAW as E.164 if it is a Dutch mobile number; PhoneNumberError when it is no number
+    at all, NotDutchMobile for a landline, a foreign or a fictional demo number."""
+    text = (raw or "").strip()
+    compact = re.sub(r"[\s\-().]", "", text)
+    if not compact:
+        raise PhoneNumberError("phone number is empty")
+    try:
+        number = phonenumbers.parse(compact, "NL")
+    except phonenumbers.NumberParseException:
+        raise PhoneNumberError(f"{text!r} is not a phone number") from None
+    if not phonenumbers.is_valid_number(number):
+        raise PhoneNumberError(f"{text!r} is not a valid phone number")
+    if (phonenumbers.region_code_for_number(number) != "NL"
+            or phonenumbers.number_type(number) != phonenumbers.PhoneNumberType.MOBILE):
+        raise NotDutchMobile(f"{text!r} is not a Dutch mobile number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def postcode_area(session: Session, text: str) -> Postcode:
+    """The PC4 area of a postcode typed as 3511 or 3511 AB (the letters are not kept)."""
+    match = POSTCODE.match(text or "")
+    if match is None:
+        raise InvalidPostcode(f"{text!r} is not a postcode like 3511 or 3511 AB")
+    area = session.get(Postcode, match[1])
+    if area is None:
+        raise UnknownPostcode(f"postcode {match[1]} is not a known Dutch postcode")
+    return area
+
+
+def request_login_code(session: Session, phone: str, *, secret: str,
+                       now: datetime) -> CodeToSend | None:
+    """A code to log in with for a known number; None for an unknown one, which gets no SMS
+    (the caller gives the same answer either way, so registration does not show)."""
+    number = normalize(phone)
+    participant = session.scalar(select(Participant).where(Participant.phone == number))
+    if participant is None:
+        return None
+    return CodeToSend(number, _issue_code(participant, secret, now), participant.language)
+
+
+def log_in(session: Session, phone: str, code: str, *, secret: str,
+           now: datetime) -> Participant:
+    """The participant whose pending CODE this is, for their own page. A pending sign-up
+    becomes verified (the code proves the number); a stopped one stays stopped, since
+    logging in to delete one's data or to read one's settings is no wish to rejoin."""
+    try:
+        number = normalize(phone)
+    except BurgernetError:
+        raise VerificationFailed() from None
+    participant = _check_code(session, number, code, secret, now)
+    if participant.status == ParticipantStatus.PENDING:
+        participant.status, participant.verified_at = ParticipantStatus.VERIFIED, now
+    audit.record(session, "log_in", "participant", participant.id, actor=_actor(participant))
+    return participant
+
+
+def change_preferences(session: Session, participant: Participant, *,
+                       channels: Iterable[str], quiet_hours: dict[str, Any], language: str,
+                       email: str) -> list[str]:
+    """set_preferences with an audit event naming what changed (the address never)."""
+    fields = ("channels", "quiet_hours", "language", "email")
+    before = [getattr(participant, name) for name in fields]
+    set_preferences(session, participant, channels=channels, quiet_hours=quiet_hours,
+                    language=language, email=email)
+    changed = [name for name, old in zip(fields, before, strict=True)
+               if getattr(participant, name) != old]
+    if changed:
+        audit.record(session, "set_preferences", "participant", participant.id,
+                     actor=_actor(participant), changed=changed,
+                     channels=sorted(c.value for c in Channel if participant.has_channel(c)),
+                     language=Language(participant.language).value,
+                     quiet_hours=participant.quiet_hours)
+    return changed
+
+
+def add_place(session: Session, participant: Participant, kind: LocationKind, postcode: str,
+              *, now: datetime, valid_for: timedelta | None = None) -> ParticipantLocation:
+    """A home, work or current place at the centroid of a postcode's PC4 area; a current
+    place holds for VALID_FOR (at most a day), a new home or current place replaces the old."""
+    kind = LocationKind(kind)
+    area = postcode_area(session, postcode)
+    if kind == LocationKind.CURRENT:
+        if valid_for is None:
+            raise RegistrationError("a current location needs an expiry within 24 hours")
+        location = add_location(session, participant, kind, lat=area.lat, lon=area.lon,
+                                now=now, expires_at=now + valid_for)
+        location.pc4, location.municipality_id = area.pc4, area.municipality_id
+    else:
+        location = add_location_by_postcode(session, participant, kind, area.pc4)
+    audit.record(session, "add_location", "participant", participant.id,
+                 actor=_actor(participant), location=location.id, kind=kind.value)
+    return location
+
+
+def remove_location(session: Session, participant: Participant, location_id: int) -> bool:
+    """Forget one of the participant's own places; False when it is not theirs."""
+    location = session.scalar(select(ParticipantLocation).where(
+        ParticipantLocation.id == location_id,
+        ParticipantLocation.participant_id == participant.id))
+    if location is None:
+        return False
+    if location.kind == LocationKind.HOME:
+        raise HomeRequired("the home location can be changed, not removed")
+    audit.record(session, "remove_location", "participant", participant.id,
+                 actor=_actor(participant), location=location.id,
+                 kind=LocationKind(location.kind).value)
+    session.delete(location)
+    session.flush()
+    session.expire(participant, ["locations"])
+    return True
+
+
+def forget(session: Session, participant: Participant) -> None:
+    """Delete my data: the participant, their places, devices and messages go; calls and
+    tips stay for the police without the link to them or their number. The audit event
+    keeps the participant's id only."""
+    participant_id = participant.id
+    forms = _phone_forms(participant.phone)
+    deliveries = select(Delivery.id).where(Delivery.participant_id == participant_id)
+    session.execute(delete(InquiryReaction).where(InquiryReaction.delivery_id.in_(deliveries)))
+    for model in (Delivery, PushSubscription, ParticipantLocation):
+        session.execute(delete(model).where(model.participant_id == participant_id))
+    for model in (CallRecord, Tip):
+        session.execute(update(model).where(model.participant_id == participant_id)
+                        .values(participant_id=None))
+    for column in (CallRecord.caller, CallRecord.called):
+        session.execute(update(CallRecord)
+                        .where(or_(*(column.contains(form, autoescape=True) for form in forms)))
+                        .values({column: None}))
+    session.expire(participant, ["locations"])
+    session.delete(participant)
+    session.flush()
+    audit.record(session, "delete", "participant", participant_id,
+                 actor=f"participant:{participant_id}")
+
+
+def _phone_forms(e164: str) -> list[str]:
+    """How a number may be written in a call record: +31612345678, 31612345678 (inside
+    0031… or a SIP URI) and 0612345678."""
+    forms = [e164, e164.lstrip("+")]
+    try:
+        forms.append("0" + str(phonenumbers.parse(e164).national_number))
+    except phonenumbers.NumberParseException:
+        pass
+    return forms

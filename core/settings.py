@@ -35,6 +35,10 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("REFERENCE_DATA_DIR", "core/data (shipped)", "folder with the Dutch reference data"),
     ("AUTO_MIGRATE", "1", "upgrade the database schema on start (0: refuse if not current)"),
     ("SESSION_COOKIE_SECURE", "0", "1 behind HTTPS: session cookie only over TLS"),
+    ("MAP_TILES_URL", "(none: offline map)", "online map tiles under the console's municipality "
+     "boundaries, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png"),
+    ("MAP_TILES_ATTRIBUTION", "© OpenStreetMap contributors",
+     "credit shown on the map for MAP_TILES_URL"),
     ("LOG_LEVEL", "INFO", "logging level"),
     ("SMS_PROVIDER", "console", "console (records, sends nothing) or twilio"),
     ("VOICE_PROVIDER", "console", "console, twilio, or sip (pyVoIP through SIP_PROXY)"),
@@ -55,6 +59,7 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("SMTP_USERNAME", "(none)", "SMTP login, if the server wants one"),
     ("SMTP_PASSWORD", "(none)", "SMTP password"),
     ("SMTP_STARTTLS", "0", "1: upgrade the connection with STARTTLS"),
+    ("INQUIRY_LINK_DAYS", "14", "days the personal reaction link in an inquiry e-mail works"),
     ("PUSH_PROVIDER", "console", "app push: console or webpush (Web Push with VAPID)"),
     ("VAPID_PRIVATE_KEY", "$BURGERNET_HOME/var/vapid_private.pem",
      "PEM file with the VAPID P-256 private key (`burgernet push keygen` writes one)"),
@@ -69,6 +74,11 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("DIAL_TIMEOUT", "20", "seconds a meldkamer or participant may ring"),
     ("TTS", "gtts", "prompts: gtts (Google, else espeak-ng), espeak (never Google) or off "
      "(Twilio reads the text with <Say>)"),
+    ("CAP_SENDER", "burgernet@example.org",
+     "sender of the CAP 1.2 alerts in /cap/feed.atom (no spaces, commas, < or &)"),
+    ("CAP_STATUS", "Actual", "CAP status of every alert: Actual, Exercise, System or Test"),
+    ("CAP_KEEP_HOURS", "24",
+     "hours an ended alert's Update or Cancel stays in the CAP feed (more than 0, at most 720)"),
 )
 
 
@@ -107,6 +117,8 @@ class Settings:
     reference_data_dir: Path = DEFAULT_DATA_DIR
     auto_migrate: bool = True
     session_cookie_secure: bool = False
+    map_tiles_url: str = ""
+    map_tiles_attribution: str = "© OpenStreetMap contributors"
     log_level: str = "INFO"
     sms_provider: str = "console"
     voice_provider: str = "console"
@@ -127,6 +139,7 @@ class Settings:
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_starttls: bool = False
+    inquiry_link_days: int = 14
     push_provider: str = "console"
     vapid_private_key: Path | None = None
     vapid_subject: str = ""
@@ -138,6 +151,9 @@ class Settings:
     sip_local_ip: str = "127.0.0.1"
     sip_rtp_ports: tuple[int, int] = (10000, 20000)
     dial_timeout: int = 20
+    cap_sender: str = "burgernet@example.org"
+    cap_status: str = "Actual"
+    cap_keep_hours: float = 24.0
 
     @property
     def var_dir(self) -> Path:
@@ -173,12 +189,25 @@ class Settings:
             auto_migrate=_flag(env.get("AUTO_MIGRATE", "1"), "AUTO_MIGRATE"),
             session_cookie_secure=_flag(env.get("SESSION_COOKIE_SECURE", "0"),
                                         "SESSION_COOKIE_SECURE"),
+            **_map_tiles(env),
             log_level=log_level,
             tts=_choice(env.get("TTS", "gtts"), "TTS", ("gtts", "espeak", "off")),
             **_outbound(env),
             **_push(env, home),
             **_sip(env),
+            **_cap(env),
         )
+
+
+def _map_tiles(env: Mapping[str, str]) -> dict[str, str]:
+    """An http(s) tile URL template with {z}, {x} and {y}, or nothing (the map stays offline)."""
+    url = env.get("MAP_TILES_URL", "").strip()
+    if url and not (re.match(r"^https?://[^\s/]+/\S*$", url)
+                    and all(part in url for part in ("{z}", "{x}", "{y}"))):
+        raise ConfigError(f"MAP_TILES_URL={url!r} must be an http(s) URL with {{z}}, {{x}} and "
+                          "{y}, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png")
+    attribution = env.get("MAP_TILES_ATTRIBUTION", "© OpenStreetMap contributors").strip()
+    return {"map_tiles_url": url, "map_tiles_attribution": attribution}
 
 
 def _rate(value: str, name: str) -> float:
@@ -227,7 +256,14 @@ def _email(env: Mapping[str, str]) -> dict[str, object]:
             "smtp_from": env.get("SMTP_FROM", "burgernet@example.org"),
             "smtp_username": env.get("SMTP_USERNAME", ""),
             "smtp_password": env.get("SMTP_PASSWORD", ""),
-            "smtp_starttls": _flag(env.get("SMTP_STARTTLS", "0"), "SMTP_STARTTLS")}
+            "smtp_starttls": _flag(env.get("SMTP_STARTTLS", "0"), "SMTP_STARTTLS"),
+            "inquiry_link_days": _link_days(env.get("INQUIRY_LINK_DAYS", "14"))}
+
+
+def _link_days(value: str) -> int:
+    if not value.strip().isdigit() or not 1 <= int(value) <= 365:
+        raise ConfigError(f"INQUIRY_LINK_DAYS={value!r} must be a whole number of days, 1-365")
+    return int(value)
 
 
 VAPID_SUBJECT = re.compile(r"^(mailto:[^@\s/]+@[^@\s/]+|https://[^\s/]+(/\S*)?)$")
@@ -305,6 +341,29 @@ def _sip(env: Mapping[str, str]) -> dict[str, object]:
             "sip_password": env.get("SIP_PASSWORD", ""),
             "sip_local_ip": env.get("SIP_LOCAL_IP", "127.0.0.1"),
             "sip_rtp_ports": (int(low), int(high)), "dial_timeout": int(timeout)}
+
+
+CAP_STATUSES = ("Actual", "Exercise", "System", "Test")
+
+
+def _cap(env: Mapping[str, str]) -> dict[str, object]:
+    """The CAP feed's sender, status and how long an ended alert stays (CAP 1.2, 3.2.1)."""
+    sender = env.get("CAP_SENDER", "burgernet@example.org").strip()
+    if not sender or re.search(r"[\s,<&]", sender):
+        raise ConfigError(f"CAP_SENDER={sender!r} must be a non-empty identifier without "
+                          "spaces, commas, < or &, e.g. burgernet@example.org")
+    status = env.get("CAP_STATUS", "Actual").strip().capitalize()
+    if status not in CAP_STATUSES:
+        raise ConfigError(f"CAP_STATUS={status!r} is not one of {', '.join(CAP_STATUSES)}")
+    keep = env.get("CAP_KEEP_HOURS", "24")
+    try:
+        hours = float(keep)
+    except ValueError:
+        hours = -1.0
+    if not 0 < hours <= 720:
+        raise ConfigError(f"CAP_KEEP_HOURS={keep!r} must be a number of hours above 0 and at "
+                          "most 720")
+    return {"cap_sender": sender, "cap_status": status, "cap_keep_hours": hours}
 
 
 def _count(value: str, name: str) -> int:

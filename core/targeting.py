@@ -1,5 +1,6 @@
-"""Who gets an action: participants in the area, on the channels the urgency and their
-preferences allow, outside their quiet hours unless the message is urgent.
+"""Who gets an action: participants in the area, on the channels the action's kind and
+urgency and their own preferences allow; a non-urgent message waits for the end of a
+channel's quiet hours.
 
 One function, `select_recipients`, streams (participant, channel, language); the SQL behind it
 differs per database (SQLite: per column of longitude a range of latitude on a covering index;
@@ -15,9 +16,9 @@ import json
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, time, timedelta
 from itertools import chain
 from itertools import count as counter
 from typing import Any, NamedTuple
@@ -31,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from core.db import sqlite_datetime
 from core.geo import Area, Circle, Polygon, gaussian_radius
-from core.models import Channel, Language, Municipality, Urgency
+from core.models import ActionKind, Channel, Language, Municipality, Urgency
 
 LOCAL_TIME = ZoneInfo("Europe/Amsterdam")
 #: At most this many participants per batch of the stream.
@@ -46,15 +47,60 @@ CHANNELS_BY_URGENCY: dict[Urgency, tuple[Channel, ...]] = {
 
 #: The rule as participants read it in their preferences.
 QUIET_HOURS_RULE = {
-    "nl": ("Tijdens uw stille uren sturen wij op dat kanaal geen gewone berichten: geen "
-           "buurtonderzoeken of preventieve berichten, en de uitslag van een actie pas als uw "
-           "stille uren voorbij zijn. Dringende zoekacties en AMBER Alerts komen altijd door, "
-           "ook 's nachts: dan telt elke minuut."),
-    "en": ("During your quiet hours we send no ordinary messages on that channel: no "
-           "neighbourhood inquiries or preventive messages, and the result of an action only "
-           "once your quiet hours are over. Urgent search actions and AMBER Alerts always come "
-           "through, also at night: then every minute counts."),
+    "nl": ("Tijdens uw stille uren sturen wij op dat kanaal geen gewone berichten: "
+           "buurtonderzoeken, preventieve berichten en de uitslag van een actie krijgt u pas "
+           "als uw stille uren voorbij zijn. Dringende zoekacties en AMBER Alerts komen altijd "
+           "door, ook 's nachts: dan telt elke minuut."),
+    "en": ("During your quiet hours we send no ordinary messages on that channel: "
+           "neighbourhood inquiries, preventive messages and the result of an action reach "
+           "you once your quiet hours are over. Urgent search actions and AMBER Alerts always "
+           "come through, also at night: then every minute counts."),
 }
+
+
+@dataclass(frozen=True)
+class ChannelRule:
+    """The channels a kind of message may use (in order of preference) and whether quiet
+    hours hold it: a message held on a channel goes when that channel's quiet hours end."""
+
+    channels: tuple[Channel, ...]
+    quiet_hours: bool
+    #: Leave out the e-mail channel of participants without an address. It needs the
+    #: participant row, so only rules that read it anyway (quiet hours) ask for it;
+    #: registration already refuses the e-mail channel without an address.
+    needs_address: bool = False
+
+    @property
+    def mask(self) -> int:
+        return sum(c.bit for c in self.channels)
+
+
+#: Kinds with channels of their own. An AMBER Alert goes on every channel the participant
+#: chose; a neighbourhood inquiry asks for an answer through a personal e-mail link; a
+#: preventive message is information that never rings a phone or costs an SMS.
+RULES_BY_KIND: dict[ActionKind, ChannelRule] = {
+    ActionKind.AMBER: ChannelRule((Channel.VOICE, Channel.SMS, Channel.EMAIL, Channel.PUSH),
+                                  quiet_hours=False),
+    ActionKind.NEIGHBOURHOOD_INQUIRY: ChannelRule((Channel.EMAIL,), quiet_hours=True,
+                                                  needs_address=True),
+    ActionKind.PREVENTIVE: ChannelRule((Channel.EMAIL, Channel.PUSH), quiet_hours=True,
+                                       needs_address=True),
+}
+
+
+def rule_for(kind: ActionKind | str | None, urgency: Urgency | str) -> ChannelRule:
+    """The channel rule of an action: by kind where the kind has one, else by urgency.
+    Urgent messages are never held, whatever their kind."""
+    urgent = Urgency(urgency) == Urgency.URGENT
+    rule = RULES_BY_KIND.get(ActionKind(kind)) if kind is not None else None
+    if rule is None:
+        return ChannelRule(CHANNELS_BY_URGENCY[Urgency(urgency)], quiet_hours=not urgent)
+    return replace(rule, quiet_hours=False) if urgent and rule.quiet_hours else rule
+
+
+def as_rule(rule: ChannelRule | Urgency | str) -> ChannelRule:
+    """RULE itself, or the rule of an urgency (for callers that know no kind)."""
+    return rule if isinstance(rule, ChannelRule) else rule_for(None, rule)
 
 Ids = npt.NDArray[np.int64]
 
@@ -71,11 +117,13 @@ class Recipient(NamedTuple):
 class RecipientGroup:
     """Participants who get the same channels in the same language: a piece of the stream in
     columns. Each participant id occurs once in a whole selection, and is one recipient per
-    channel."""
+    channel. HELD_UNTIL, when given, says per channel (same order) until when quiet hours
+    hold the message (None: it may go now)."""
 
     channels: tuple[Channel, ...]
     language: Language
     participant_ids: Ids
+    held_until: tuple[datetime | None, ...] = ()
 
     @property
     def recipients(self) -> int:
@@ -84,11 +132,13 @@ class RecipientGroup:
 
 @dataclass
 class Preview:
-    """What an action would reach, counted without writing anything."""
+    """What an action would reach, counted without writing anything. HELD counts, per
+    channel, the messages that wait for the end of quiet hours (they are in BY_CHANNEL too)."""
 
     participants: int = 0
     by_channel: Counter[Channel] = field(default_factory=Counter)
     by_municipality: Counter[str] = field(default_factory=Counter)
+    held: Counter[Channel] = field(default_factory=Counter)
 
     @property
     def messages(self) -> int:
@@ -101,7 +151,7 @@ def channels_for(urgency: Urgency) -> tuple[Channel, ...]:
 
 
 def quiet_hours_apply(urgency: Urgency) -> bool:
-    """Quiet hours hold for everything that is not urgent."""
+    """Quiet hours hold everything that is not urgent."""
     return Urgency(urgency) != Urgency.URGENT
 
 
@@ -113,31 +163,49 @@ def in_window(window: list[str] | tuple[str, str], moment: time) -> bool:
     return moment >= start or moment < end
 
 
-def allowed_channels(mask: int, quiet_hours: dict[str, Any] | None, urgency: Urgency,
-                     local: time) -> list[Channel]:
-    """The channels to use for one participant, given their choices and the time of day."""
-    chosen = [c for c in channels_for(urgency) if mask & c.bit]
-    if quiet_hours and quiet_hours_apply(urgency):
-        chosen = [c for c in chosen if not (c.value in quiet_hours
-                                            and in_window(quiet_hours[c.value], local))]
-    return chosen
+def quiet_until(window: list[str] | tuple[str, str] | None, now: datetime) -> datetime | None:
+    """When a message held by quiet hours may go: the end of the window, or None right now."""
+    if not window:
+        return None
+    local = now.astimezone(LOCAL_TIME)
+    if not in_window(window, local.time()):
+        return None
+    hours, minutes = (int(part) for part in window[1].split(":"))
+    end = local.replace(hour=hours, minute=minutes, second=0, microsecond=0)
+    if end <= local:
+        end += timedelta(days=1)
+    return end
 
 
-def select_recipients(session: Session, area: Area, urgency: Urgency,
+def allowed_channels(mask: int, rule: ChannelRule | Urgency) -> list[Channel]:
+    """The channels to use for one participant, given their choices (quiet hours only
+    delay a message, see held_until)."""
+    return [c for c in as_rule(rule).channels if mask & c.bit]
+
+
+def held_until(channels: Iterable[Channel], quiet_hours: dict[str, Any] | None,
+               now: datetime) -> tuple[datetime | None, ...]:
+    """Per channel, until when the participant's quiet hours hold a non-urgent message."""
+    hours = quiet_hours or {}
+    return tuple(quiet_until(hours.get(c.value), now) for c in channels)
+
+
+def select_recipients(session: Session, area: Area, rule: ChannelRule | Urgency,
                       now: datetime) -> Iterator[Recipient]:
     """Stream every (participant, channel, language) to reach in AREA at NOW.
 
     Only verified participants; each once per channel however many of their locations lie in
     the area; expired current locations do not count. Rows come from the database in batches,
-    a participant's channels one after the other.
+    a participant's channels one after the other. Messages held by quiet hours are in the
+    stream too; select_recipient_groups says until when.
     """
-    return chain.from_iterable(select_recipient_batches(session, area, urgency, now))
+    return chain.from_iterable(select_recipient_batches(session, area, rule, now))
 
 
-def select_recipient_batches(session: Session, area: Area, urgency: Urgency,
+def select_recipient_batches(session: Session, area: Area, rule: ChannelRule | Urgency,
                              now: datetime) -> Iterator[list[Recipient]]:
     """The same stream in lists of a few thousand, for writers that insert in bulk."""
-    for groups in select_recipient_groups(session, area, urgency, now):
+    for groups in select_recipient_groups(session, area, rule, now):
         batch: list[Recipient] = []
         for group in groups:
             language, channels = group.language, group.channels
@@ -150,29 +218,35 @@ def select_recipient_batches(session: Session, area: Area, urgency: Urgency,
 _recipient = tuple.__new__
 
 
-def select_recipient_groups(session: Session, area: Area, urgency: Urgency,
+def select_recipient_groups(session: Session, area: Area, rule: ChannelRule | Urgency,
                             now: datetime) -> Iterator[list[RecipientGroup]]:
     """The same stream in columns: lists of groups with BATCH participants together (the
     last one fewer).
 
     Nothing is made per participant here: the database hands over packed ids per column of
-    the area, and numpy de-duplicates them and sorts them into groups.
+    the area, and numpy de-duplicates them and sorts them into groups. RULE is the action's
+    channel rule (rule_for(kind, urgency)); an urgency alone stands for its default rule.
     """
-    return _portions(_groups(session, area, Urgency(urgency), now), BATCH)
+    chosen = as_rule(rule)
+    groups = (_held_groups if chosen.quiet_hours else _groups)(session, area, chosen, now)
+    return _portions(groups, BATCH)
 
 
-def preview(session: Session, area: Area, urgency: Urgency, now: datetime) -> Preview:
+def preview(session: Session, area: Area, rule: ChannelRule | Urgency, now: datetime) -> Preview:
     """Counts by channel and municipality of what select_recipients would yield."""
     result = Preview()
     by_id: Counter[int | None] = Counter()
-    choose = _chooser(Urgency(urgency), now)
-    for column in _per_column(session, area, Urgency(urgency), now, municipality=True):
+    chosen = as_rule(rule)
+    choose = _holder(chosen, now)
+    for column in _per_column(session, area, chosen, now, municipality=True):
         for quiet, municipality_id, mask, _language, ids in column:
-            channels = choose(mask, quiet)
+            channels, held = choose(mask, quiet)
             if channels:
                 result.participants += len(ids)
                 by_id[municipality_id] += len(ids)
                 result.by_channel.update(dict.fromkeys(channels, len(ids)))
+                result.held.update({c: len(ids) for c, until in zip(channels, held, strict=True)
+                                    if until is not None})
     names = dict(session.execute(select(Municipality.id, Municipality.name)
                                  .where(Municipality.id.in_([i for i in by_id if i]))).all())
     for municipality_id, count in by_id.items():
@@ -180,24 +254,43 @@ def preview(session: Session, area: Area, urgency: Urgency, now: datetime) -> Pr
     return result
 
 
-def _chooser(urgency: Urgency, now: datetime) -> Callable[[int, Any], list[Channel]]:
-    """Channels per participant; precomputed per channel mask when quiet hours play no part."""
-    local = now.astimezone(LOCAL_TIME).time()
-    by_mask = [allowed_channels(mask, None, urgency, local) for mask in range(16)]
+def _chooser(rule: ChannelRule) -> Callable[[int, Any], list[Channel]]:
+    """Channels per participant, precomputed per channel mask (quiet hours play no part)."""
+    by_mask = [allowed_channels(mask, rule) for mask in range(16)]
 
-    def choose(mask: int, quiet: Any) -> list[Channel]:
-        if not quiet or quiet == "{}":
-            return by_mask[mask]
-        hours = json.loads(quiet) if isinstance(quiet, str) else quiet
-        return allowed_channels(mask, hours, urgency, local)
+    def choose(mask: int, _quiet: Any) -> list[Channel]:
+        return by_mask[mask]
 
     return choose
 
 
-def _groups(session: Session, area: Area, urgency: Urgency,
+Holds = tuple[datetime | None, ...]
+
+
+def _holder(rule: ChannelRule,
+            now: datetime) -> Callable[[int, Any], tuple[tuple[Channel, ...], Holds]]:
+    """Channels per participant and, per channel, until when quiet hours hold the message;
+    computed once per distinct setting of quiet hours (a column has a handful)."""
+    by_mask = [tuple(allowed_channels(mask, rule)) for mask in range(16)]
+    cache: dict[tuple[int, Any], tuple[tuple[Channel, ...], Holds]] = {}
+
+    def choose(mask: int, quiet: Any) -> tuple[tuple[Channel, ...], Holds]:
+        channels = by_mask[mask]
+        if not rule.quiet_hours or not quiet or quiet == "{}" or not channels:
+            return channels, (None,) * len(channels)
+        key = (mask, quiet if isinstance(quiet, str) else json.dumps(quiet, sort_keys=True))
+        if key not in cache:
+            hours = json.loads(quiet) if isinstance(quiet, str) else quiet
+            cache[key] = channels, held_until(channels, hours, now)
+        return cache[key]
+
+    return choose
+
+
+def _groups(session: Session, area: Area, rule: ChannelRule,
             now: datetime) -> Iterator[RecipientGroup]:
-    choose = _chooser(urgency, now)
-    for column in _per_column(session, area, urgency, now):
+    choose = _chooser(rule)
+    for column in _per_column(session, area, rule, now):
         parts: defaultdict[tuple[tuple[Channel, ...], Language], list[Ids]] = defaultdict(list)
         for quiet, _municipality, mask, language, ids in column:
             channels = choose(mask, quiet)
@@ -208,6 +301,22 @@ def _groups(session: Session, area: Area, urgency: Urgency,
                                  arrays[0] if len(arrays) == 1 else np.concatenate(arrays))
 
 
+def _held_groups(session: Session, area: Area, rule: ChannelRule,
+                 now: datetime) -> Iterator[RecipientGroup]:
+    """As _groups, for rules whose messages quiet hours hold: split also by hold times."""
+    choose = _holder(rule, now)
+    for column in _per_column(session, area, rule, now):
+        parts: defaultdict[tuple[tuple[Channel, ...], Language, Holds], list[Ids]] = \
+            defaultdict(list)
+        for quiet, _municipality, mask, language, ids in column:
+            channels, held = choose(mask, quiet)
+            if channels:
+                parts[(channels, language, held if any(held) else ())].append(ids)
+        for (channels, language, held), arrays in parts.items():
+            yield RecipientGroup(channels, language,
+                                 arrays[0] if len(arrays) == 1 else np.concatenate(arrays), held)
+
+
 def _portions(groups: Iterator[RecipientGroup], size: int) -> Iterator[list[RecipientGroup]]:
     """GROUPS cut and packed into lists of SIZE participants (the last one fewer)."""
     portion: list[RecipientGroup] = []
@@ -215,7 +324,8 @@ def _portions(groups: Iterator[RecipientGroup], size: int) -> Iterator[list[Reci
     for group in groups:
         ids = group.participant_ids
         while len(ids):
-            portion.append(RecipientGroup(group.channels, group.language, ids[:room]))
+            portion.append(RecipientGroup(group.channels, group.language, ids[:room],
+                                          group.held_until))
             room, ids = room - len(ids[:room]), ids[room:]
             if not room:
                 yield portion
@@ -232,7 +342,8 @@ def _portions(groups: Iterator[RecipientGroup], size: int) -> Iterator[list[Reci
 # see in the integer (quiet hours, municipality). Python then receives a handful of values
 # per column instead of a row per location. The urgent path reads only the covering index of
 # participant_location (which carries copies of status, channels and language, kept by
-# triggers) and joins nothing; the normal path joins participant for the quiet hours.
+# triggers) and joins nothing; the normal path joins participant for the quiet hours (and,
+# where the rule asks, drops the e-mail channel of participants without an address).
 
 #: Part of a column: (quiet hours, municipality, channel mask, language, participant ids).
 Part = tuple[Any, Any, int, Language, Ids]
@@ -281,23 +392,27 @@ class _Seen:
         return fresh
 
 
-def _per_column(session: Session, area: Area, urgency: Urgency, now: datetime,
-             municipality: bool = False) -> Iterator[list[Part]]:
+def _per_column(session: Session, area: Area, rule: ChannelRule, now: datetime,
+                municipality: bool = False) -> Iterator[list[Part]]:
     """Per column of the area, the participants not yet seen, split by what decides their
     messages: quiet hours (None when they do not apply), municipality (None unless asked),
     channel mask and language."""
     postgres = session.get_bind().dialect.name == "postgresql"
-    mask = sum(c.bit for c in channels_for(urgency))
-    keys, source = [], "participant_location l"
-    quiet = quiet_hours_apply(urgency)
+    mask = rule.mask
+    keys, source, channels = [], "participant_location l", "l.channels"
+    quiet = rule.quiet_hours
     if quiet:
         keys.append("p.quiet_hours::text" if postgres else "p.quiet_hours")
+    if quiet or rule.needs_address:
         source += " JOIN participant p ON p.id = l.participant_id"
+    if rule.needs_address and mask & Channel.EMAIL.bit:
+        channels = (f"(l.channels & CASE WHEN coalesce(p.email, '') = '' "
+                    f"THEN {15 & ~Channel.EMAIL.bit} ELSE 15 END)")
     if municipality:
         keys.append("l.municipality_id")
     query = _Query(keys, source,
-                   f"l.participant_id * 256 + (l.channels & {mask}) * 16 + {_LANGUAGE_CODE}",
-                   f"{_CURRENT} AND l.status = 'verified' AND (l.channels & :mask) != 0",
+                   f"l.participant_id * 256 + ({channels} & {mask}) * 16 + {_LANGUAGE_CODE}",
+                   f"{_CURRENT} AND l.status = 'verified' AND ({channels} & :mask) != 0",
                    {"mask": mask, "now": now if postgres else sqlite_datetime(now)})
     seen = _Seen(session.scalar(text("SELECT max(id) FROM participant")) or 0)
     packed = (_postgres_packed(session, area, query) if postgres

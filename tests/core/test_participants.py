@@ -8,21 +8,36 @@ from core.errors import PhoneNumberError
 from core.geo import AreaError, circle
 from core.models import (
     AuditEvent,
+    CallDirection,
+    CallRecord,
     Channel,
     Language,
     LocationKind,
     Participant,
+    ParticipantLocation,
     ParticipantStatus,
     Urgency,
 )
 from core.participants import (
     MAX_ATTEMPTS,
+    HomeRequired,
+    InvalidPostcode,
+    NotDutchMobile,
     RegistrationError,
     TooManyCodes,
+    UnknownPostcode,
     VerificationFailed,
     add_location,
     add_location_by_postcode,
+    add_place,
+    change_preferences,
+    forget,
+    log_in,
+    mobile_number,
+    postcode_area,
     register,
+    remove_location,
+    request_login_code,
     set_preferences,
     start,
     stop,
@@ -189,3 +204,123 @@ def test_coordinates_outside_europe_are_refused(db: Session, lat: float, lon: fl
 def test_an_unknown_postcode_is_refused(db: Session) -> None:
     with pytest.raises(RegistrationError, match="'0000' is not a known"):
         register(db, "0612345678", secret=SECRET, now=NOW, pc4="0000")
+
+
+# --- the participant portal ------------------------------------------------------------
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("06 12345678", "+31612345678"), ("+31 6 1234 5678", "+31612345678"),
+    ("0031612345678", "+31612345678"), ("06-1234-5678", "+31612345678")])
+def test_a_dutch_mobile_number_is_read_in_any_usual_notation(raw: str, expected: str) -> None:
+    assert mobile_number(raw) == expected
+
+
+@pytest.mark.parametrize(("raw", "error"), [
+    ("", PhoneNumberError), ("bel me", PhoneNumberError), ("06 123", PhoneNumberError),
+    ("06 91234567", PhoneNumberError),  # the fictional demo block is no real number
+    ("020 123 4567", NotDutchMobile), ("+32 470 12 34 56", NotDutchMobile),
+    ("+49 151 23456789", NotDutchMobile), ("+44 7911 123456", NotDutchMobile)])
+def test_only_dutch_mobile_numbers_pass_the_portal_s_check(raw: str, error: type) -> None:
+    with pytest.raises(error):
+        mobile_number(raw)
+
+
+@pytest.mark.parametrize(("text", "pc4"), [("3511", "3511"), (" 3511ab ", "3511"),
+                                           ("3511 AB", "3511")])
+def test_a_postcode_is_its_four_digit_area(db: Session, text: str, pc4: str) -> None:
+    assert postcode_area(db, text).pc4 == pc4
+
+
+@pytest.mark.parametrize(("text", "error"), [("0999", InvalidPostcode), ("35111", InvalidPostcode),
+                                             ("3511 A", InvalidPostcode), ("", InvalidPostcode),
+                                             ("8999", UnknownPostcode)])
+def test_a_postcode_that_is_malformed_or_unknown_is_refused(db: Session, text: str,
+                                                           error: type) -> None:
+    with pytest.raises(error):
+        postcode_area(db, text)
+
+
+def test_a_login_code_goes_to_known_numbers_only(db: Session) -> None:
+    assert request_login_code(db, "+31687654321", secret=SECRET, now=NOW) is None
+    assert db.scalar(select(Participant)) is None
+    first = _signup(db)
+    with pytest.raises(TooManyCodes):
+        request_login_code(db, first.phone, secret=SECRET, now=NOW + timedelta(seconds=5))
+    sent = request_login_code(db, first.phone, secret=SECRET, now=NOW + timedelta(minutes=2))
+    assert sent.phone == first.phone and sent.code.isdigit()
+
+
+def test_logging_in_verifies_a_pending_sign_up_and_leaves_a_stopped_one_stopped(
+        db: Session) -> None:
+    sent = _signup(db)
+    participant = log_in(db, sent.phone, sent.code, secret=SECRET, now=NOW)
+    assert participant.status == ParticipantStatus.VERIFIED and participant.verified_at == NOW
+    stop(db, participant, NOW)
+    again = request_login_code(db, sent.phone, secret=SECRET, now=NOW + timedelta(minutes=2))
+    with pytest.raises(VerificationFailed):
+        log_in(db, sent.phone, "abcdef", secret=SECRET, now=NOW + timedelta(minutes=2))
+    log_in(db, sent.phone, again.code, secret=SECRET, now=NOW + timedelta(minutes=3))
+    assert participant.status == ParticipantStatus.STOPPED
+    events = db.scalars(select(AuditEvent).where(AuditEvent.verb == "log_in")).all()
+    assert [e.actor for e in events] == [f"participant:{participant.id}"] * 2
+
+
+def test_changed_preferences_are_audited_by_name_without_the_address(db: Session) -> None:
+    _signup(db)
+    participant = _participant(db)
+    assert change_preferences(db, participant, channels=["sms", "email"], quiet_hours={},
+                              language="nl", email="me@example.org") == ["channels", "email"]
+    assert change_preferences(db, participant, channels=["sms", "email"], quiet_hours={},
+                              language="nl", email="me@example.org") == []
+    [event] = db.scalars(select(AuditEvent).where(AuditEvent.verb == "set_preferences")).all()
+    assert event.details["changed"] == ["channels", "email"]
+    assert event.details["channels"] == ["email", "sms"]
+    assert "me@example.org" not in str(event.details)
+
+
+def test_places_by_postcode_and_removing_them(db: Session) -> None:
+    _signup(db)
+    participant = _participant(db)
+    work = add_place(db, participant, LocationKind.WORK, "1012 AB", now=NOW)
+    current = add_place(db, participant, LocationKind.CURRENT, "3521", now=NOW,
+                        valid_for=timedelta(hours=3))
+    assert (work.pc4, work.expires_at) == ("1012", None)
+    assert (current.pc4, current.expires_at) == ("3521", NOW + timedelta(hours=3))
+    with pytest.raises(RegistrationError, match="expiry within 24 hours"):
+        add_place(db, participant, LocationKind.CURRENT, "3521", now=NOW,
+                  valid_for=timedelta(hours=30))
+    home = next(p for p in participant.locations if p.kind == LocationKind.HOME)
+    with pytest.raises(HomeRequired):
+        remove_location(db, participant, home.id)
+    other = register(db, "0687654321", secret=SECRET, now=NOW, pc4="1012")
+    stranger = _participant(db, other.phone)
+    assert remove_location(db, stranger, work.id) is False
+    assert remove_location(db, participant, work.id) is True
+    db.refresh(participant)
+    assert sorted(p.kind for p in participant.locations) == ["current", "home"]
+    verbs = db.scalars(select(AuditEvent.verb).where(
+        AuditEvent.object_id == str(participant.id), AuditEvent.verb.like("%location"))).all()
+    assert verbs == ["add_location", "add_location", "remove_location"]
+
+
+def test_forgetting_a_participant_leaves_calls_and_tips_without_them(db: Session) -> None:
+    sent = _signup(db)
+    participant = _participant(db)
+    participant_id = participant.id
+    inbound = CallRecord(direction=CallDirection.INBOUND, transport="twilio",
+                         caller="0612345678", called="0800-0011", participant_id=participant_id)
+    other = CallRecord(direction=CallDirection.INBOUND, transport="twilio",
+                       caller="+31687654321", called="0800-0011")
+    db.add_all([inbound, other])
+    db.flush()
+    forget(db, participant)
+    db.expire_all()
+    assert db.get(Participant, participant_id) is None
+    assert db.scalar(select(ParticipantLocation)) is None
+    assert (inbound.caller, inbound.participant_id) == (None, None)
+    assert other.caller == "+31687654321"
+    event = db.scalar(select(AuditEvent).where(AuditEvent.verb == "delete"))
+    assert (event.actor, event.object_id, event.details) == (
+        f"participant:{participant_id}", str(participant_id), {})
+    assert sent.phone not in str([(e.actor, e.details) for e in
+                                  db.scalars(select(AuditEvent)).all()])

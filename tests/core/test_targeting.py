@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import shapely
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.orm import Session
 
 from core.geo import (
@@ -22,6 +22,7 @@ from core.geo import (
     polygon,
 )
 from core.models import (
+    ActionKind,
     Channel,
     Delivery,
     Language,
@@ -34,8 +35,10 @@ from core.models import (
 )
 from core.targeting import (
     QUIET_HOURS_RULE,
+    ChannelRule,
     _columns,
     preview,
+    rule_for,
     select_recipient_batches,
     select_recipient_groups,
     select_recipients,
@@ -121,17 +124,32 @@ def test_a_polygon_with_a_hole_leaves_the_hole_out(db: Session, person) -> None:
     assert in_hole.id not in selected and beyond.id not in selected
 
 
+def _held(db: Session, area, rule, now=NOW) -> dict[tuple[int, Channel], datetime | None]:
+    """Per (participant, channel): until when quiet hours hold the message (None: now)."""
+    found = {}
+    for groups in select_recipient_groups(db, area, rule, now):
+        for group in groups:
+            holds = group.held_until or (None,) * len(group.channels)
+            for pid in group.participant_ids.tolist():
+                for channel, until in zip(group.channels, holds, strict=True):
+                    found[(pid, channel)] = until
+    return found
+
+
 def test_quiet_hours_at_three_at_night_hold_a_normal_message_but_not_an_amber_alert(
         db: Session, person) -> None:
-    night = datetime(2026, 11, 24, 3, 0, tzinfo=ZoneInfo("Europe/Amsterdam"))
+    amsterdam = ZoneInfo("Europe/Amsterdam")
+    night = datetime(2026, 11, 24, 3, 0, tzinfo=amsterdam)
     sleeper = person(UTRECHT, channels=(Channel.SMS, Channel.PUSH),
                      quiet_hours={"sms": ["23:00", "07:00"], "push": ["22:00", "06:30"]})
     area = circle(*UTRECHT, 1_000)
-    assert _selected(db, area, Urgency.NORMAL, night) == set()
-    assert _selected(db, area, Urgency.URGENT, night) == {(sleeper.id, Channel.SMS),
-                                                          (sleeper.id, Channel.PUSH)}
-    assert _selected(db, area, Urgency.NORMAL, night.replace(hour=8)) == {
-        (sleeper.id, Channel.SMS), (sleeper.id, Channel.PUSH)}
+    assert _held(db, area, Urgency.NORMAL, night) == {
+        (sleeper.id, Channel.SMS): datetime(2026, 11, 24, 7, 0, tzinfo=amsterdam),
+        (sleeper.id, Channel.PUSH): datetime(2026, 11, 24, 6, 30, tzinfo=amsterdam)}
+    assert _held(db, area, rule_for(ActionKind.AMBER, Urgency.URGENT), night) == {
+        (sleeper.id, Channel.SMS): None, (sleeper.id, Channel.PUSH): None}
+    assert _held(db, area, Urgency.NORMAL, night.replace(hour=8)) == {
+        (sleeper.id, Channel.SMS): None, (sleeper.id, Channel.PUSH): None}
 
 
 def test_the_quiet_hours_rule_is_written_for_participants_in_both_languages() -> None:
@@ -308,3 +326,87 @@ def test_on_sqlite_a_column_is_one_range_of_the_covering_index(db: Session) -> N
         "WHERE CAST(l.lon * 20 AS INTEGER) = 102 AND l.lat BETWEEN 52 AND 52.2 "
         "AND l.status = 'verified'")).all()
     assert "COVERING INDEX ix_participant_location_cell" in str(plan)
+
+
+@pytest.mark.parametrize(("kind", "urgency", "channels"), [
+    (ActionKind.SUSPECT, Urgency.URGENT, {Channel.VOICE, Channel.SMS, Channel.PUSH}),
+    (ActionKind.MISSING_PERSON, Urgency.NORMAL, {Channel.EMAIL, Channel.PUSH, Channel.SMS}),
+    (ActionKind.AMBER, Urgency.URGENT, set(Channel)),
+    (ActionKind.NEIGHBOURHOOD_INQUIRY, Urgency.NORMAL, {Channel.EMAIL}),
+    (ActionKind.PREVENTIVE, Urgency.NORMAL, {Channel.EMAIL, Channel.PUSH}),
+])
+def test_the_kind_chooses_the_channels(db: Session, person, kind, urgency, channels) -> None:
+    everything = person(UTRECHT, channels=tuple(Channel))
+    selected = _selected(db, circle(*UTRECHT, 1_000), rule_for(kind, urgency))
+    assert selected == {(everything.id, channel) for channel in channels}
+
+
+def test_an_amber_alert_uses_exactly_the_channels_each_participant_chose(
+        db: Session, person) -> None:
+    sms_only = person(UTRECHT)
+    mail_and_push = person(UTRECHT, channels=(Channel.EMAIL, Channel.PUSH))
+    selected = _selected(db, circle(*UTRECHT, 1_000), rule_for(ActionKind.AMBER, Urgency.URGENT))
+    assert selected == {(sms_only.id, Channel.SMS), (mail_and_push.id, Channel.EMAIL),
+                        (mail_and_push.id, Channel.PUSH)}
+
+
+def test_an_inquiry_goes_by_email_only_and_never_to_someone_without_an_address(
+        db: Session, person) -> None:
+    reader = person(UTRECHT, channels=(Channel.EMAIL, Channel.SMS))
+    no_address = person(UTRECHT, channels=(Channel.EMAIL, Channel.PUSH))
+    no_address.email = None  # registration refuses this; the selection must not rely on it
+    phone_only = person(UTRECHT, channels=(Channel.SMS, Channel.VOICE, Channel.PUSH))
+    db.flush()
+    area = circle(*UTRECHT, 1_000)
+    inquiry = rule_for(ActionKind.NEIGHBOURHOOD_INQUIRY, Urgency.NORMAL)
+    assert _selected(db, area, inquiry) == {(reader.id, Channel.EMAIL)}
+    preventive = rule_for(ActionKind.PREVENTIVE, Urgency.NORMAL)
+    assert _selected(db, area, preventive) == {(reader.id, Channel.EMAIL),
+                                               (no_address.id, Channel.PUSH),
+                                               (phone_only.id, Channel.PUSH)}
+    assert preview(db, area, inquiry, NOW).by_channel == {Channel.EMAIL: 1}
+
+
+def test_a_preventive_message_waits_for_the_quiet_hours_of_each_channel(
+        db: Session, person) -> None:
+    amsterdam = ZoneInfo("Europe/Amsterdam")
+    evening = datetime(2026, 11, 23, 22, 30, tzinfo=amsterdam)
+    owl = person(UTRECHT, channels=(Channel.EMAIL, Channel.PUSH),
+                 quiet_hours={"push": ["22:00", "07:30"]})
+    lark = person(UTRECHT, channels=(Channel.EMAIL,), quiet_hours={"email": ["21:00", "06:00"]})
+    awake = person(UTRECHT, channels=(Channel.PUSH,), quiet_hours={"push": ["01:00", "05:00"]})
+    area = circle(*UTRECHT, 1_000)
+    rule = rule_for(ActionKind.PREVENTIVE, Urgency.NORMAL)
+    assert _held(db, area, rule, evening) == {
+        (owl.id, Channel.EMAIL): None,
+        (owl.id, Channel.PUSH): datetime(2026, 11, 24, 7, 30, tzinfo=amsterdam),
+        (lark.id, Channel.EMAIL): datetime(2026, 11, 24, 6, 0, tzinfo=amsterdam),
+        (awake.id, Channel.PUSH): None}
+    counted = preview(db, area, rule, evening)
+    assert counted.by_channel == {Channel.EMAIL: 2, Channel.PUSH: 2}
+    assert counted.held == {Channel.EMAIL: 1, Channel.PUSH: 1}
+
+
+def test_urgent_messages_are_never_held_whatever_their_kind() -> None:
+    assert rule_for(ActionKind.PREVENTIVE, Urgency.URGENT) == ChannelRule(
+        (Channel.EMAIL, Channel.PUSH), quiet_hours=False, needs_address=True)
+    assert not rule_for(ActionKind.AMBER, Urgency.URGENT).quiet_hours
+    assert rule_for(ActionKind.SUSPECT, Urgency.NORMAL).quiet_hours
+
+
+def test_the_urgent_search_rule_reads_only_the_covering_index(db: Session) -> None:
+    """The hot path of a search action stays a join-free query on participant_location."""
+    statements: list[str] = []
+    connection = db.connection()
+
+    def spy(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    event.listen(connection, "before_cursor_execute", spy)
+    try:
+        list(select_recipients(db, circle(*UTRECHT, 1_000), Urgency.URGENT, NOW))
+        list(select_recipients(db, circle(*UTRECHT, 1_000),
+                               rule_for(ActionKind.AMBER, Urgency.URGENT), NOW))
+    finally:
+        event.remove(connection, "before_cursor_execute", spy)
+    assert all("JOIN participant" not in s for s in statements)
