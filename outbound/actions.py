@@ -25,9 +25,9 @@ from core.models import (
     Urgency,
     User,
 )
-from outbound.fanout import ActionError, StartResult, start_action
+from outbound.fanout import ActionError, StartResult, activate_action, start_action
 from outbound.feedback import Ending, end_action
-from outbound.jobs import enqueue, schedule
+from outbound.jobs import enqueue, enqueue_outbox, schedule
 
 #: Kinds that are not urgent unless asked: they respect quiet hours and go by e-mail and push.
 NON_URGENT_KINDS = frozenset({ActionKind.NEIGHBOURHOOD_INQUIRY, ActionKind.PREVENTIVE})
@@ -138,6 +138,8 @@ def _choice(enum: Any, value: str | None, name: str, message: str,
 
 def _area_message(exc: Exception) -> str:
     text = str(exc)
+    if "needs a centre" in text:
+        return "Klik op de kaart voor het midden van het gebied en geef een straal."
     if "radius" in text and "larger" in text:
         return "De straal is te groot: hoogstens 300 km."
     if "radius" in text:
@@ -148,15 +150,46 @@ def _area_message(exc: Exception) -> str:
 
 
 def start_and_queue(writer: sessionmaker[Session], connection: redis.Redis, action_id: int, *,
-                    now: datetime, user: User | None = None) -> StartResult:
+                    now: datetime, user: User | None = None,
+                    actor: str | None = None) -> StartResult:
     """Start a draft action, queueing each outbox chunk as it is written."""
-    return start_action(writer, action_id, now=now, user=user,
+    return start_action(writer, action_id, now=now, user=user, actor=actor,
                         dispatch=lambda batches: enqueue(connection, batches))
+
+
+def start_in_background(writer: sessionmaker[Session], connection: redis.Redis,
+                        action_id: int, *, now: datetime, user: User | None = None,
+                        actor: str | None = None) -> bool:
+    """Activate a draft action now and have a worker write and queue its outbox; False when
+    it was not a draft (started before: nothing is done twice). For the web and the API,
+    which must answer at once even for a national alert."""
+    if not activate_action(writer, action_id, now=now, user=user, actor=actor):
+        return False
+    enqueue_outbox(connection, action_id)
+    return True
+
+
+def start_for_request(writer: sessionmaker[Session], connection: redis.Redis, action_id: int, *,
+                      now: datetime, user: User | None = None,
+                      actor: str | None = None) -> bool:
+    """How the console and the API start an action; False when it was started before.
+
+    A regional action's outbox is written right here, chunk by chunk, so its first messages
+    leave within a second even while every worker is busy sending; a national alert's million
+    rows are written by a worker, so the request answers at once.
+    """
+    with writer() as session:
+        national = require_action(session, action_id).national
+    if national:
+        return start_in_background(writer, connection, action_id, now=now, user=user,
+                                   actor=actor)
+    return start_and_queue(writer, connection, action_id, now=now, user=user,
+                           actor=actor).started
 
 
 def end_and_queue(sessions: sessionmaker[Session], connection: redis.Redis, action_id: int,
                   outcome: Outcome | str, text: str | None, *, now: datetime,
-                  user: User | None = None) -> Ending:
+                  user: User | None = None, actor: str | None = None) -> Ending:
     """End an active action and queue its result messages (those in quiet hours are held)."""
     try:
         outcome = Outcome(outcome)
@@ -165,7 +198,7 @@ def end_and_queue(sessions: sessionmaker[Session], connection: redis.Redis, acti
     if text is not None and len(text) > TEXT_MAX:
         raise ActionInvalid({"outcome_text": f"Te lang: hoogstens {TEXT_MAX} tekens."})
     with sessions() as session, session.begin():
-        ending = end_action(session, action_id, outcome, text, now=now, user=user)
+        ending = end_action(session, action_id, outcome, text, now=now, user=user, actor=actor)
     enqueue(connection, ending.batches)
     with sessions() as session:
         schedule(connection, session, ending.held)
@@ -180,4 +213,5 @@ def require_action(session: Session, action_id: int) -> Action:
 
 
 __all__ = ["ActionDraft", "ActionError", "ActionInvalid", "ActionStatus", "create_action",
-           "default_urgency", "end_and_queue", "require_action", "start_and_queue"]
+           "default_urgency", "end_and_queue", "require_action", "start_and_queue",
+           "start_for_request", "start_in_background"]

@@ -22,7 +22,6 @@ from core.models import (
     Urgency,
 )
 from core.settings import vapid_key_path
-from core.targeting import preview
 from outbound.actions import (
     ActionDraft,
     create_action,
@@ -30,7 +29,7 @@ from outbound.actions import (
     require_action,
     start_and_queue,
 )
-from outbound.fanout import ActionError, area_of
+from outbound.fanout import ActionError, preview_action
 from outbound.progress import progress
 from outbound.providers.webpush import application_server_key, generate_vapid_key
 from outbound.runtime import connect_redis
@@ -91,7 +90,7 @@ def preview_command(context: Context, action_id: int) -> None:
     context.ready_engine()
     with context.sessions() as session:
         action = _action(session, action_id)
-        result = preview(session, area_of(action), action.urgency, datetime.now(UTC))
+        result = preview_action(session, action, datetime.now(UTC))
     click.echo(f"{result.participants} participants, {result.messages} messages")
     for channel, number in result.by_channel.most_common():
         click.echo(f"  {channel.value:6} {number}")

@@ -33,11 +33,13 @@ from core.models import (
     Urgency,
     User,
 )
-from core.targeting import select_recipient_groups
+from core.targeting import Preview, RecipientGroup, preview, rule_for, select_recipient_groups
 
 BATCH_SIZE = 250
 DELIVERY_COLUMNS = ("action_id", "participant_id", "channel", "purpose", "language", "status",
                     "attempts", "created_at", "updated_at")
+#: Deliveries that quiet hours hold carry the moment they may go.
+HELD_COLUMNS = (*DELIVERY_COLUMNS, "next_attempt_at")
 
 
 class ActionError(BurgernetError, ValueError):
@@ -48,10 +50,12 @@ class ActionError(BurgernetError, ValueError):
 
 @dataclass(frozen=True)
 class Batch:
-    """A unit of work for one RQ job: delivery ids of one channel and priority."""
+    """A unit of work for one RQ job: delivery ids of one channel and priority; NOT_BEFORE
+    holds the job until then (the end of the recipients' quiet hours)."""
 
     queue: str
     delivery_ids: tuple[int, ...]
+    not_before: datetime | None = None
 
     @property
     def job_id(self) -> str:
@@ -77,6 +81,11 @@ def priority_of(action: Action, purpose: DeliveryPurpose) -> str:
     return "normal"
 
 
+def preview_action(session: Session, action: Action, now: datetime) -> Preview:
+    """What starting ACTION now would write: the same area and channel rule as the start."""
+    return preview(session, area_of(action), rule_for(action.kind, action.urgency), now)
+
+
 def area_of(action: Action) -> Area:
     """The action's area, validated again: a draft may have been stored by older code."""
     if action.national:
@@ -93,7 +102,7 @@ Dispatch = Callable[[list[Batch]], object]
 
 def start_action(sessions: sessionmaker[Session], action_id: int, *, now: datetime,
                  dispatch: Dispatch = lambda _batches: None,
-                 user: User | None = None) -> StartResult:
+                 user: User | None = None, actor: str | None = None) -> StartResult:
     """Activate a draft action and write its outbox; a second call changes nothing.
 
     The outbox is written in chunks as the selection streams: each chunk is committed and
@@ -101,21 +110,44 @@ def start_action(sessions: sessionmaker[Session], action_id: int, *, now: dateti
     out while the rest is still being written. If this is interrupted, the action stays
     active without `outbox_done_at`, and `resume_outboxes` completes it.
     """
+    if not activate_action(sessions, action_id, now=now, user=user, actor=actor):
+        return StartResult(action_id, started=False)
+    return write_outbox(sessions, action_id, now, dispatch)
+
+
+def activate_action(sessions: sessionmaker[Session], action_id: int, *, now: datetime,
+                    user: User | None = None, actor: str | None = None) -> bool:
+    """Mark a draft action active (one short transaction); False if it was not a draft.
+    Its outbox is then written by `write_outbox`, here or in a worker."""
     with sessions() as session, session.begin():
         action = session.get(Action, action_id, with_for_update=True)
         if action is None:
             raise ActionError(f"no action {action_id}")
         if action.status != ActionStatus.DRAFT:
-            return StartResult(action_id, started=False)
-        area = area_of(action)
+            return False
+        area_of(action)  # an action without a valid area is refused before it goes live
         claimed = session.execute(
             update(Action).where(Action.id == action_id, Action.status == ActionStatus.DRAFT)
             .values(status=ActionStatus.ACTIVE, started_at=now))
         if claimed.rowcount != 1:
-            return StartResult(action_id, started=False)
+            return False
         audit.record(session, "start", "action", action_id, user=user,
-                     actor=None if user else "cli")
-    return _write_outbox(sessions, action_id, area, now, dispatch, resume=False)
+                     actor=actor or (None if user else "cli"))
+    return True
+
+
+def write_outbox(sessions: sessionmaker[Session], action_id: int, now: datetime,
+                 dispatch: Dispatch, *, skip_existing: bool = False) -> StartResult:
+    """Write the outbox of an active action whose outbox is not done; with SKIP_EXISTING,
+    rows written before are kept (a repeated write adds only the missing ones)."""
+    with sessions() as session:
+        action = session.get(Action, action_id)
+        if action is None:
+            raise ActionError(f"no action {action_id}")
+        if action.status != ActionStatus.ACTIVE or action.outbox_done_at is not None:
+            return StartResult(action_id, started=False)
+        area = area_of(action)
+    return _write_outbox(sessions, action_id, area, now, dispatch, skip_existing=skip_existing)
 
 
 def resume_outboxes(sessions: sessionmaker[Session], now: datetime, dispatch: Dispatch,
@@ -126,17 +158,19 @@ def resume_outboxes(sessions: sessionmaker[Session], now: datetime, dispatch: Di
             Action.status == ActionStatus.ACTIVE, Action.outbox_done_at.is_(None),
             Action.started_at < now - older_than)).all()
         areas = {a: area_of(session.get(Action, a)) for a in unfinished}  # type: ignore[arg-type]
-    return [_write_outbox(sessions, action_id, area, now, dispatch, resume=True)
-            for action_id, area in areas.items()]
+    return [_write_outbox(sessions, action_id, area, now, dispatch, skip_existing=True,
+                          resumed=True) for action_id, area in areas.items()]
 
 
 def _write_outbox(sessions: sessionmaker[Session], action_id: int, area: Area, now: datetime,
-                  dispatch: Dispatch, *, resume: bool) -> StartResult:
+                  dispatch: Dispatch, *, skip_existing: bool,
+                  resumed: bool = False) -> StartResult:
     result = StartResult(action_id, started=True)
     with sessions() as session:
         action = session.get(Action, action_id)
         assert action is not None
-        urgency, queue = Urgency(action.urgency), priority_of(action, DeliveryPurpose.ALERT)
+        rule, queue = rule_for(action.kind, action.urgency), priority_of(action,
+                                                                        DeliveryPurpose.ALERT)
     # A plain (deferred) read transaction for the selection, so SQLite writers can commit
     # beside it; each chunk is written and committed in its own writer session.
     reader_bind = sessions.kw["bind"].execution_options(sqlite_immediate=False)
@@ -145,16 +179,18 @@ def _write_outbox(sessions: sessionmaker[Session], action_id: int, area: Area, n
     # (the tests), the chunks' savepoints sit inside the reader's.
     with Session(reader_bind, join_transaction_mode="create_savepoint") as reader, \
             reader.begin():
-        for groups in select_recipient_groups(reader, area, urgency, now):
+        for groups in select_recipient_groups(reader, area, rule, now):
             rows = [(action_id, pid, channel.value, DeliveryPurpose.ALERT.value,
                      group.language.value, DeliveryStatus.QUEUED.value, 0, now, now)
-                    for group in groups for channel in group.channels
+                    for group in groups if not group.held_until for channel in group.channels
                     for pid in group.participant_ids.tolist()]
             with sessions() as session, session.begin():
                 bulk_insert(session.connection(), Delivery.__table__, DELIVERY_COLUMNS, rows,
-                            skip_existing=resume)
+                            skip_existing=skip_existing)
+                bulk_insert(session.connection(), Delivery.__table__, HELD_COLUMNS,
+                            _held_rows(action_id, groups, now), skip_existing=skip_existing)
                 written = session.execute(
-                    select(Delivery.id, Delivery.channel)
+                    select(Delivery.id, Delivery.channel, Delivery.next_attempt_at)
                     .where(Delivery.action_id == action_id, Delivery.id > last_id,
                            Delivery.purpose == DeliveryPurpose.ALERT,
                            Delivery.status == DeliveryStatus.QUEUED)
@@ -169,18 +205,30 @@ def _write_outbox(sessions: sessionmaker[Session], action_id: int, area: Area, n
     with sessions() as session, session.begin():
         session.execute(update(Action).where(Action.id == action_id)
                         .values(outbox_done_at=now))
-        if resume:
+        if resumed:
             audit.record(session, "resume_outbox", "action", action_id, actor="worker",
                          deliveries=result.deliveries)
     return result
 
 
+def _held_rows(action_id: int, groups: list[RecipientGroup],
+               now: datetime) -> list[tuple[object, ...]]:
+    """Outbox rows of the groups that quiet hours hold on some channel."""
+    return [(action_id, pid, channel.value, DeliveryPurpose.ALERT.value, group.language.value,
+             DeliveryStatus.QUEUED.value, 0, now, now, until)
+            for group in groups if group.held_until
+            for channel, until in zip(group.channels, group.held_until, strict=True)
+            for pid in group.participant_ids.tolist()]
+
+
 def _cut(rows: list[Any], queue: str, size: int = BATCH_SIZE) -> list[Batch]:
-    by_channel: dict[Channel, list[int]] = defaultdict(list)
-    for delivery_id, channel in rows:
-        by_channel[channel].append(delivery_id)
-    return [Batch(f"{channel.value}-{queue}", tuple(ids[start:start + size]))
-            for channel, ids in by_channel.items() for start in range(0, len(ids), size)]
+    """Batches per channel and moment; the held ones wait for the end of quiet hours."""
+    by_key: dict[tuple[Channel, datetime | None], list[int]] = defaultdict(list)
+    for delivery_id, channel, not_before in rows:
+        by_key[(channel, not_before)].append(delivery_id)
+    return [Batch(f"{channel.value}-{queue}", tuple(ids[start:start + size]), not_before)
+            for (channel, not_before), ids in by_key.items()
+            for start in range(0, len(ids), size)]
 
 
 def queued_batches(session: Session, action: Action, purpose: DeliveryPurpose,

@@ -5,13 +5,17 @@ already found.
 The result goes through the same outbox and queues as the alert: by SMS to those the alert
 reached by voice (a result is not worth a call), on the same channel otherwise. It is not
 urgent, so it waits for the end of a participant's quiet hours on that channel.
+
+A neighbourhood inquiry or preventive message has no outcome to tell: ending one only closes
+it and withdraws what is still queued. An inquiry's follow-up is its update, sent once to
+everyone its e-mail reached, through the same machinery.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -20,6 +24,7 @@ from core import audit
 from core.db import bulk_insert
 from core.models import (
     Action,
+    ActionKind,
     ActionStatus,
     Channel,
     Delivery,
@@ -30,11 +35,14 @@ from core.models import (
     ParticipantStatus,
     User,
 )
-from core.targeting import LOCAL_TIME, in_window
+from core.targeting import quiet_until
 from outbound.fanout import ActionError, Batch, queued_batches
 
 REACHED = {DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.ANSWERED}
 RESULT_CHANNEL = {Channel.VOICE: Channel.SMS}
+#: Kinds whose end is told to everyone they reached.
+RESULT_KINDS = frozenset({ActionKind.SUSPECT, ActionKind.VEHICLE, ActionKind.MISSING_PERSON,
+                          ActionKind.AMBER})
 COLUMNS = ("action_id", "participant_id", "channel", "purpose", "language", "status",
            "attempts", "created_at", "updated_at", "next_attempt_at")
 
@@ -50,7 +58,7 @@ class Ending:
 
 
 def end_action(session: Session, action_id: int, outcome: Outcome, text: str | None, *,
-               now: datetime, user: User | None = None) -> Ending:
+               now: datetime, user: User | None = None, actor: str | None = None) -> Ending:
     """End an active action with OUTCOME and write its result messages; after commit, enqueue
     the batches and schedule the held ones. Ending twice is refused: one result each."""
     action = session.get(Action, action_id, with_for_update=True)
@@ -69,9 +77,10 @@ def end_action(session: Session, action_id: int, outcome: Outcome, text: str | N
                Delivery.status == DeliveryStatus.QUEUED)
         .values(status=DeliveryStatus.SKIPPED, provider_error="action ended", updated_at=now,
                 completed_at=now)).rowcount
-    rows = _result_rows(session, action, now)
+    rows = _result_rows(session, action, now) if action.kind in RESULT_KINDS else []
     bulk_insert(session.connection(), Delivery.__table__, COLUMNS, rows)
-    audit.record(session, "end", "action", action.id, user=user, actor=None if user else "cli",
+    audit.record(session, "end", "action", action.id, user=user,
+                 actor=actor or (None if user else "cli"),
                  outcome=action.outcome.value if action.outcome else None, results=len(rows),
                  withdrawn=withdrawn)
     held = session.scalars(select(Delivery.id).where(
@@ -100,15 +109,48 @@ def _result_rows(session: Session, action: Action, now: datetime) -> list[tuple[
     return list(rows.values())
 
 
-def quiet_until(window: list[str] | None, now: datetime) -> datetime | None:
-    """When a message held by quiet hours may go: the end of the window, or None right now."""
-    if not window:
-        return None
-    local = now.astimezone(LOCAL_TIME)
-    if not in_window(window, local.time()):
-        return None
-    hours, minutes = (int(part) for part in window[1].split(":"))
-    end = local.replace(hour=hours, minute=minutes, second=0, microsecond=0)
-    if end <= local:
-        end += timedelta(days=1)
-    return end
+def write_update(session: Session, action_id: int, text_nl: str, text_en: str | None, *,
+                 now: datetime, user: User | None = None) -> Ending:
+    """Store an inquiry's update and write it, by e-mail, to everyone the inquiry's e-mail
+    reached (held by their quiet hours like a result); after commit, enqueue the batches and
+    schedule the held ones. An inquiry has one update: a second is refused."""
+    action = session.get(Action, action_id, with_for_update=True)
+    if action is None or action.kind != ActionKind.NEIGHBOURHOOD_INQUIRY:
+        raise ActionError(f"no inquiry {action_id}")
+    stored = session.execute(update(Action).where(
+        Action.id == action_id, Action.update_nl.is_(None),
+        Action.status.in_([ActionStatus.ACTIVE, ActionStatus.ENDED]))
+        .values(update_nl=text_nl, update_en=text_en or None))
+    if stored.rowcount != 1:
+        session.refresh(action)
+        raise ActionError(f"inquiry {action_id} already has its update" if action.update_nl
+                          else f"inquiry {action_id} is {action.status.value}, not started")
+    session.refresh(action)
+    rows = _update_rows(session, action, now)
+    bulk_insert(session.connection(), Delivery.__table__, COLUMNS, rows)
+    audit.record(session, "update", "action", action.id, user=user,
+                 actor=None if user else "cli", updates=len(rows))
+    held = session.scalars(select(Delivery.id).where(
+        Delivery.action_id == action.id, Delivery.purpose == DeliveryPurpose.UPDATE,
+        Delivery.next_attempt_at.is_not(None))).all()
+    return Ending(len(rows), list(queued_batches(session, action, DeliveryPurpose.UPDATE)),
+                  list(held))
+
+
+def _update_rows(session: Session, action: Action, now: datetime) -> list[tuple[object, ...]]:
+    reached = session.execute(
+        select(Delivery.participant_id, Delivery.language, Participant.quiet_hours)
+        .join(Participant, Participant.id == Delivery.participant_id)
+        .where(Delivery.action_id == action.id, Delivery.purpose == DeliveryPurpose.ALERT,
+               Delivery.channel == Channel.EMAIL, Delivery.status.in_(REACHED),
+               Participant.status == ParticipantStatus.VERIFIED)).all()
+    rows = []
+    for pid, language, quiet in reached:
+        hours = json.loads(quiet) if isinstance(quiet, str) else (quiet or {})
+        rows.append((action.id, pid, Channel.EMAIL.value, DeliveryPurpose.UPDATE.value,
+                     language.value, DeliveryStatus.QUEUED.value, 0, now, now,
+                     quiet_until(hours.get(Channel.EMAIL.value), now)))
+    return rows
+
+
+__all__ = ["Ending", "end_action", "quiet_until", "write_update"]

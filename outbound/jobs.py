@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from core.models import (
     Action,
+    ActionKind,
     ActionStatus,
     Channel,
     Delivery,
@@ -34,11 +35,13 @@ from core.models import (
     ParticipantStatus,
 )
 from core.participants import active_push_targets
-from outbound.fanout import Batch, priority_of
+from outbound.fanout import Batch, priority_of, write_outbox
+from outbound.links import reaction_link
 from outbound.providers import Message, ProviderError
+from outbound.queues import OUTBOX_QUEUE
 from outbound.retry import fail
 from outbound.runtime import OutboundRuntime, call_token, current
-from outbound.templates import message_text, subject_text
+from outbound.templates import inquiry_text, message_text, subject_text
 from outbound.throttle import CallSlots, SendWindow
 
 MAX_IN_FLIGHT = 200
@@ -46,13 +49,16 @@ CALL_SLOT_POLL = 0.2
 #: A scheduled job may fire a moment early, or on a host whose clock runs ahead.
 EARLY = timedelta(seconds=2)
 JOB = "outbound.jobs.send_batch"
+OUTBOX_JOB = "outbound.jobs.write_action_outbox"
 
 
 def enqueue(connection: redis.Redis, batches: Iterable[Batch], delay: float = 0.0) -> int:
-    """Put BATCHES on their queues in one pipeline (RQ's enqueue_many); returns the count."""
+    """Put BATCHES on their queues in one pipeline (RQ's enqueue_many); returns the count.
+    A batch held until `not_before` (quiet hours) goes to RQ's scheduler until then."""
     by_queue: dict[str, list[Batch]] = defaultdict(list)
     for batch in batches:
         by_queue[batch.queue].append(batch)
+    now = time.time()
     with connection.pipeline() as pipe:
         for name, group in by_queue.items():
             queue = Queue(name, connection=connection, serializer=JSONSerializer)
@@ -61,14 +67,34 @@ def enqueue(connection: redis.Redis, batches: Iterable[Batch], delay: float = 0.
                                        result_ttl=3600, failure_ttl=7 * 86400,
                                        retry=Retry(max=3, interval=[5, 30, 120]))
                     for b in group]
-            if delay:
-                for data in jobs:
-                    queue.enqueue_in(timedelta(seconds=delay), data.func, *data.args,
+            waits = [max(delay, b.not_before.timestamp() - now if b.not_before else 0.0)
+                     for b in group]
+            for data, wait in zip(jobs, waits, strict=True):
+                if wait > 0:
+                    queue.enqueue_in(timedelta(seconds=wait), data.func, *data.args,
                                      job_id=data.job_id, pipeline=pipe)
-            else:
-                queue.enqueue_many(jobs, pipeline=pipe)
+            now_jobs = [data for data, wait in zip(jobs, waits, strict=True) if wait <= 0]
+            if now_jobs:
+                queue.enqueue_many(now_jobs, pipeline=pipe)
         pipe.execute()
     return sum(len(g) for g in by_queue.values())
+
+
+def enqueue_outbox(connection: redis.Redis, action_id: int) -> None:
+    """Have a worker write the outbox of an activated action (a web request must not wait
+    for a national alert's million rows). One job per action: a second enqueue replaces it."""
+    Queue(OUTBOX_QUEUE, connection=connection, serializer=JSONSerializer).enqueue(
+        OUTBOX_JOB, action_id, job_id=f"outbox-{action_id}", result_ttl=3600,
+        failure_ttl=7 * 86400, job_timeout=3600, retry=Retry(max=3, interval=[5, 30, 120]))
+
+
+def write_action_outbox(action_id: int) -> dict[str, int]:
+    """The job: write the outbox chunk by chunk, each chunk queued as soon as it is committed.
+    Rows already there are kept, so a retried or resumed job adds only what is missing."""
+    runtime = current()
+    result = write_outbox(runtime.sessions, action_id, datetime.now(UTC),
+                          lambda batches: enqueue(runtime.redis, batches), skip_existing=True)
+    return {"deliveries": result.deliveries, "batches": len(result.batches)}
 
 
 @dataclass(frozen=True)
@@ -154,6 +180,9 @@ def _messages(session: Session, runtime: OutboundRuntime, ids: Iterable[int]) ->
                                        runtime.settings.free_number),
                           subject_text(action, purpose.value, Language(language)))
         body, subject = texts[key]
+        if channel == Channel.EMAIL and purpose == DeliveryPurpose.ALERT and \
+                action.kind == ActionKind.NEIGHBOURHOOD_INQUIRY:
+            body = _with_reaction_link(runtime, action, Language(language), delivery_id)
         to = (email if channel == Channel.EMAIL else
               str(participant_id) if channel == Channel.PUSH else phone)
         work.append(_Work(delivery_id, channel,
@@ -165,6 +194,14 @@ def _messages(session: Session, runtime: OutboundRuntime, ids: Iterable[int]) ->
         session.execute(update(Delivery).where(Delivery.id == delivery_id).values(
             status=DeliveryStatus.SKIPPED, provider_error=reason))
     return work
+
+
+def _with_reaction_link(runtime: OutboundRuntime, action: Action, language: Language,
+                       delivery_id: int) -> str:
+    """An inquiry e-mail is personal: its link opens the reaction form of this delivery."""
+    settings = runtime.settings
+    link = reaction_link(settings.public_url, settings.secret_key, delivery_id, language.value)
+    return inquiry_text(action, language, link, settings.inquiry_link_days)
 
 
 ORPHANED_AFTER = timedelta(minutes=5)

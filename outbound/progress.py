@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -18,6 +19,15 @@ def channel_rate(settings: Settings, channel: Channel) -> float:
     return {Channel.VOICE: settings.voice_rate, Channel.SMS: settings.sms_rate,
             Channel.EMAIL: settings.email_rate, Channel.PUSH: settings.push_rate}[
         Channel(channel)]
+
+
+def forecast(settings: Settings, messages: Mapping[Channel, int]) -> dict[Channel, float]:
+    """Seconds each channel needs for MESSAGES at its configured rate (0 where unlimited);
+    channels send in parallel, so the largest is the time to reach everyone."""
+    return {Channel(channel): (number / rate if (rate := channel_rate(settings, channel)) > 0
+                               else 0.0)
+            for channel, number in messages.items()}
+
 
 OPEN = {DeliveryStatus.QUEUED, DeliveryStatus.SENDING}
 WINDOW = timedelta(seconds=10)
@@ -58,8 +68,7 @@ def progress(session: Session, action_id: int, settings: Settings, now: datetime
         .group_by(Delivery.channel)).all()
     result.rate_per_second = {channel: number / WINDOW.total_seconds()
                               for channel, number in recent}
-    for channel, by_status in counts.items():
-        open_count = sum(n for s, n in by_status.items() if s in OPEN)
-        rate = channel_rate(settings, channel)
-        result.remaining_seconds[channel] = open_count / rate if rate > 0 else 0.0
+    result.remaining_seconds = forecast(settings, {
+        channel: sum(n for s, n in by_status.items() if s in OPEN)
+        for channel, by_status in counts.items()})
     return result

@@ -3,12 +3,15 @@ import multiprocessing
 import os
 import time
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.request import urlopen
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis
-from sqlalchemy import func, select
+from rq.registry import ScheduledJobRegistry
+from rq.serializers import JSONSerializer
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core.models import (
@@ -24,7 +27,7 @@ from core.models import (
 )
 from core.targeting import preview
 from outbound.fake_twilio import FakeTwilioServer
-from outbound.fanout import BATCH_SIZE, area_of, start_action
+from outbound.fanout import BATCH_SIZE, area_of, preview_action, start_action
 from outbound.jobs import enqueue
 from outbound.templates import alert_text
 from outbound.throttle import Throttle
@@ -254,3 +257,58 @@ def test_a_claim_is_held_until_the_batch_has_had_its_slots(
     leases = {d.next_attempt_at for d in db.scalars(select(Delivery).where(
         Delivery.id.in_(ids)))}
     assert all(abs((lease - (far + LEASE_MARGIN)).total_seconds()) < 1 for lease in leases)
+
+
+#: 23:30 in Amsterdam: a quarter of the demo population is in its quiet hours (23:00-07:00).
+NIGHT = datetime(2026, 11, 23, 23, 30, tzinfo=ZoneInfo("Europe/Amsterdam"))
+
+
+@pytest.mark.parametrize(("kind", "urgency", "channels"), [
+    (ActionKind.SUSPECT, Urgency.URGENT, {Channel.VOICE, Channel.SMS, Channel.PUSH}),
+    (ActionKind.AMBER, Urgency.URGENT, set(Channel)),
+    (ActionKind.NEIGHBOURHOOD_INQUIRY, Urgency.NORMAL, {Channel.EMAIL}),
+    (ActionKind.PREVENTIVE, Urgency.NORMAL, {Channel.EMAIL, Channel.PUSH}),
+])
+def test_the_preview_and_the_start_agree_for_every_kind(
+        db: Session, sessions, population, make_action, kind, urgency, channels) -> None:
+    action = make_action(kind=kind, urgency=urgency, radius_m=8000)
+    expected = preview_action(db, action, NIGHT)
+    result = start_action(sessions, action.id, now=NIGHT)
+    deliveries = db.scalars(select(Delivery).where(Delivery.action_id == action.id)).all()
+    assert result.deliveries == expected.messages == len(deliveries) > 0
+    assert Counter(d.channel for d in deliveries) == expected.by_channel
+    assert set(expected.by_channel) == channels
+    held = Counter(d.channel for d in deliveries if d.next_attempt_at is not None)
+    assert held == expected.held
+    if urgency == Urgency.URGENT:
+        assert not held
+    else:
+        assert held  # the demo's night owls wait for seven o'clock
+        local_seven = NIGHT.replace(day=24, hour=7, minute=0)
+        assert {d.next_attempt_at for d in deliveries if d.next_attempt_at} == {local_seven}
+        assert {b.not_before for b in result.batches} == {None, local_seven}
+
+
+def test_held_batches_wait_in_the_scheduler_until_quiet_hours_end(
+        db: Session, sessions, population, make_action, runtime, work, redis_client) -> None:
+    action = make_action(kind=ActionKind.PREVENTIVE, urgency=Urgency.NORMAL, radius_m=8000)
+    local = datetime.now(ZoneInfo("Europe/Amsterdam"))
+    window = [(local - timedelta(hours=1)).strftime("%H:%M"),
+              (local + timedelta(hours=2)).strftime("%H:%M")]
+    db.execute(update(Participant).values(quiet_hours={}))
+    db.execute(update(Participant).where(Participant.id % 2 == 0)
+               .values(quiet_hours={"email": window}))
+    db.commit()
+    result = start_action(sessions, action.id, now=datetime.now(UTC))
+    held = [b for b in result.batches if b.not_before is not None]
+    assert held and all(b.queue == "email-normal" for b in held)
+    enqueue(runtime.redis, result.batches)
+    scheduled = ScheduledJobRegistry("email-normal", connection=redis_client,
+                                     serializer=JSONSerializer)
+    assert scheduled.count == len(held)
+    work()
+    waiting = {i for b in held for i in b.delivery_ids}
+    statuses = dict(db.execute(select(Delivery.id, Delivery.status)
+                               .where(Delivery.action_id == action.id)).all())
+    assert {statuses[i] for i in waiting} == {DeliveryStatus.QUEUED}
+    assert {s for i, s in statuses.items() if i not in waiting} == {DeliveryStatus.SENT}

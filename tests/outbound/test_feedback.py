@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.models import (
+    ActionKind,
     ActionStatus,
     Channel,
     Delivery,
@@ -16,11 +17,12 @@ from core.models import (
     Outcome,
     Participant,
     ParticipantStatus,
+    Urgency,
 )
 from outbound.fanout import ActionError, start_action
-from outbound.feedback import end_action, quiet_until
+from outbound.feedback import end_action, quiet_until, write_update
 from outbound.jobs import enqueue
-from outbound.templates import result_text
+from outbound.templates import result_text, update_text
 from tests.outbound.conftest import NOW
 
 
@@ -134,3 +136,65 @@ def test_ending_withdraws_alerts_still_in_the_queue(db: Session, sessions, popul
         Delivery.action_id == action.id))}
     assert statuses == {DeliveryStatus.SKIPPED}
     assert fake_twilio.fake.records == []
+
+
+@pytest.fixture
+def asked(db: Session, sessions, population, make_action, runtime, work):
+    """A neighbourhood inquiry whose e-mails went out (to the console provider)."""
+    action = make_action(kind=ActionKind.NEIGHBOURHOOD_INQUIRY, urgency=Urgency.NORMAL,
+                         radius_m=8000)
+    result = start_action(sessions, action.id, now=NOW)
+    db.commit()
+    enqueue(runtime.redis, result.batches)
+    work()
+    return action
+
+
+def _updates(db: Session, action) -> list[Delivery]:
+    return db.scalars(select(Delivery).where(Delivery.action_id == action.id,
+                                             Delivery.purpose == DeliveryPurpose.UPDATE)).all()
+
+
+def test_ending_an_inquiry_closes_it_without_a_result_message(db: Session, asked) -> None:
+    ending = end_action(db, asked.id, Outcome.CANCELLED, None, now=NOW)
+    db.commit()
+    assert ending.results == 0 and ending.batches == [] and _results(db, asked) == []
+    assert db.get(type(asked), asked.id).status == ActionStatus.ENDED
+
+
+def test_the_update_goes_once_by_email_to_everyone_the_inquiry_reached(
+        db: Session, asked, runtime, work) -> None:
+    alerts = db.scalars(select(Delivery).where(Delivery.action_id == asked.id)).all()
+    missed = alerts[0]
+    missed.status = DeliveryStatus.FAILED
+    db.commit()
+    ending = write_update(db, asked.id, "De man is gevonden.", "The man has been found.",
+                          now=NOW)
+    db.commit()
+    updates = _updates(db, asked)
+    assert {u.participant_id for u in updates} == \
+        {a.participant_id for a in alerts if a.id != missed.id}
+    assert {u.channel for u in updates} == {Channel.EMAIL} and ending.results == len(updates)
+    enqueue(runtime.redis, ending.batches)
+    work()
+    db.expire_all()
+    assert {u.status for u in _updates(db, asked)} == {DeliveryStatus.SENT}
+    with pytest.raises(ActionError, match="already has its update"):
+        write_update(db, asked.id, "Nog een keer.", None, now=NOW)
+    assert len(_updates(db, asked)) == len(updates)
+
+
+def test_an_update_reads_in_the_recipients_language(db: Session, asked) -> None:
+    asked.update_nl, asked.update_en = "De man is gevonden.", None
+    assert "De man is gevonden." in update_text(asked, Language.EN)
+    assert update_text(asked, Language.NL).startswith(
+        "Burgernet: nieuws over het buurtonderzoek 'Man in rode jas'.")
+    asked.update_en = "The man has been found."
+    assert "news about the neighbourhood inquiry 'Man in red coat'" in \
+        update_text(asked, Language.EN)
+
+
+def test_a_draft_inquiry_has_no_update_to_send(db: Session, make_action) -> None:
+    draft = make_action(kind=ActionKind.NEIGHBOURHOOD_INQUIRY, urgency=Urgency.NORMAL)
+    with pytest.raises(ActionError, match="not started"):
+        write_update(db, draft.id, "Te vroeg.", None, now=NOW)

@@ -2,6 +2,7 @@
 
 import asyncio
 from collections.abc import Iterator
+from datetime import timedelta
 from email import message_from_bytes
 
 import pytest
@@ -10,10 +11,11 @@ from aiosmtpd.smtp import Envelope
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.models import ActionKind, Channel, Delivery, DeliveryStatus, Urgency
+from core.models import ActionKind, Channel, Delivery, DeliveryStatus, Participant, Urgency
 from core.redis_server import free_port
 from outbound.fanout import start_action
 from outbound.jobs import enqueue
+from outbound.links import read_reaction_token
 from outbound.providers import Message, ProviderError
 from outbound.providers.smtp import SmtpProvider
 from tests.outbound.conftest import NOW
@@ -95,3 +97,31 @@ def test_a_preventive_message_goes_out_by_email(db: Session, sessions, populatio
     assert emails and {d.status for d in emails} == {DeliveryStatus.SENT}
     assert len(inbox.messages) == len(emails)
     assert {e["Message-ID"] for _, e in inbox.messages} == {d.provider_id for d in emails}
+
+
+def test_each_inquiry_email_carries_a_personal_link(db: Session, sessions, population,
+                                                    make_action, runtime, work,
+                                                    smtp_server) -> None:
+    inbox, port = smtp_server
+    runtime.providers[Channel.EMAIL] = lambda: SmtpProvider("127.0.0.1", port,
+                                                            "burgernet@example.org")
+    action = make_action(kind=ActionKind.NEIGHBOURHOOD_INQUIRY, urgency=Urgency.NORMAL,
+                         radius_m=8000)
+    result = start_action(sessions, action.id, now=NOW)
+    db.commit()
+    enqueue(runtime.redis, result.batches)
+    work()
+    emails = {d.provider_id: d for d in db.scalars(
+        select(Delivery).where(Delivery.action_id == action.id))}
+    assert emails and len(inbox.messages) == len(emails)
+    settings = runtime.settings
+    for envelope, email in inbox.messages:
+        delivery = emails[email["Message-ID"]]
+        assert envelope.rcpt_tos == [db.get(Participant, delivery.participant_id).email]
+        body = email.get_payload(decode=True).decode()
+        [link] = [word for word in body.split() if "/reactie/" in word]
+        token = link.removeprefix(f"{settings.public_url}/reactie/").split("?")[0]
+        assert read_reaction_token(settings.secret_key, token, timedelta(days=14)) == \
+            delivery.id
+        assert email["Subject"].startswith(("Burgernet: buurtonderzoek - ",
+                                            "Burgernet: neighbourhood inquiry - "))

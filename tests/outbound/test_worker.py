@@ -10,7 +10,7 @@ from outbound.queues import queue_names
 
 def test_queues_are_drained_most_urgent_first() -> None:
     names = queue_names()
-    assert names[:4] == ["voice-urgent", "sms-urgent", "email-urgent", "push-urgent"]
+    assert names[:5] == ["outbox", "voice-urgent", "sms-urgent", "email-urgent", "push-urgent"]
     assert names[-1] == "push-normal"
 
 
