@@ -8,17 +8,15 @@ call instead.
 
 from __future__ import annotations
 
-import io
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import participants
+from core.images import MAX_BYTES, ImageRejected, clean_image, store_image
 from core.models import Language, Participant, ParticipantStatus, Tip
 from core.phone import PhoneNumberError, normalize
 from routing.resolve import recent_action
@@ -31,7 +29,8 @@ HELP_WORDS = frozenset({"HELP", "HULP", "INFO"})
 #: Photo types taken from MMS; each is decoded and saved again, which drops EXIF and GPS data.
 IMAGE_TYPES = {"image/jpeg": ("JPEG", ".jpg"), "image/png": ("PNG", ".png"),
                "image/gif": ("PNG", ".png"), "image/webp": ("JPEG", ".jpg")}
-MAX_MEDIA_BYTES = 5 * 1024 * 1024
+MMS_FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
+MAX_MEDIA_BYTES = MAX_BYTES
 MAX_TIP_CHARS = 2000
 
 REPLIES = {
@@ -136,19 +135,8 @@ def _store_photo(item: Media, media_dir: Path | None) -> tuple[str, str]:
     kind = IMAGE_TYPES.get(item.content_type.split(";")[0].strip().lower())
     if kind is None or media_dir is None:
         raise MediaRejected(f"{item.content_type} is not a photo type we accept")
-    if len(item.content) > MAX_MEDIA_BYTES:
-        raise MediaRejected("photo larger than 5 MB")
     try:
-        with Image.open(io.BytesIO(item.content)) as image:
-            image.load()
-            if image.width * image.height > 40_000_000:
-                raise MediaRejected("photo has too many pixels")
-            clean = image.convert("RGB") if kind[0] == "JPEG" else image.convert("RGBA")
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-        raise MediaRejected(f"not a readable image: {exc}") from None
-    media_dir.mkdir(parents=True, exist_ok=True)
-    name = secrets.token_hex(16) + kind[1]
-    target = media_dir / name
-    with open(target, "xb") as handle:
-        clean.save(handle, format=kind[0])
-    return name, "image/jpeg" if kind[0] == "JPEG" else "image/png"
+        clean = clean_image(item.content, accept=MMS_FORMATS, output=kind[0])
+    except ImageRejected as exc:
+        raise MediaRejected(str(exc)) from None
+    return store_image(clean, media_dir), clean.content_type
