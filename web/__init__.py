@@ -56,6 +56,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     app.register_blueprint(voice.bp)
     app.register_blueprint(voice.sounds_bp)
     # one line per part of the console, added as each part lands
+    from web import municipal; app.register_blueprint(municipal.bp)  # noqa: E702, I001
+    from web import reaction; app.register_blueprint(reaction.bp)  # noqa: E702, I001
+    from web import portal; app.register_blueprint(portal.bp)  # noqa: E702, I001
+    from web import console; app.register_blueprint(console.bp)  # noqa: E702, I001
+    from web import stats; app.register_blueprint(stats.bp)  # noqa: E702, I001
+    from web import admin; app.register_blueprint(admin.bp)  # noqa: E702, I001
+    from web import cap; app.register_blueprint(cap.bp)  # noqa: E702, I001
+    from web import api; app.register_blueprint(api.bp)  # noqa: E702, I001
+    from web import tokens; app.register_blueprint(tokens.bp)  # noqa: E702, I001
     return app
 
 

@@ -19,7 +19,7 @@ from wtforms.validators import InputRequired, Length
 
 from core import audit
 from core.models import Action, Role, User
-from web import db, runtime
+from web import attempts, db, runtime
 from web.i18n import translate
 
 bp = Blueprint("auth", __name__)
@@ -80,25 +80,19 @@ def action_or_404(action_id: int) -> Action:
     return action  # type: ignore[no-any-return]
 
 
+def _failure_keys(email: str) -> tuple[str, str]:
+    return f"login-fail:email:{email}", f"login-fail:ip:{request.remote_addr}"
+
+
 def _throttled(email: str) -> bool:
     """True when this address or this client failed too often in the last minute."""
-    client = runtime().redis
-    if client is None:
-        return False
-    keys = (f"login-fail:email:{email}", f"login-fail:ip:{request.remote_addr}")
-    counts = client.mget(keys)
-    return int(counts[0] or 0) >= FAILURES_PER_EMAIL or int(counts[1] or 0) >= FAILURES_PER_IP
+    by_email, by_ip = _failure_keys(email)
+    return attempts.too_many(runtime().redis, {by_email: FAILURES_PER_EMAIL,
+                                               by_ip: FAILURES_PER_IP})
 
 
 def _count_failure(email: str) -> None:
-    client = runtime().redis
-    if client is None:
-        return
-    with client.pipeline() as pipe:
-        for key in (f"login-fail:email:{email}", f"login-fail:ip:{request.remote_addr}"):
-            pipe.incr(key)
-            pipe.expire(key, 60, nx=True)
-        pipe.execute()
+    attempts.count_failure(runtime().redis, _failure_keys(email))
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -22,5 +22,5 @@ def test_a_wrong_password_is_told_in_dutch_and_english(page: Page) -> None:
     page.fill("input[name=password]", "wrong")
     page.click("button[type=submit]")
     expect(page.locator(".error")).to_contain_text("Onjuist e-mailadres of wachtwoord.")
-    page.click("text=EN")
+    page.click("header a[lang=en]")
     expect(page.locator("h1")).to_have_text("Log in")

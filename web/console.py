@@ -1,0 +1,315 @@
+"""The centralist's console: list, create, preview, start, follow and end search actions and
+AMBER Alerts of the user's own organisation (admins: every organisation)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from core.db import transaction
+from core.images import CleanImage, store_image
+from core.models import Action, ActionStatus, Role, Tip, User
+from outbound.actions import (
+    ActionDraft,
+    ActionInvalid,
+    create_action,
+    end_and_queue,
+    start_for_request,
+)
+from outbound.fanout import ActionError, preview_action
+from outbound.progress import forecast, progress
+from web import db, runtime
+from web.auth import action_or_404, roles_required, visible_actions
+from web.boundaries import BaseLayer, build_base_layer
+from web.console_forms import CONSOLE_KINDS, LABELS, ActionForm, EndForm
+from web.console_live import area_of_form, duration, live_data, local_time, sms_sizes
+from web.i18n import translate
+from web.media import PhotoInvalid, discard, media_dir, read_upload, send_photo
+
+bp = Blueprint("console", __name__, url_prefix="/console")
+
+CONSOLE_ROLES = (Role.ADMIN, Role.CENTRALIST)
+STAFF = (Role.ADMIN, Role.CENTRALIST, Role.MUNICIPALITY_OFFICER)
+PAGE_SIZE = 100
+TOP_MUNICIPALITIES = 15
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _user() -> User:
+    return current_user._get_current_object()  # type: ignore[no-any-return]
+
+
+def _writer() -> sessionmaker[Session]:
+    rt = runtime()
+    return rt.writer_sessions or rt.sessions
+
+
+def _console_action(action_id: int) -> Action:
+    """The action if this user may see it and it is one of the console's kinds, else 404."""
+    action = action_or_404(action_id)
+    if action.kind not in CONSOLE_KINDS:
+        abort(404)
+    return action
+
+
+@bp.context_processor
+def _page_helpers() -> dict[str, Any]:
+    return {"labels": LABELS, "duration": duration, "local_time": local_time,
+            "photos_allowed": current_user.is_authenticated
+            and current_user.role == Role.CENTRALIST}
+
+
+@bp.app_template_global("map_settings")
+def map_settings() -> dict[str, str]:
+    """What the area picker needs from the configuration (the tiles are optional)."""
+    settings = runtime().settings
+    return {"tiles_url": settings.map_tiles_url,
+            "tiles_attribution": settings.map_tiles_attribution}
+
+
+@bp.get("/")
+@roles_required(*CONSOLE_ROLES)
+def index() -> ResponseReturnValue:
+    """The actions, newest first, filtered by status when asked."""
+    status = request.args.get("status", "")
+    statement = visible_actions(select(Action)).where(Action.kind.in_(CONSOLE_KINDS))
+    if status in {s.value for s in ActionStatus}:
+        statement = statement.where(Action.status == ActionStatus(status))
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    actions = db().scalars(statement.order_by(Action.created_at.desc(), Action.id.desc())
+                           .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)).all()
+    return render_template("console/index.html", actions=actions[:PAGE_SIZE], status=status,
+                           page=page, more=len(actions) > PAGE_SIZE)
+
+
+@bp.route("/actions/new", methods=["GET", "POST"])
+@roles_required(*CONSOLE_ROLES)
+def new() -> ResponseReturnValue:
+    """The form for a new draft; it is stored only when every field is right."""
+    form = ActionForm.for_user(_user())
+    if not form.is_submitted():
+        return render_template("console/new.html", form=form, errors={})
+    errors = form.check(_user())
+    photo: CleanImage | None = None
+    try:
+        photo = read_upload(request.files.get("photo"))
+    except PhotoInvalid as exc:
+        errors["photo"] = str(exc)
+    action_id, errors = _store_draft(form, errors, photo)
+    if action_id is None:
+        if photo is not None:
+            errors.setdefault("photo", "Kies de foto opnieuw; een browser stuurt hem niet "
+                                       "vanzelf nog eens mee.")
+        return render_template("console/new.html", form=form, errors=errors), 400
+    flash("Het concept is opgeslagen. Controleer wie het bereikt en start de actie.")
+    return redirect(url_for("console.show", action_id=action_id))
+
+
+class _Refused(Exception):
+    """Rolls the draft's transaction back; ERRORS go to the form."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+def _store_draft(form: ActionForm, errors: dict[str, str],
+                 photo: CleanImage | None) -> tuple[int | None, dict[str, str]]:
+    """Create the draft with its photo in one transaction; the photo file stays only if the
+    transaction committed. Every wrong field is named at once."""
+    directory = media_dir(runtime().settings, "actions")
+    name = None
+    try:
+        with transaction(_writer()) as session:
+            user = session.get(User, current_user.id)
+            assert user is not None
+            try:
+                action = create_action(session, ActionDraft(**form.draft_values()),
+                                       user.organisation, user=user)
+            except ActionInvalid as exc:
+                raise _Refused({**exc.errors, **errors}) from None
+            if errors:
+                raise _Refused(errors)
+            if photo is not None:
+                name = store_image(photo, directory)
+                action.photo_path, action.photo_type = name, photo.content_type
+            action_id = action.id
+    except _Refused as refused:
+        return None, refused.errors
+    except BaseException:
+        discard(directory, name)
+        raise
+    return action_id, {}
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def too_large(_error: RequestEntityTooLarge) -> ResponseReturnValue:
+    """A body over the app's limit cannot even be read; say what the limit is."""
+    if request.endpoint != "console.new":
+        return translate("Het verzoek is te groot."), 413
+    form = ActionForm.for_user(_user(), formdata=None)
+    return render_template("console/new.html", form=form,
+                           errors={"photo": "De foto is te groot: hoogstens 5 MB."}), 413
+
+
+@bp.get("/actions/<int:action_id>")
+@roles_required(*CONSOLE_ROLES)
+def show(action_id: int) -> ResponseReturnValue:
+    """A draft's preview with the start button, or an active or ended action's live page."""
+    action = _console_action(action_id)
+    if action.status == ActionStatus.DRAFT:
+        return render_template("console/draft.html", action=action,
+                               area=area_of_form(action), **_preview(action))
+    return render_template("console/live.html", action=action, area=area_of_form(action),
+                           end_form=EndForm(), errors={})
+
+
+def _preview(action: Action) -> dict[str, Any]:
+    """Recipients by channel and municipality, SMS sizes, and how long sending would take."""
+    settings = runtime().settings
+    try:
+        result = preview_action(db(), action, _now())
+    except ActionError:
+        return {"preview": None}
+    seconds = forecast(settings, result.by_channel)
+    municipalities = result.by_municipality.most_common()
+    rest = municipalities[TOP_MUNICIPALITIES:]
+    return {"preview": result, "forecast": seconds,
+            "forecast_total": max(seconds.values(), default=0.0),
+            "municipalities": municipalities[:TOP_MUNICIPALITIES],
+            "rest": (len(rest), sum(n for _name, n in rest)),
+            "sms": sms_sizes(action, settings.free_number)}
+
+
+@bp.post("/actions/<int:action_id>/start")
+@roles_required(*CONSOLE_ROLES)
+def start(action_id: int) -> ResponseReturnValue:
+    """Start a draft (see `start_for_request`); a second start does nothing."""
+    action = _console_action(action_id)
+    target = redirect(url_for("console.show", action_id=action.id))
+    connection = runtime().redis
+    if connection is None:
+        flash("Er is geen wachtrij (Redis) ingesteld; de actie kan nu niet starten.", "error")
+        return target
+    try:
+        started = start_for_request(_writer(), connection, action.id, now=_now(),
+                                    user=_user())
+    except redis.RedisError:
+        flash("De actie is gestart, maar de wachtrij was niet bereikbaar. De worker verstuurt "
+              "de berichten alsnog binnen enkele minuten.", "error")
+        return target
+    except ActionError:
+        flash("Deze actie heeft geen geldig gebied en kan niet starten.", "error")
+        return target
+    flash("De actie is gestart." if started else
+          "Deze actie was al gestart; er is niets opnieuw verstuurd.")
+    return target
+
+
+@bp.post("/actions/<int:action_id>/end")
+@roles_required(*CONSOLE_ROLES)
+def end(action_id: int) -> ResponseReturnValue:
+    """End an active action with an outcome; everyone it reached gets the result."""
+    action = _console_action(action_id)
+    target = redirect(url_for("console.show", action_id=action.id))
+    if action.status != ActionStatus.ACTIVE:
+        flash("Deze actie is al beëindigd." if action.status == ActionStatus.ENDED else
+              "Een concept kan niet worden beëindigd; het is nog niet gestart.", "error")
+        return target
+    form = EndForm()
+    errors: dict[str, str] = {}
+    connection = runtime().redis
+    if connection is None:
+        errors["outcome"] = "Er is geen wachtrij (Redis) ingesteld; beëindigen kan nu niet."
+    if not errors:
+        try:
+            end_and_queue(_writer(), connection, action.id,  # type: ignore[arg-type]
+                          form.outcome.data or "", (form.text.data or "").strip() or None,
+                          now=_now(), user=_user())
+        except ActionInvalid as exc:
+            errors = exc.errors
+        except ActionError:
+            flash("Deze actie is al beëindigd.", "error")
+            return target
+        except redis.RedisError:
+            flash("De actie is beëindigd, maar de wachtrij was niet bereikbaar. De worker "
+                  "verstuurt de uitslag alsnog binnen enkele minuten.", "error")
+            return target
+    if errors:
+        return render_template("console/live.html", action=action, area=area_of_form(action),
+                               end_form=form, errors=errors), 400
+    flash("De actie is beëindigd; de uitslag gaat naar iedereen die de actie ontving.")
+    return target
+
+
+@bp.get("/actions/<int:action_id>/progress.json")
+@roles_required(*CONSOLE_ROLES)
+def progress_json(action_id: int) -> ResponseReturnValue:
+    """Deliveries by channel and status, current rate, forecast, calls and tips, for polling."""
+    action = _console_action(action_id)
+    now = _now()
+    result = progress(db(), action.id, runtime().settings, now)
+    tips_allowed = current_user.role == Role.CENTRALIST
+    response = jsonify(live_data(db(), action, result, tips_allowed=tips_allowed))
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@bp.get("/actions/<int:action_id>/photo")
+@roles_required(Role.CENTRALIST)
+def action_photo(action_id: int) -> ResponseReturnValue:
+    """The action's photo, for centralists of its organisation only."""
+    action = action_or_404(action_id)
+    return send_photo(media_dir(runtime().settings, "actions"), action.photo_path,
+                      action.photo_type)
+
+
+@bp.get("/tips/<int:tip_id>/photo")
+@roles_required(Role.CENTRALIST)
+def tip_photo(tip_id: int) -> ResponseReturnValue:
+    """A tip's photo, for centralists of the organisation whose action it answers."""
+    tip = db().scalar(visible_actions(select(Tip).join(Action, Action.id == Tip.action_id))
+                      .where(Tip.id == tip_id))
+    if tip is None:
+        abort(404)
+    return send_photo(media_dir(runtime().settings, "tips"), tip.media_path, tip.media_type)
+
+
+@bp.get("/map/municipalities.geojson")
+@roles_required(*STAFF)
+def boundaries() -> ResponseReturnValue:
+    """The offline base map: simplified municipality boundaries, built once per process."""
+    layer: BaseLayer | None = current_app.extensions.get("console.base_layer")
+    if layer is None:
+        layer = current_app.extensions["console.base_layer"] = build_base_layer(db())
+    gzipped = "gzip" in request.accept_encodings
+    response = current_app.response_class(layer.gzipped if gzipped else layer.content,
+                                          mimetype="application/geo+json")
+    if gzipped:
+        response.headers["Content-Encoding"] = "gzip"
+    response.headers["Vary"] = "Accept-Encoding"
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    response.set_etag(layer.etag + ("-gz" if gzipped else ""))
+    return response.make_conditional(request)
+

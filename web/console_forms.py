@@ -1,0 +1,153 @@
+"""The console's forms and the Dutch names of what they choose from (English in console.toml)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import (
+    BooleanField,
+    FileField,
+    FloatField,
+    HiddenField,
+    StringField,
+    TextAreaField,
+)
+
+from core.models import ActionKind, Meldkamer, Outcome, Role, Urgency, User
+from web import db
+
+#: What this console creates; inquiries and preventive messages have their own pages.
+CONSOLE_KINDS = (ActionKind.SUSPECT, ActionKind.VEHICLE, ActionKind.MISSING_PERSON,
+                 ActionKind.AMBER)
+#: A drawn polygon arrives as GeoJSON text; a few thousand points is plenty.
+POLYGON_MAX_CHARS = 100_000
+
+LABELS: dict[str, dict[str, str]] = {
+    "kind": {"suspect": "Verdachte", "vehicle": "Voertuig", "missing_person": "Vermiste persoon",
+             "amber": "AMBER Alert", "neighbourhood_inquiry": "Buurtonderzoek",
+             "preventive": "Preventief bericht"},
+    "urgency": {"urgent": "Urgent", "normal": "Niet urgent"},
+    "status": {"draft": "Concept", "active": "Actief", "ended": "Beëindigd"},
+    "outcome": {"found": "Gevonden", "arrested": "Aangehouden", "not_found": "Niet gevonden",
+                "cancelled": "Geannuleerd"},
+    "channel": {"voice": "Spraak", "sms": "Sms", "email": "E-mail", "push": "Push"},
+    "delivery": {"queued": "In de wachtrij", "sending": "Wordt verstuurd", "sent": "Verstuurd",
+                 "delivered": "Afgeleverd", "answered": "Opgenomen", "failed": "Mislukt",
+                 "skipped": "Overgeslagen"},
+    "call": {"listening": "Luistert", "listened": "Beluisterd", "routing": "Wordt doorverbonden",
+             "connected": "Doorverbonden", "caller_hung_up": "Beller hing op",
+             "unanswered": "Niet beantwoord", "abandoned": "Afgebroken", "ended": "Beëindigd",
+             "error": "Storing"},
+}
+
+
+class Number(FloatField):
+    """A number typed either way (52,09 or 52.09); anything else says so in Dutch."""
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        text = str(valuelist[0] if valuelist else "").strip().replace(",", ".")
+        self.data = None
+        if not text:
+            return
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise ValueError("Geef een getal.")
+        self.data = value
+
+
+class ActionForm(FlaskForm):
+    """A new search action or AMBER Alert; create_action decides what is valid."""
+
+    kind_choices = [(k.value, LABELS["kind"][k.value]) for k in CONSOLE_KINDS]
+    urgency_choices = [(u.value, LABELS["urgency"][u.value]) for u in Urgency]
+    #: Options are rendered by the template and judged by check() and create_action.
+    kind = StringField(default=ActionKind.SUSPECT.value)
+    urgency = StringField(default=Urgency.URGENT.value)
+    title_nl = StringField()
+    title_en = StringField()
+    description_nl = TextAreaField()
+    description_en = TextAreaField()
+    instruction_nl = TextAreaField()
+    instruction_en = TextAreaField()
+    lat = Number()
+    lon = Number()
+    radius_m = Number(default=2000)
+    polygon = HiddenField()
+    national = BooleanField()
+    meldkamer = StringField()
+    meldkamer_choices: list[tuple[str, str]] = []
+    photo = FileField()
+
+    @classmethod
+    def for_user(cls, user: User, **kwargs: Any) -> ActionForm:
+        """The form with the meldkamers USER may choose; their organisation's preselected."""
+        choices = meldkamer_choices(user)
+        own = user.organisation.meldkamer.code if user.organisation.meldkamer else None
+        form = cls(meldkamer=own or (choices[0][0] if choices else None), **kwargs)
+        form.meldkamer_choices = choices
+        return form
+
+    def check(self, user: User) -> dict[str, str]:
+        """Errors the service does not judge: numbers, the kind, whose meldkamer."""
+        self.validate()
+        errors = {name: str(messages[0]) for name, messages in self.errors.items()
+                  if name not in {"csrf_token", "photo"} and messages}
+        if self.kind.data not in {kind.value for kind in CONSOLE_KINDS}:
+            errors["kind"] = "Kies een soort actie."
+        if not self.meldkamer_choices:
+            errors["meldkamer"] = "Uw organisatie heeft geen meldkamer; vraag de beheerder."
+        elif self.meldkamer.data not in {code for code, _name in self.meldkamer_choices}:
+            errors["meldkamer"] = ("Kies een meldkamer." if user.role == Role.ADMIN else
+                                   "U kunt alleen de meldkamer van uw eigen organisatie kiezen.")
+        if len(self.polygon.data or "") > POLYGON_MAX_CHARS:
+            errors["area"] = "Het getekende gebied heeft te veel punten."
+            self.polygon.data = ""
+        return errors
+
+    def draft_values(self) -> dict[str, Any]:
+        """The fields as ActionDraft takes them."""
+        def text(field: Any) -> str:
+            return (field.data or "").strip()
+
+        return {"kind": self.kind.data or "", "urgency": self.urgency.data or None,
+                "meldkamer_code": self.meldkamer.data or "",
+                "title_nl": text(self.title_nl), "title_en": text(self.title_en) or None,
+                "description_nl": text(self.description_nl),
+                "description_en": text(self.description_en) or None,
+                "instruction_nl": text(self.instruction_nl),
+                "instruction_en": text(self.instruction_en) or None,
+                "lat": self.lat.data, "lon": self.lon.data, "radius_m": self.radius_m.data,
+                "polygon": text(self.polygon) or None, "national": bool(self.national.data)}
+
+    def area_values(self) -> dict[str, str]:
+        """What the area picker shows again: exactly what was typed or clicked."""
+        def typed(field: Any) -> str:
+            if field.raw_data:
+                return str(field.raw_data[0])
+            return "" if field.data is None else f"{field.data:g}"
+
+        return {"lat": typed(self.lat), "lon": typed(self.lon),
+                "radius_m": typed(self.radius_m), "polygon": self.polygon.data or ""}
+
+
+class EndForm(FlaskForm):
+    """How an action ended, and a sentence for everyone it reached (Dutch)."""
+
+    outcome_choices = [("", "Kies de afloop")] + [(o.value, LABELS["outcome"][o.value])
+                                                   for o in Outcome]
+    outcome = StringField()
+    text = TextAreaField()
+
+
+def meldkamer_choices(user: User) -> list[tuple[str, str]]:
+    """Every meldkamer for an admin; anyone else only their organisation's own."""
+    statement = select(Meldkamer.code, Meldkamer.name).order_by(Meldkamer.name)
+    if user.role != Role.ADMIN:
+        statement = statement.where(Meldkamer.id == user.organisation.meldkamer_id)
+    return [(code, f"{name} ({code})") for code, name in db().execute(statement)]

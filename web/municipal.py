@@ -1,0 +1,364 @@
+"""Neighbourhood inquiries (Burgernetmail) and municipality messages: write, preview, send,
+follow the reactions, close, and send the one update. Staff see their own organisation's;
+admins every organisation's. Search actions are the console's, not these pages'."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import audit
+from core.db import transaction
+from core.models import (
+    Action,
+    ActionKind,
+    ActionStatus,
+    InquiryReaction,
+    Language,
+    Outcome,
+    Role,
+    User,
+)
+from outbound.actions import (
+    ActionInvalid,
+    create_action,
+    end_and_queue,
+    start_for_request,
+)
+from outbound.fanout import ActionError, preview_action
+from outbound.inquiry import (
+    MUNICIPAL_KINDS,
+    counts,
+    reactions,
+    update_and_queue,
+)
+from outbound.templates import message_text
+from web import db, runtime
+from web.auth import action_or_404, roles_required, visible_actions
+from web.console_forms import LABELS
+from web.console_live import area_of_form, local_time
+from web.i18n import translate
+from web.municipal_forms import FIELD, TEXT_LABEL, MunicipalForm, UpdateForm
+
+bp = Blueprint("municipal", __name__, url_prefix="/gemeente")
+
+STAFF = (Role.ADMIN, Role.CENTRALIST, Role.MUNICIPALITY_OFFICER)
+PAGE_SIZE = 100
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _user() -> User:
+    return current_user._get_current_object()  # type: ignore[no-any-return]
+
+
+def _writer() -> sessionmaker[Session]:
+    rt = runtime()
+    return rt.writer_sessions or rt.sessions
+
+
+def _municipal_action(action_id: int) -> Action:
+    """The inquiry or message if this user may see it; anything else is a 404."""
+    action = action_or_404(action_id)
+    if action.kind not in MUNICIPAL_KINDS:
+        abort(404)
+    return action
+
+
+@bp.context_processor
+def _page_helpers() -> dict[str, Any]:
+    return {"labels": LABELS, "local_time": local_time, "text_label": TEXT_LABEL,
+            "picker": "console.boundaries" in current_app.view_functions,
+            "link_days": runtime().settings.inquiry_link_days}
+
+
+@bp.get("/")
+@roles_required(*STAFF)
+def index() -> ResponseReturnValue:
+    """The organisation's inquiries and messages, newest first."""
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    actions = db().scalars(
+        visible_actions(select(Action)).where(Action.kind.in_(MUNICIPAL_KINDS))
+        .order_by(Action.created_at.desc(), Action.id.desc())
+        .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)).all()
+    shown = actions[:PAGE_SIZE]
+    reacted = dict(db().execute(
+        select(InquiryReaction.action_id, func.count(InquiryReaction.id))
+        .where(InquiryReaction.action_id.in_([a.id for a in shown]))
+        .group_by(InquiryReaction.action_id)).all())
+    return render_template("municipal/index.html", actions=shown, reacted=reacted, page=page,
+                           more=len(actions) > PAGE_SIZE)
+
+
+@bp.route("/buurtonderzoek/nieuw", methods=["GET", "POST"])
+@roles_required(*STAFF)
+def new_inquiry() -> ResponseReturnValue:
+    """Write a neighbourhood inquiry; it is stored as a draft to preview."""
+    return _new(ActionKind.NEIGHBOURHOOD_INQUIRY)
+
+
+@bp.route("/bericht/nieuw", methods=["GET", "POST"])
+@roles_required(*STAFF)
+def new_message() -> ResponseReturnValue:
+    """Write a preventive message; it is stored as a draft to preview."""
+    return _new(ActionKind.PREVENTIVE)
+
+
+def _new(kind: ActionKind) -> ResponseReturnValue:
+    form = MunicipalForm.for_user(_user())
+    if not form.is_submitted():
+        return _form_page(form, kind, {})
+    return _save(form, kind, None)
+
+
+@bp.route("/<int:action_id>/wijzigen", methods=["GET", "POST"])
+@roles_required(*STAFF)
+def edit(action_id: int) -> ResponseReturnValue:
+    """Change a draft: the changed version replaces it, all or nothing."""
+    action = _municipal_action(action_id)
+    if action.status != ActionStatus.DRAFT:
+        flash("Alleen een concept kan nog worden gewijzigd.", "error")
+        return redirect(url_for("municipal.show", action_id=action.id))
+    if request.method == "GET":
+        return _form_page(MunicipalForm.of_draft(_user(), action), action.kind, {}, action)
+    return _save(MunicipalForm.for_user(_user()), action.kind, action)
+
+
+def _form_page(form: MunicipalForm, kind: ActionKind, errors: dict[str, str],
+               replaces: Action | None = None, status: int = 200) -> ResponseReturnValue:
+    return render_template("municipal/form.html", form=form, kind=kind.value, errors=errors,
+                           area=form.area_values(), replaces=replaces), status
+
+
+def _save(form: MunicipalForm, kind: ActionKind,
+          replaces: Action | None) -> ResponseReturnValue:
+    errors = form.check(kind, _user())
+    action_id, errors = _store(form, kind, errors, replaces.id if replaces else None)
+    if action_id is None:
+        return _form_page(form, kind, errors, replaces, 400)
+    flash("Het concept is opgeslagen. Controleer wie het bereikt en verstuur het.")
+    return redirect(url_for("municipal.show", action_id=action_id))
+
+
+EXPIRED = "Het sessieformulier is verlopen. Wat u typte staat er nog: verstuur het nog een keer."
+FORM_KINDS = {"municipal.new_inquiry": ActionKind.NEIGHBOURHOOD_INQUIRY,
+              "municipal.new_message": ActionKind.PREVENTIVE}
+
+
+@bp.errorhandler(CSRFError)
+def _expired(_error: CSRFError) -> ResponseReturnValue:
+    """A form left open too long: show it again with what was typed (CSRF is checked before
+    the view, so the role is checked here)."""
+    if not current_user.is_authenticated or current_user.role not in STAFF:
+        return translate("Het sessieformulier is verlopen; probeer het opnieuw."), 400
+    kind = FORM_KINDS.get(request.endpoint or "")
+    if kind is not None:
+        return _form_page(MunicipalForm.for_user(_user()), kind, {"form": EXPIRED}, None, 400)
+    action_id = (request.view_args or {}).get("action_id")
+    action = db().scalar(visible_actions(select(Action)).where(
+        Action.id == action_id, Action.kind.in_(MUNICIPAL_KINDS))) if action_id else None
+    if action is None:
+        return translate("Het sessieformulier is verlopen; probeer het opnieuw."), 400
+    if request.endpoint == "municipal.edit" and action.status == ActionStatus.DRAFT:
+        return _form_page(MunicipalForm.for_user(_user()), action.kind, {"form": EXPIRED},
+                          action, 400)
+    flash("Het sessieformulier is verlopen; probeer het opnieuw.", "error")
+    return redirect(url_for("municipal.show", action_id=action.id))
+
+
+class _Refused(Exception):
+    """Rolls the draft's transaction back; ERRORS go to the form."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+def _store(form: MunicipalForm, kind: ActionKind, errors: dict[str, str],
+           replaces: int | None) -> tuple[int | None, dict[str, str]]:
+    """Create the draft (and drop the one it replaces) in one transaction; every wrong field
+    is named at once."""
+    try:
+        with transaction(_writer()) as session:
+            user = session.get(User, current_user.id)
+            assert user is not None
+            try:
+                action = create_action(session, form.draft(kind, user), user.organisation,
+                                       user=user)
+            except ActionInvalid as exc:
+                raise _Refused({**{FIELD.get(k, k): v for k, v in exc.errors.items()},
+                                **errors}) from None
+            if errors:
+                raise _Refused(errors)
+            if replaces is not None:
+                _discard(session, replaces, user, replaced_by=action.id)
+            return action.id, {}
+    except _Refused as refused:
+        return None, refused.errors
+
+
+def _discard(session: Session, action_id: int, user: User, **details: Any) -> None:
+    old = session.get(Action, action_id, with_for_update=True)
+    if old is None or old.status != ActionStatus.DRAFT:
+        raise _Refused({"form": "Dit concept is intussen verstuurd of verwijderd."})
+    audit.record(session, "discard", "action", old.id, user=user, kind=old.kind.value,
+                 **details)
+    session.delete(old)
+
+
+@bp.post("/<int:action_id>/verwijderen")
+@roles_required(*STAFF)
+def discard(action_id: int) -> ResponseReturnValue:
+    """Throw a draft away (a started inquiry or message stays, it can be closed)."""
+    action = _municipal_action(action_id)
+    try:
+        with transaction(_writer()) as session:
+            user = session.get(User, current_user.id)
+            assert user is not None
+            _discard(session, action.id, user)
+    except _Refused:
+        flash("Alleen een concept kan worden verwijderd.", "error")
+        return redirect(url_for("municipal.show", action_id=action.id))
+    flash("Het concept is verwijderd.")
+    return redirect(url_for("municipal.index"))
+
+
+@bp.get("/<int:action_id>")
+@roles_required(*STAFF)
+def show(action_id: int) -> ResponseReturnValue:
+    """A draft's preview with the send button; after sending the counts, reactions, closing
+    and the update."""
+    action = _municipal_action(action_id)
+    return _show_page(action, UpdateForm(formdata=None), {})
+
+
+def _show_page(action: Action, update_form: UpdateForm, errors: dict[str, str],
+               status: int = 200) -> ResponseReturnValue:
+    values: dict[str, Any] = {"action": action, "area": area_of_form(action),
+                              "update_form": update_form, "errors": errors,
+                              "samples": _samples(action)}
+    if action.status == ActionStatus.DRAFT:
+        try:
+            values["preview"] = preview_action(db(), action, _now())
+        except ActionError:
+            values["preview"] = None
+    else:
+        values["counts"] = counts(db(), action.id, _now())
+        values["reactions"] = (reactions(db(), action.id)
+                               if action.kind == ActionKind.NEIGHBOURHOOD_INQUIRY else [])
+    return render_template("municipal/show.html", **values), status
+
+
+def _samples(action: Action) -> list[tuple[str, str]]:
+    """The message as recipients read it, per language (the link is made per recipient)."""
+    free_number = runtime().settings.free_number
+    return [(language.value, message_text(action, "alert", language, free_number))
+            for language in Language if language == Language.NL or action.title_en]
+
+
+@bp.post("/<int:action_id>/versturen")
+@roles_required(*STAFF)
+def start(action_id: int) -> ResponseReturnValue:
+    """Send a draft (see `start_for_request`); a second send does nothing."""
+    action = _municipal_action(action_id)
+    target = redirect(url_for("municipal.show", action_id=action.id))
+    connection = runtime().redis
+    if connection is None:
+        flash("Er is geen wachtrij (Redis) ingesteld; er kan nu niets worden verstuurd.",
+              "error")
+        return target
+    try:
+        started = start_for_request(_writer(), connection, action.id, now=_now(),
+                                    user=_user())
+    except redis.RedisError:
+        flash("Het versturen is begonnen, maar de wachtrij was niet bereikbaar. De worker "
+              "verstuurt de berichten alsnog binnen enkele minuten.", "error")
+        return target
+    except ActionError:
+        flash("Dit concept heeft geen geldig gebied en kan niet worden verstuurd.", "error")
+        return target
+    flash("Het versturen is begonnen." if started else
+          "Dit was al verstuurd; er is niets opnieuw verstuurd.")
+    return target
+
+
+@bp.post("/<int:action_id>/sluiten")
+@roles_required(*STAFF)
+def end(action_id: int) -> ResponseReturnValue:
+    """Close an inquiry (its form takes no more reactions) or stop a message; what is still
+    waiting in the queue is not sent."""
+    action = _municipal_action(action_id)
+    target = redirect(url_for("municipal.show", action_id=action.id))
+    if action.status != ActionStatus.ACTIVE:
+        flash("Dit is al gesloten." if action.status == ActionStatus.ENDED else
+              "Een concept is nog niet verstuurd en hoeft niet te worden gesloten.", "error")
+        return target
+    connection = runtime().redis
+    if connection is None:
+        flash("Er is geen wachtrij (Redis) ingesteld; sluiten kan nu niet.", "error")
+        return target
+    try:
+        end_and_queue(_writer(), connection, action.id, Outcome.CANCELLED, None, now=_now(),
+                      user=_user())
+    except ActionError:
+        flash("Dit is al gesloten.", "error")
+        return target
+    flash("Het buurtonderzoek is gesloten; er komen geen reacties meer bij."
+          if action.kind == ActionKind.NEIGHBOURHOOD_INQUIRY else
+          "Het bericht is gestopt; wat nog wachtte, wordt niet meer verstuurd.")
+    return target
+
+
+@bp.post("/<int:action_id>/vervolg")
+@roles_required(*STAFF)
+def send_update(action_id: int) -> ResponseReturnValue:
+    """Send the inquiry's one update to everyone its e-mail reached."""
+    action = _municipal_action(action_id)
+    if action.kind != ActionKind.NEIGHBOURHOOD_INQUIRY:
+        abort(404)
+    form = UpdateForm()
+    target = redirect(url_for("municipal.show", action_id=action.id))
+    refusal = _update_refusal(action)
+    if refusal:
+        flash(refusal, "error")
+        return target
+    connection = runtime().redis
+    assert connection is not None
+    try:
+        update_and_queue(_writer(), connection, action.id, form.update_nl.data,
+                         form.update_en.data, now=_now(), user=_user())
+    except ActionInvalid as exc:
+        return _show_page(action, form, exc.errors, 400)
+    except ActionError:
+        flash(ALREADY_UPDATED, "error")
+        return target
+    except redis.RedisError:
+        flash("Het vervolgbericht is opgeslagen, maar de wachtrij was niet bereikbaar. De "
+              "worker verstuurt het alsnog binnen enkele minuten.", "error")
+        return target
+    flash("Het vervolgbericht gaat naar iedereen die de e-mail van het buurtonderzoek kreeg.")
+    return target
+
+
+ALREADY_UPDATED = "Het vervolgbericht is al verstuurd; er gaat er maar één naar de buurt."
+
+
+def _update_refusal(action: Action) -> str | None:
+    """Why no update can go now, if it cannot."""
+    if action.update_nl is not None:
+        return ALREADY_UPDATED
+    if action.status == ActionStatus.DRAFT:
+        return "Verstuur eerst het buurtonderzoek zelf."
+    if runtime().redis is None:
+        return "Er is geen wachtrij (Redis) ingesteld; versturen kan nu niet."
+    return None

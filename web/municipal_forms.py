@@ -1,0 +1,108 @@
+"""The forms of the municipal pages: an inquiry or preventive message, and the update."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import HiddenField, SelectField, StringField, TextAreaField
+
+from core.models import Action, ActionKind, Meldkamer, Role, User
+from outbound.actions import ActionDraft
+from outbound.inquiry import meldkamer_for
+from web import db
+from web.console_forms import POLYGON_MAX_CHARS, Number
+
+#: The Dutch name of what the officer writes, per kind (English in municipal.toml).
+TEXT_LABEL = {ActionKind.NEIGHBOURHOOD_INQUIRY: "Uw vraag aan de buurt",
+              ActionKind.PREVENTIVE: "Tekst van het bericht"}
+TEXT_MISSING = {ActionKind.NEIGHBOURHOOD_INQUIRY: "Vul de vraag aan de buurt in.",
+                ActionKind.PREVENTIVE: "Vul de tekst van het bericht in."}
+#: create_action's field names as this form calls them.
+FIELD = {"description_nl": "text_nl", "description_en": "text_en"}
+
+
+class MunicipalForm(FlaskForm):
+    """An inquiry or preventive message: titles and texts (nl, optional en) and the area."""
+
+    title_nl = StringField()
+    title_en = StringField()
+    text_nl = TextAreaField()
+    text_en = TextAreaField()
+    lat = Number()
+    lon = Number()
+    radius_m = Number(default=1000)
+    polygon = HiddenField()
+    meldkamer = SelectField(validate_choice=False)
+
+    @classmethod
+    def for_user(cls, user: User, **kwargs: Any) -> MunicipalForm:
+        """The form; a meldkamer to choose only for an organisation that has none of its own."""
+        form = cls(**kwargs)
+        form.meldkamer.choices = [] if meldkamer_for(user.organisation) else [
+            (code, f"{name} ({code})") for code, name in
+            db().execute(select(Meldkamer.code, Meldkamer.name).order_by(Meldkamer.name))]
+        return form
+
+    @classmethod
+    def of_draft(cls, user: User, action: Action) -> MunicipalForm:
+        """The form filled in with a draft's values, for changing it."""
+        form = cls.for_user(user, formdata=None, title_nl=action.title_nl,
+                            title_en=action.title_en, text_nl=action.description_nl,
+                            text_en=action.description_en, lat=action.center_lat,
+                            lon=action.center_lon, radius_m=action.radius_m)
+        form.polygon.data = "" if action.polygon is None else json.dumps(action.polygon)
+        form.meldkamer.data = action.meldkamer.code
+        return form
+
+    def check(self, kind: ActionKind, user: User) -> dict[str, str]:
+        """Errors create_action does not judge: numbers, the text, the meldkamer."""
+        self.validate()
+        errors = {name: str(messages[0]) for name, messages in self.errors.items()
+                  if name != "csrf_token" and messages}
+        if not (self.text_nl.data or "").strip():
+            errors["text_nl"] = TEXT_MISSING[kind]
+        if meldkamer_for(user.organisation) is None and user.role != Role.ADMIN:
+            errors["meldkamer"] = ("Uw organisatie hoort bij geen meldkamer of gemeente; "
+                                   "vraag de beheerder.")
+        if not (self.polygon.data or "").strip() and "lat" not in errors \
+                and "lon" not in errors and (self.lat.data is None or self.lon.data is None):
+            errors["area"] = "Klik op de kaart voor het midden van het gebied en geef een straal."
+        if len(self.polygon.data or "") > POLYGON_MAX_CHARS:
+            errors["area"] = "Het getekende gebied heeft te veel punten."
+            self.polygon.data = ""
+        return errors
+
+    def draft(self, kind: ActionKind, user: User) -> ActionDraft:
+        """The fields as create_action takes them."""
+        own = meldkamer_for(user.organisation)
+
+        def text(field: Any) -> str:
+            return (field.data or "").strip()
+
+        return ActionDraft(kind=kind.value, title_nl=text(self.title_nl),
+                           title_en=text(self.title_en) or None,
+                           description_nl=text(self.text_nl),
+                           description_en=text(self.text_en) or None,
+                           meldkamer_code=own.code if own else (self.meldkamer.data or ""),
+                           lat=self.lat.data, lon=self.lon.data, radius_m=self.radius_m.data,
+                           polygon=text(self.polygon) or None)
+
+    def area_values(self) -> dict[str, str]:
+        """What the area fields show again: exactly what was typed or clicked."""
+        def typed(field: Any) -> str:
+            if field.raw_data:
+                return str(field.raw_data[0])
+            return "" if field.data is None else f"{field.data:g}"
+
+        return {"lat": typed(self.lat), "lon": typed(self.lon),
+                "radius_m": typed(self.radius_m), "polygon": self.polygon.data or ""}
+
+
+class UpdateForm(FlaskForm):
+    """The one follow-up to everyone an inquiry's e-mail reached."""
+
+    update_nl = TextAreaField()
+    update_en = TextAreaField()

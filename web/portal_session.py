@@ -1,0 +1,115 @@
+"""Who is logged in to the participant portal: a participant id in the signed session cookie,
+set only after an SMS code, short-lived, and replaced whole at log-in and log-out.
+
+Participants are not Flask-Login users: staff sessions and their roles never mix with them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import wraps
+from typing import Any, TypeVar
+
+import phonenumbers
+from flask import Blueprint, flash, jsonify, redirect, session, url_for
+from flask.typing import ResponseReturnValue
+
+from core.models import Participant
+from outbound.codes import CodeRequests
+from web import db, runtime
+from web.i18n import LANGUAGES, translate
+
+bp = Blueprint("portal", __name__, url_prefix="/deelnemen")
+
+PARTICIPANT = "participant_id"
+SINCE = "participant_since"
+SEEN = "participant_seen"
+#: The code asked for and not yet used: number (E.164), purpose, when it was sent.
+PENDING = "portal_pending"
+#: Logged out after this long without a request, and after this long in any case.
+IDLE = timedelta(minutes=30)
+LIFETIME = timedelta(hours=2)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def secret() -> str:
+    """The key codes are hashed and sealed with (the app's SECRET_KEY)."""
+    return runtime().settings.secret_key
+
+
+def code_requests() -> CodeRequests | None:
+    """The Redis-held limits on codes; None without Redis (then no code can be sent)."""
+    client = runtime().redis
+    return None if client is None else CodeRequests(client, secret())
+
+
+def reset_session() -> None:
+    """A new session but for the chosen language: nothing of the old one carries over."""
+    language = session.get("lang")
+    session.clear()
+    if language in LANGUAGES:
+        session["lang"] = language
+
+
+def begin(participant: Participant) -> None:
+    """Log PARTICIPANT in, in a fresh session."""
+    reset_session()
+    stamp = int(time.time())
+    session[PARTICIPANT], session[SINCE], session[SEEN] = participant.id, stamp, stamp
+    session.setdefault("lang", participant.language.value)
+
+
+@bp.before_request
+def _expire() -> None:
+    """Log out a session that sat idle or lived too long; otherwise note this request."""
+    if PARTICIPANT not in session:
+        return
+    stamp = time.time()
+    since, seen = float(session.get(SINCE, 0)), float(session.get(SEEN, 0))
+    if stamp - seen > IDLE.total_seconds() or stamp - since > LIFETIME.total_seconds():
+        reset_session()
+        flash("Uw sessie is verlopen; log opnieuw in.")
+    else:
+        session[SEEN] = int(stamp)
+
+
+def current_participant() -> Participant | None:
+    """The logged-in participant, if their data still exists."""
+    participant_id = session.get(PARTICIPANT)
+    if not isinstance(participant_id, int):
+        return None
+    return db().get(Participant, participant_id)
+
+
+def participant_required(write: bool = False, api: bool = False) -> Callable[[F], F]:
+    """The view gets the logged-in participant as its first argument; anyone else goes to
+    the log-in page (an API call gets 401). WRITE opens the writing session first."""
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> ResponseReturnValue:
+            db(write=write)
+            participant = current_participant()
+            if participant is None:
+                if PARTICIPANT in session:
+                    reset_session()
+                if api:
+                    message = translate("Log eerst in.")
+                    return jsonify(ok=False, error=message), 401
+                flash("Log in om uw gegevens te zien.")
+                return redirect(url_for("portal.login"))
+            return view(participant, *args, **kwargs)  # type: ignore[no-any-return]
+        return guarded  # type: ignore[return-value]
+    return decorate
+
+
+def national(e164: str) -> str:
+    """06 12345678, as the participant knows their own number."""
+    return str(phonenumbers.format_number(phonenumbers.parse(e164),
+                                          phonenumbers.PhoneNumberFormat.NATIONAL))
