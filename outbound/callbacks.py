@@ -6,8 +6,10 @@ is one indexed UPDATE guarded by the current state, so a late or repeated one ch
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
+import redis
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -40,6 +42,8 @@ class UnknownStatus(ValueError):
 TRANSIENT = {"busy", "no-answer"}
 #: Final call states: the call no longer holds a line on the trunk.
 CALL_ENDED = {"completed", "busy", "no-answer", "failed", "canceled"}
+#: How long a status that came before its send was recorded waits for it.
+EARLY_TTL = 3600
 
 
 def apply_status(session: Session, provider_id: str, value: str, now: datetime,
@@ -60,7 +64,7 @@ def apply_status(session: Session, provider_id: str, value: str, now: datetime,
                                                          Delivery.status.in_(lower))
                                   .with_for_update())
         if delivery is None:
-            return []
+            return _unmatched(session, provider_id)
         reason = f"{value}{f' ({error})' if error else ''}"
         again = fail(session, delivery, reason, value in TRANSIENT, now)
         session.flush()
@@ -68,7 +72,53 @@ def apply_status(session: Session, provider_id: str, value: str, now: datetime,
     values: dict[str, object] = {"status": target, "updated_at": now}
     if target in FINAL:
         values["completed_at"] = now
-    session.execute(update(Delivery)
-                    .where(Delivery.provider_id == provider_id, Delivery.status.in_(lower))
-                    .values(**values))
-    return []
+    moved = session.execute(update(Delivery)
+                            .where(Delivery.provider_id == provider_id,
+                                   Delivery.status.in_(lower))
+                            .values(**values))
+    return [] if moved.rowcount else _unmatched(session, provider_id)
+
+
+class Early(list[int]):
+    """What `apply_status` returns for a status of a send not recorded yet (empty)."""
+
+
+def _unmatched(session: Session, provider_id: str) -> list[int]:
+    """[] for a late or repeated status; Early() when no delivery has this id yet: the
+    batch that sent it records the id when its last send is out, which for a slow sender
+    can be minutes after the call ended or the message arrived."""
+    known = session.scalar(select(Delivery.id).where(Delivery.provider_id == provider_id))
+    return [] if known is not None else Early()
+
+
+def apply_or_keep(session: Session, connection: redis.Redis | None, provider_id: str,
+                  value: str, now: datetime, error: str | None = None) -> list[int]:
+    """`apply_status`, keeping a status that came before its send was recorded in Redis,
+    for `apply_early` to apply once it is."""
+    again = apply_status(session, provider_id, value, now, error)
+    if isinstance(again, Early) and connection is not None:
+        key = f"early-status:{provider_id}"
+        with connection.pipeline() as pipe:
+            pipe.rpush(key, json.dumps([value, error]))
+            pipe.expire(key, EARLY_TTL)
+            pipe.execute()
+    return list(again)
+
+
+def apply_early(session: Session, connection: redis.Redis, provider_ids: list[str],
+                now: datetime) -> list[int]:
+    """Apply the statuses kept for these just-recorded sends (one Redis round trip)."""
+    if not provider_ids:
+        return []
+    keys = [f"early-status:{provider_id}" for provider_id in provider_ids]
+    with connection.pipeline() as pipe:
+        for key in keys:
+            pipe.lrange(key, 0, -1)
+        pipe.delete(*keys)
+        kept = pipe.execute()[:-1]
+    again: list[int] = []
+    for provider_id, values in zip(provider_ids, kept, strict=True):
+        for raw in values:
+            value, error = json.loads(raw)
+            again += apply_status(session, provider_id, value, now, error)
+    return again

@@ -35,6 +35,7 @@ from core.models import (
     ParticipantStatus,
 )
 from core.participants import active_push_targets
+from outbound.callbacks import apply_early
 from outbound.fanout import Batch, priority_of, write_outbox
 from outbound.links import reaction_link
 from outbound.providers import Message, ProviderError
@@ -115,6 +116,9 @@ def send_batch(delivery_ids: list[int]) -> dict[str, int]:
     outcomes = runtime.run(_send_all(runtime, work))
     with runtime.sessions() as session, session.begin():
         retry = _record(session, outcomes, datetime.now(UTC))
+    sent = [result for _work, result, _name in outcomes if isinstance(result, str)]
+    with runtime.sessions() as session, session.begin():
+        retry += apply_early(session, runtime.redis, sent, datetime.now(UTC))
     if retry:
         _schedule_retries(runtime, retry)
     counts: dict[str, int] = defaultdict(int)
@@ -187,7 +191,8 @@ def _messages(session: Session, runtime: OutboundRuntime, ids: Iterable[int]) ->
               str(participant_id) if channel == Channel.PUSH else phone)
         work.append(_Work(delivery_id, channel,
                           Message(delivery_id, channel, to or "", body, language.value,
-                                  runtime.status_callback, subject, action_id,
+                                  f"{runtime.status_callback}?delivery={delivery_id}",
+                                  subject, action_id,
                                   priority_of(action, purpose),
                                   tuple(push.get(participant_id, ())))))
     for delivery_id, reason in stopped:

@@ -13,7 +13,7 @@ from twilio.request_validator import RequestValidator
 
 from core.models import Delivery
 from ivr.flows import call_ended
-from outbound.callbacks import CALL_ENDED, UnknownStatus, apply_status
+from outbound.callbacks import CALL_ENDED, UnknownStatus, apply_or_keep
 from outbound.jobs import schedule
 from outbound.runtime import call_slots, call_token
 from web import csrf, db, runtime
@@ -52,14 +52,17 @@ def twilio_status() -> Response:
         return Response("MessageSid/CallSid and a status are required\n", status=400,
                         mimetype="text/plain")
     try:
-        again = apply_status(db(write=True), provider_id, value, datetime.now(UTC),
-                             error=request.form.get("ErrorCode"))
+        again = apply_or_keep(db(write=True), runtime().redis, provider_id, value,
+                              datetime.now(UTC), error=request.form.get("ErrorCode"))
     except UnknownStatus:
         return Response(f"unknown status {value!r}\n", status=400, mimetype="text/plain")
     if request.form.get("CallSid") and value in CALL_ENDED:
         call_ended(db(), datetime.now(UTC), call_id=provider_id)
     if request.form.get("CallSid") and value in CALL_ENDED and runtime().redis is not None:
-        delivery_id = db().scalar(select(Delivery.id).where(Delivery.provider_id == provider_id))
+        # the callback URL names the delivery, so a call that ends before its batch has
+        # recorded the CallSid frees its line at once
+        delivery_id = request.args.get("delivery", type=int) or db().scalar(
+            select(Delivery.id).where(Delivery.provider_id == provider_id))
         if delivery_id is not None:
             call_slots(runtime().redis, runtime().settings).release(call_token(delivery_id))
     if again:

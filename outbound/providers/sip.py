@@ -12,12 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
-
-from sqlalchemy import select
 
 from core.errors import ConfigError
 from core.models import Delivery
@@ -37,8 +34,6 @@ log = logging.getLogger(__name__)
 
 #: Final SIP responses that no retry can fix: no such number, number incomplete, rejected.
 PERMANENT = frozenset({403, 404, 410, 484, 485, 488, 604})
-#: How long a call's end waits for its batch to record the send (short calls can beat it).
-RECORD_WAIT = 30.0
 
 
 class SipVoiceProvider:
@@ -102,7 +97,7 @@ class SipVoiceProvider:
 
 def build_sip_provider(settings: Settings, runtime: OutboundRuntime) -> SipVoiceProvider:
     """The SIP voice provider of a worker: its endpoint registered, its calls reported."""
-    from outbound.callbacks import apply_status
+    from outbound.callbacks import apply_or_keep
     from outbound.jobs import schedule
     from outbound.runtime import call_token
 
@@ -126,17 +121,10 @@ def build_sip_provider(settings: Settings, runtime: OutboundRuntime) -> SipVoice
     endpoint.start()
 
     def on_final(delivery_id: int, call_id: str, status: str) -> None:
-        """Record the call's end like Twilio's final CallStatus, once the send is recorded."""
-        deadline = time.monotonic() + RECORD_WAIT
+        """Record the call's end like Twilio's final CallStatus (kept until its batch has
+        recorded the call, when that comes later) and free the trunk line at once."""
         with runtime.sessions() as session:
-            while session.scalar(select(Delivery.provider_id).where(
-                    Delivery.id == delivery_id)) != call_id:
-                if time.monotonic() > deadline:
-                    log.warning("delivery %s never recorded call %s", delivery_id, call_id)
-                    break
-                session.rollback()
-                time.sleep(0.2)
-            again = apply_status(session, call_id, status, datetime.now(UTC))
+            again = apply_or_keep(session, runtime.redis, call_id, status, datetime.now(UTC))
             session.commit()
             schedule(runtime.redis, session, again)
         runtime.call_slots.release(call_token(delivery_id))

@@ -110,3 +110,62 @@ def test_a_finished_call_frees_its_line_on_the_trunk(client, db, delivery, redis
     assert not slots.acquire("delivery:other")
     _post(client, {"CallSid": delivery.provider_id, "CallStatus": "completed"})
     assert slots.acquire("delivery:other")
+
+
+def _post_to(client: FlaskClient, path: str, params: dict[str, str]):
+    signature = RequestValidator(AUTH_TOKEN).compute_signature("https://bn.example" + path,
+                                                               params)
+    return client.post(path, data=params, headers={"X-Twilio-Signature": signature})
+
+
+def test_a_call_that_ends_before_its_batch_recorded_it_frees_its_line_and_keeps_its_status(
+        client, db, delivery, redis_client, settings) -> None:
+    from outbound.callbacks import apply_early
+    from outbound.runtime import call_slots, call_token
+
+    delivery.channel, delivery.status, delivery.provider_id = \
+        Channel.VOICE, DeliveryStatus.SENDING, None
+    db.commit()
+    sid = "CA" + "c" * 32
+    slots = call_slots(redis_client, replace(settings, voice_max_concurrent=1))
+    assert slots.acquire(call_token(delivery.id))
+    answer = _post_to(client, f"{URL}?delivery={delivery.id}",
+                      {"CallSid": sid, "CallStatus": "completed"})
+    assert answer.status_code == 204
+    assert slots.acquire("delivery:other"), "the line is free although the sid is not known"
+    db.refresh(delivery)
+    assert delivery.status == DeliveryStatus.SENDING
+    # the batch now records the send, and then the status that came first
+    delivery.status, delivery.provider_id = DeliveryStatus.SENT, sid
+    db.commit()
+    assert apply_early(db, redis_client, [sid], delivery.updated_at) == []
+    db.commit()
+    db.refresh(delivery)
+    assert delivery.status == DeliveryStatus.ANSWERED
+    assert not redis_client.exists(f"early-status:{sid}")
+
+
+def test_a_busy_signal_before_the_record_is_retried_after_it(client, db, delivery,
+                                                            redis_client) -> None:
+    from outbound.callbacks import apply_early
+
+    delivery.channel, delivery.status, delivery.provider_id = \
+        Channel.VOICE, DeliveryStatus.SENDING, None
+    delivery.attempts = 1
+    db.commit()
+    sid = "CA" + "d" * 32
+    _post_to(client, f"{URL}?delivery={delivery.id}", {"CallSid": sid, "CallStatus": "busy"})
+    delivery.status, delivery.provider_id = DeliveryStatus.SENT, sid
+    db.commit()
+    again = apply_early(db, redis_client, [sid], delivery.updated_at)
+    db.commit()
+    db.refresh(delivery)
+    assert again == [delivery.id] and delivery.status == DeliveryStatus.QUEUED
+    assert delivery.next_attempt_at is not None
+
+
+def test_a_late_repeat_is_not_kept_for_later(client, db, delivery, redis_client) -> None:
+    _post(client, {"MessageSid": delivery.provider_id, "MessageStatus": "delivered"})
+    _post(client, {"MessageSid": delivery.provider_id, "MessageStatus": "delivered"})
+    _post(client, {"MessageSid": delivery.provider_id, "MessageStatus": "sent"})
+    assert not redis_client.keys("early-status:*")
