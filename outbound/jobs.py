@@ -34,7 +34,7 @@ from core.models import (
     Participant,
     ParticipantStatus,
 )
-from core.participants import active_push_targets
+from core.push import active_push_targets
 from outbound.callbacks import apply_early
 from outbound.fanout import Batch, priority_of, write_outbox
 from outbound.links import reaction_link

@@ -23,19 +23,21 @@ from core.models import (
     PushSubscription,
 )
 from core.participants import (
-    LOOPBACK,
     MAX_LOCATIONS,
-    MAX_PUSH_SUBSCRIPTIONS,
     HomeRequired,
     RegistrationError,
     add_place,
-    add_push_subscription,
     change_preferences,
     forget,
     remove_location,
-    remove_push_subscription,
     start,
     stop,
+)
+from core.push import (
+    LOOPBACK,
+    MAX_PUSH_SUBSCRIPTIONS,
+    add_push_subscription,
+    remove_push_subscription,
 )
 from core.targeting import QUIET_HOURS_RULE
 from outbound.providers.webpush import application_server_key

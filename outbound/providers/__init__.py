@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from core.models import Channel
-from core.participants import PushTarget
+from core.push import PushTarget
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from py_vapid.utils import b64urlencode
 from pywebpush import WebPusher, WebPushException
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.participants import PushTarget, record_push_results
+from core.push import PushTarget, record_push_results
 from core.settings import load_vapid_key
 from outbound.providers import Message, ProviderError
 

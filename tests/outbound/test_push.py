@@ -29,10 +29,10 @@ from core.models import (
     PushSubscription,
     channel_mask,
 )
-from core.participants import (
+from core.participants import RegistrationError
+from core.push import (
     MAX_PUSH_SUBSCRIPTIONS,
     PushTarget,
-    RegistrationError,
     active_push_targets,
     add_push_subscription,
     remove_push_subscription,
