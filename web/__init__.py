@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, g
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.models import User
 from core.schema import ensure_schema
@@ -84,6 +84,13 @@ def db(write: bool = False) -> Session:
         rt = runtime()
         g.db = (rt.writer_sessions if write and rt.writer_sessions else rt.sessions)()
     return g.db  # type: ignore[no-any-return]
+
+
+def writer() -> sessionmaker[Session]:
+    """Sessions for a view that commits its own transactions (on SQLite they take the write
+    lock when they begin)."""
+    rt = runtime()
+    return rt.writer_sessions or rt.sessions
 
 
 def _close_session(error: BaseException | None) -> None:

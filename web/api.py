@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 import redis
 from flask import Blueprint, Response, g, jsonify, request, url_for
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 from werkzeug.routing import RequestRedirect
 
 from core import audit
@@ -38,7 +38,7 @@ from outbound.actions import (
 )
 from outbound.progress import progress
 from web import api_contract as contract
-from web import attempts, csrf, runtime
+from web import attempts, csrf, runtime, writer
 from web.api_contract import ApiError
 from web.api_idempotency import Idempotency
 
@@ -92,7 +92,7 @@ def _authenticate() -> None:
         _refuse(presented=bool(plain), failures=failures)
     now = datetime.now(UTC)
     if needs_touch(identity, now):
-        with transaction(_writer()) as session:
+        with transaction(writer()) as session:
             touch_token(session, identity.id, now)
     g.api_token = identity
 
@@ -100,7 +100,7 @@ def _authenticate() -> None:
 def _refuse(*, presented: bool, failures: str) -> NoReturn:
     """Count and audit a failed authentication, then answer 401 with a Bearer challenge."""
     attempts.count_failure(runtime().redis, [failures])
-    with transaction(_writer()) as session:
+    with transaction(writer()) as session:
         audit.record(session, "api_auth_failed", "api_token", actor="api",
                      ip=request.remote_addr, presented=presented)
     challenge = f'{REALM}, error="invalid_token"' if presented else REALM
@@ -116,11 +116,6 @@ def _no_store(response: Response) -> Response:
 
 def _token() -> TokenIdentity:
     return g.api_token  # type: ignore[no-any-return]
-
-
-def _writer() -> sessionmaker[Session]:
-    rt = runtime()
-    return rt.writer_sessions or rt.sessions
 
 
 @contextmanager
@@ -229,7 +224,7 @@ def end(action_id: str) -> Response:
     if current != ActionStatus.ACTIVE:
         raise ApiError(409, "action_not_active", NOT_ACTIVE[current])
     outcome, text = checked.body["outcome"], checked.body.get("text")
-    ending = end_and_queue(_writer(), _queue(), found, outcome, text, now=datetime.now(UTC),
+    ending = end_and_queue(writer(), _queue(), found, outcome, text, now=datetime.now(UTC),
                            actor=_token().actor)
     return jsonify({"id": found, "status": ActionStatus.ENDED.value, "outcome": outcome,
                     "results": ending.results, "withdrawn": ending.withdrawn})
@@ -249,7 +244,7 @@ def _idempotency_key(checked: contract.Checked) -> str | None:
 def _create(body: dict[str, Any]) -> int:
     """Store the draft in its own committed transaction, so starting it can see it."""
     token = _token()
-    with transaction(_writer()) as session:
+    with transaction(writer()) as session:
         organisation = session.get(Organisation, token.organisation_id)
         assert organisation is not None
         draft, errors = _draft(body, organisation)
@@ -288,7 +283,7 @@ def _draft(body: dict[str, Any], organisation: Organisation) -> tuple[ActionDraf
 
 
 def _start(action_id: int) -> bool:
-    return start_for_request(_writer(), _queue(), action_id, now=datetime.now(UTC),
+    return start_for_request(writer(), _queue(), action_id, now=datetime.now(UTC),
                              actor=_token().actor)
 
 

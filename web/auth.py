@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from functools import cache, wraps
 from typing import Any, TypeVar
@@ -18,7 +18,7 @@ from wtforms import EmailField, PasswordField
 from wtforms.validators import InputRequired, Length
 
 from core import audit
-from core.models import Action, Role, User
+from core.models import Action, ActionKind, Role, User
 from web import attempts, db, runtime
 from web.i18n import translate
 
@@ -71,13 +71,18 @@ def visible_actions(statement: Select[Any]) -> Select[Any]:
     return statement.where(Action.organisation_id == current_user.organisation_id)
 
 
-def action_or_404(action_id: int) -> Action:
-    """The action, if the current user may see it; another organisation's action is a 404,
-    so its existence does not leak."""
+def action_or_404(action_id: int, kinds: Collection[ActionKind] | None = None) -> Action:
+    """The action, if the current user may see it (and it is one of KINDS); another
+    organisation's action is a 404, so its existence does not leak."""
     action = db().scalar(visible_actions(select(Action).where(Action.id == action_id)))
-    if action is None:
+    if action is None or (kinds is not None and action.kind not in kinds):
         abort(404)
     return action  # type: ignore[no-any-return]
+
+
+def acting_user() -> User:
+    """The logged-in user as a model object (not Flask-Login's proxy), for the audit log."""
+    return current_user._get_current_object()  # type: ignore[no-any-return]
 
 
 def _failure_keys(email: str) -> tuple[str, str]:

@@ -21,7 +21,6 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from core.db import transaction
@@ -36,18 +35,18 @@ from outbound.actions import (
 )
 from outbound.fanout import ActionError, preview_action
 from outbound.progress import forecast, progress
-from web import db, runtime
-from web.auth import action_or_404, roles_required, visible_actions
+from web import db, runtime, writer
+from web.auth import acting_user, action_or_404, roles_required, visible_actions
 from web.boundaries import BaseLayer, build_base_layer
 from web.console_forms import CONSOLE_KINDS, LABELS, ActionForm, EndForm
 from web.console_live import area_of_form, duration, live_data, local_time, sms_sizes
 from web.i18n import translate
 from web.media import PhotoInvalid, discard, media_dir, read_upload, send_photo
+from web.nav import STAFF
 
 bp = Blueprint("console", __name__, url_prefix="/console")
 
 CONSOLE_ROLES = (Role.ADMIN, Role.CENTRALIST)
-STAFF = (Role.ADMIN, Role.CENTRALIST, Role.MUNICIPALITY_OFFICER)
 PAGE_SIZE = 100
 TOP_MUNICIPALITIES = 15
 
@@ -56,21 +55,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _user() -> User:
-    return current_user._get_current_object()  # type: ignore[no-any-return]
-
-
-def _writer() -> sessionmaker[Session]:
-    rt = runtime()
-    return rt.writer_sessions or rt.sessions
-
-
 def _console_action(action_id: int) -> Action:
     """The action if this user may see it and it is one of the console's kinds, else 404."""
-    action = action_or_404(action_id)
-    if action.kind not in CONSOLE_KINDS:
-        abort(404)
-    return action
+    return action_or_404(action_id, CONSOLE_KINDS)
 
 
 @bp.context_processor
@@ -107,10 +94,10 @@ def index() -> ResponseReturnValue:
 @roles_required(*CONSOLE_ROLES)
 def new() -> ResponseReturnValue:
     """The form for a new draft; it is stored only when every field is right."""
-    form = ActionForm.for_user(_user())
+    form = ActionForm.for_user(acting_user())
     if not form.is_submitted():
         return render_template("console/new.html", form=form, errors={})
-    errors = form.check(_user())
+    errors = form.check(acting_user())
     photo: CleanImage | None = None
     try:
         photo = read_upload(request.files.get("photo"))
@@ -141,7 +128,7 @@ def _store_draft(form: ActionForm, errors: dict[str, str],
     directory = media_dir(runtime().settings, "actions")
     name = None
     try:
-        with transaction(_writer()) as session:
+        with transaction(writer()) as session:
             user = session.get(User, current_user.id)
             assert user is not None
             try:
@@ -168,7 +155,7 @@ def too_large(_error: RequestEntityTooLarge) -> ResponseReturnValue:
     """A body over the app's limit cannot even be read; say what the limit is."""
     if request.endpoint != "console.new":
         return translate("Het verzoek is te groot."), 413
-    form = ActionForm.for_user(_user(), formdata=None)
+    form = ActionForm.for_user(acting_user(), formdata=None)
     return render_template("console/new.html", form=form,
                            errors={"photo": "De foto is te groot: hoogstens 5 MB."}), 413
 
@@ -213,8 +200,8 @@ def start(action_id: int) -> ResponseReturnValue:
         flash("Er is geen wachtrij (Redis) ingesteld; de actie kan nu niet starten.", "error")
         return target
     try:
-        started = start_for_request(_writer(), connection, action.id, now=_now(),
-                                    user=_user())
+        started = start_for_request(writer(), connection, action.id, now=_now(),
+                                    user=acting_user())
     except redis.RedisError:
         flash("De actie is gestart, maar de wachtrij was niet bereikbaar. De worker verstuurt "
               "de berichten alsnog binnen enkele minuten.", "error")
@@ -244,9 +231,9 @@ def end(action_id: int) -> ResponseReturnValue:
         errors["outcome"] = "Er is geen wachtrij (Redis) ingesteld; beëindigen kan nu niet."
     if not errors:
         try:
-            end_and_queue(_writer(), connection, action.id,  # type: ignore[arg-type]
+            end_and_queue(writer(), connection, action.id,  # type: ignore[arg-type]
                           form.outcome.data or "", (form.text.data or "").strip() or None,
-                          now=_now(), user=_user())
+                          now=_now(), user=acting_user())
         except ActionInvalid as exc:
             errors = exc.errors
         except ActionError:

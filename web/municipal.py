@@ -13,7 +13,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from core import audit
 from core.db import transaction
@@ -24,7 +24,6 @@ from core.models import (
     InquiryReaction,
     Language,
     Outcome,
-    Role,
     User,
 )
 from outbound.actions import (
@@ -41,16 +40,16 @@ from outbound.inquiry import (
     update_and_queue,
 )
 from outbound.templates import message_text
-from web import db, runtime
-from web.auth import action_or_404, roles_required, visible_actions
+from web import db, runtime, writer
+from web.auth import acting_user, action_or_404, roles_required, visible_actions
 from web.console_forms import LABELS
 from web.console_live import area_of_form, local_time
 from web.i18n import translate
 from web.municipal_forms import FIELD, TEXT_LABEL, MunicipalForm, UpdateForm
+from web.nav import STAFF
 
 bp = Blueprint("municipal", __name__, url_prefix="/gemeente")
 
-STAFF = (Role.ADMIN, Role.CENTRALIST, Role.MUNICIPALITY_OFFICER)
 PAGE_SIZE = 100
 
 
@@ -58,21 +57,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _user() -> User:
-    return current_user._get_current_object()  # type: ignore[no-any-return]
-
-
-def _writer() -> sessionmaker[Session]:
-    rt = runtime()
-    return rt.writer_sessions or rt.sessions
-
-
 def _municipal_action(action_id: int) -> Action:
     """The inquiry or message if this user may see it; anything else is a 404."""
-    action = action_or_404(action_id)
-    if action.kind not in MUNICIPAL_KINDS:
-        abort(404)
-    return action
+    return action_or_404(action_id, MUNICIPAL_KINDS)
 
 
 @bp.context_processor
@@ -115,7 +102,7 @@ def new_message() -> ResponseReturnValue:
 
 
 def _new(kind: ActionKind) -> ResponseReturnValue:
-    form = MunicipalForm.for_user(_user())
+    form = MunicipalForm.for_user(acting_user())
     if not form.is_submitted():
         return _form_page(form, kind, {})
     return _save(form, kind, None)
@@ -130,8 +117,8 @@ def edit(action_id: int) -> ResponseReturnValue:
         flash("Alleen een concept kan nog worden gewijzigd.", "error")
         return redirect(url_for("municipal.show", action_id=action.id))
     if request.method == "GET":
-        return _form_page(MunicipalForm.of_draft(_user(), action), action.kind, {}, action)
-    return _save(MunicipalForm.for_user(_user()), action.kind, action)
+        return _form_page(MunicipalForm.of_draft(acting_user(), action), action.kind, {}, action)
+    return _save(MunicipalForm.for_user(acting_user()), action.kind, action)
 
 
 def _form_page(form: MunicipalForm, kind: ActionKind, errors: dict[str, str],
@@ -142,7 +129,7 @@ def _form_page(form: MunicipalForm, kind: ActionKind, errors: dict[str, str],
 
 def _save(form: MunicipalForm, kind: ActionKind,
           replaces: Action | None) -> ResponseReturnValue:
-    errors = form.check(kind, _user())
+    errors = form.check(kind, acting_user())
     action_id, errors = _store(form, kind, errors, replaces.id if replaces else None)
     if action_id is None:
         return _form_page(form, kind, errors, replaces, 400)
@@ -163,14 +150,14 @@ def _expired(_error: CSRFError) -> ResponseReturnValue:
         return translate("Het sessieformulier is verlopen; probeer het opnieuw."), 400
     kind = FORM_KINDS.get(request.endpoint or "")
     if kind is not None:
-        return _form_page(MunicipalForm.for_user(_user()), kind, {"form": EXPIRED}, None, 400)
+        return _form_page(MunicipalForm.for_user(acting_user()), kind, {"form": EXPIRED}, None, 400)
     action_id = (request.view_args or {}).get("action_id")
     action = db().scalar(visible_actions(select(Action)).where(
         Action.id == action_id, Action.kind.in_(MUNICIPAL_KINDS))) if action_id else None
     if action is None:
         return translate("Het sessieformulier is verlopen; probeer het opnieuw."), 400
     if request.endpoint == "municipal.edit" and action.status == ActionStatus.DRAFT:
-        return _form_page(MunicipalForm.for_user(_user()), action.kind, {"form": EXPIRED},
+        return _form_page(MunicipalForm.for_user(acting_user()), action.kind, {"form": EXPIRED},
                           action, 400)
     flash("Het sessieformulier is verlopen; probeer het opnieuw.", "error")
     return redirect(url_for("municipal.show", action_id=action.id))
@@ -189,7 +176,7 @@ def _store(form: MunicipalForm, kind: ActionKind, errors: dict[str, str],
     """Create the draft (and drop the one it replaces) in one transaction; every wrong field
     is named at once."""
     try:
-        with transaction(_writer()) as session:
+        with transaction(writer()) as session:
             user = session.get(User, current_user.id)
             assert user is not None
             try:
@@ -222,7 +209,7 @@ def discard(action_id: int) -> ResponseReturnValue:
     """Throw a draft away (a started inquiry or message stays, it can be closed)."""
     action = _municipal_action(action_id)
     try:
-        with transaction(_writer()) as session:
+        with transaction(writer()) as session:
             user = session.get(User, current_user.id)
             assert user is not None
             _discard(session, action.id, user)
@@ -278,8 +265,8 @@ def start(action_id: int) -> ResponseReturnValue:
               "error")
         return target
     try:
-        started = start_for_request(_writer(), connection, action.id, now=_now(),
-                                    user=_user())
+        started = start_for_request(writer(), connection, action.id, now=_now(),
+                                    user=acting_user())
     except redis.RedisError:
         flash("Het versturen is begonnen, maar de wachtrij was niet bereikbaar. De worker "
               "verstuurt de berichten alsnog binnen enkele minuten.", "error")
@@ -308,8 +295,8 @@ def end(action_id: int) -> ResponseReturnValue:
         flash("Er is geen wachtrij (Redis) ingesteld; sluiten kan nu niet.", "error")
         return target
     try:
-        end_and_queue(_writer(), connection, action.id, Outcome.CANCELLED, None, now=_now(),
-                      user=_user())
+        end_and_queue(writer(), connection, action.id, Outcome.CANCELLED, None, now=_now(),
+                      user=acting_user())
     except ActionError:
         flash("Dit is al gesloten.", "error")
         return target
@@ -335,8 +322,8 @@ def send_update(action_id: int) -> ResponseReturnValue:
     connection = runtime().redis
     assert connection is not None
     try:
-        update_and_queue(_writer(), connection, action.id, form.update_nl.data,
-                         form.update_en.data, now=_now(), user=_user())
+        update_and_queue(writer(), connection, action.id, form.update_nl.data,
+                         form.update_en.data, now=_now(), user=acting_user())
     except ActionInvalid as exc:
         return _show_page(action, form, exc.errors, 400)
     except ActionError:
