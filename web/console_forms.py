@@ -61,7 +61,27 @@ class Number(FloatField):
         self.data = value
 
 
-class ActionForm(FlaskForm):
+class AreaFields:
+    """The area picker's inputs (`lat`, `lon`, `radius_m`, `polygon`), shared by the forms
+    that pick an area; subclasses declare the fields with their own default radius."""
+
+    lat: Number
+    lon: Number
+    radius_m: Number
+    polygon: HiddenField
+
+    def area_values(self) -> dict[str, str]:
+        """What the area picker shows again: exactly what was typed or clicked."""
+        def typed(field: Any) -> str:
+            if field.raw_data:
+                return str(field.raw_data[0])
+            return "" if field.data is None else f"{field.data:g}"
+
+        return {"lat": typed(self.lat), "lon": typed(self.lon),
+                "radius_m": typed(self.radius_m), "polygon": self.polygon.data or ""}
+
+
+class ActionForm(AreaFields, FlaskForm):
     """A new search action or AMBER Alert; create_action decides what is valid."""
 
     kind_choices = [(k.value, LABELS["kind"][k.value]) for k in CONSOLE_KINDS]
@@ -125,15 +145,6 @@ class ActionForm(FlaskForm):
                 "lat": self.lat.data, "lon": self.lon.data, "radius_m": self.radius_m.data,
                 "polygon": text(self.polygon) or None, "national": bool(self.national.data)}
 
-    def area_values(self) -> dict[str, str]:
-        """What the area picker shows again: exactly what was typed or clicked."""
-        def typed(field: Any) -> str:
-            if field.raw_data:
-                return str(field.raw_data[0])
-            return "" if field.data is None else f"{field.data:g}"
-
-        return {"lat": typed(self.lat), "lon": typed(self.lon),
-                "radius_m": typed(self.radius_m), "polygon": self.polygon.data or ""}
 
 
 class EndForm(FlaskForm):

@@ -13,7 +13,7 @@ from core.models import Action, ActionKind, Meldkamer, Role, User
 from outbound.actions import ActionDraft
 from outbound.inquiry import meldkamer_for
 from web import db
-from web.console_forms import POLYGON_MAX_CHARS, Number
+from web.console_forms import POLYGON_MAX_CHARS, AreaFields, Number
 
 #: The Dutch name of what the officer writes, per kind (English in municipal.toml).
 TEXT_LABEL = {ActionKind.NEIGHBOURHOOD_INQUIRY: "Uw vraag aan de buurt",
@@ -24,7 +24,7 @@ TEXT_MISSING = {ActionKind.NEIGHBOURHOOD_INQUIRY: "Vul de vraag aan de buurt in.
 FIELD = {"description_nl": "text_nl", "description_en": "text_en"}
 
 
-class MunicipalForm(FlaskForm):
+class MunicipalForm(AreaFields, FlaskForm):
     """An inquiry or preventive message: titles and texts (nl, optional en) and the area."""
 
     title_nl = StringField()
@@ -90,15 +90,6 @@ class MunicipalForm(FlaskForm):
                            lat=self.lat.data, lon=self.lon.data, radius_m=self.radius_m.data,
                            polygon=text(self.polygon) or None)
 
-    def area_values(self) -> dict[str, str]:
-        """What the area fields show again: exactly what was typed or clicked."""
-        def typed(field: Any) -> str:
-            if field.raw_data:
-                return str(field.raw_data[0])
-            return "" if field.data is None else f"{field.data:g}"
-
-        return {"lat": typed(self.lat), "lon": typed(self.lon),
-                "radius_m": typed(self.radius_m), "polygon": self.polygon.data or ""}
 
 
 class UpdateForm(FlaskForm):
