@@ -14,11 +14,13 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from core.redis_server import free_port
 from core.seed import DEMO_PASSWORD
@@ -41,12 +43,26 @@ class System:
     url: str
     home: Path
 
-    def sent(self) -> list[dict[str, object]]:
-        """Messages the demo providers recorded instead of sending."""
+    def sent(self) -> list[dict[str, Any]]:
+        """Messages the demo providers recorded instead of sending (a line the worker is
+        still writing is left for the next read)."""
         path = self.home / "var" / "console-outbox.jsonl"
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        lines = path.read_text(encoding="utf-8").split("\n")
+        return [json.loads(line) for line in lines[:-1] if line]
+
+    def wait_sent(self, match: Callable[[dict[str, Any]], bool], count: int = 1,
+                  seconds: float = 30) -> list[dict[str, Any]]:
+        """The recorded messages MATCH accepts, once there are at least COUNT (the worker
+        sends in the background)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            found = [message for message in self.sent() if match(message)]
+            if len(found) >= count or time.monotonic() > deadline:
+                assert len(found) >= count, f"{len(found)} of {count} messages within {seconds} s"
+                return found
+            time.sleep(0.2)
 
 
 def _wait_for(url: str, process: subprocess.Popen[bytes], seconds: float = 120) -> None:
@@ -94,33 +110,54 @@ def system(tmp_path_factory: pytest.TempPathFactory,
 def browser() -> Iterator[Browser]:
     """Per module: Playwright's sync API keeps an event loop running in this thread while it
     is open, which would break the asyncio.run of tests that come after."""
+    expect.set_options(timeout=15_000)  # a loaded 2-core machine renders slowly
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
 
 
-@pytest.fixture
-def page(browser: Browser, system: System) -> Iterator[Page]:
-    """A fresh browser profile (no cookies) at a laptop's size, failing on any page error."""
+@contextmanager
+def fresh_page(browser: Browser, system: System) -> Iterator[Page]:
+    """A page in a fresh browser profile (no cookies) at a laptop's size; it fails on any
+    JavaScript error."""
     context = browser.new_context(base_url=system.url, viewport={"width": 1280, "height": 860},
                                   locale="nl-NL")
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.set_default_timeout(15_000)
-    yield page
-    context.close()
+    try:
+        yield page
+    finally:
+        context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 @pytest.fixture
-def screenshot() -> Callable[[Page, str], None]:
-    """Saves a screenshot to docs/screenshots/NAME.png when UPDATE_SCREENSHOTS=1."""
-    def take(page: Page, name: str) -> None:
-        if os.environ.get("UPDATE_SCREENSHOTS") == "1":
-            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+def page(browser: Browser, system: System) -> Iterator[Page]:
+    """A fresh browser profile, failing on any page error."""
+    with fresh_page(browser, system) as page:
+        yield page
+
+
+Screenshot = Callable[..., None]
+
+
+@pytest.fixture
+def screenshot() -> Screenshot:
+    """Saves the whole page (or its top HEIGHT pixels) to docs/screenshots/NAME.png when
+    UPDATE_SCREENSHOTS=1."""
+    def take(page: Page, name: str, height: int | None = None) -> None:
+        if os.environ.get("UPDATE_SCREENSHOTS") != "1":
+            return
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        clip = None
+        if height is not None:
+            width = page.viewport_size["width"] if page.viewport_size else 1280
+            clip = {"x": 0, "y": 0, "width": width,
+                    "height": min(height, page.evaluate("document.body.scrollHeight"))}
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True, clip=clip)
     return take
 
 
