@@ -30,7 +30,7 @@ from outbound.actions import (
     start_and_queue,
 )
 from outbound.fanout import ActionError, preview_action
-from outbound.progress import progress
+from outbound.progress import forecast, progress
 from outbound.providers.webpush import application_server_key, generate_vapid_key
 from outbound.runtime import connect_redis
 from outbound.sms import sms_size
@@ -92,8 +92,13 @@ def preview_command(context: Context, action_id: int) -> None:
         action = _action(session, action_id)
         result = preview_action(session, action, datetime.now(UTC))
     click.echo(f"{result.participants} participants, {result.messages} messages")
+    seconds = forecast(context.settings, result.by_channel)
     for channel, number in result.by_channel.most_common():
-        click.echo(f"  {channel.value:6} {number}")
+        held = f", {result.held[channel]} held until quiet hours end" \
+            if result.held[channel] else ""
+        click.echo(f"  {channel.value:6} {number}{held}; {seconds[channel]:.0f} s at the "
+                   "configured rate")
+    click.echo(f"forecast: everyone reached in {max(seconds.values(), default=0):.0f} s")
     for name, number in result.by_municipality.most_common(10):
         click.echo(f"  {name:28} {number}")
     for language in Language:

@@ -32,6 +32,8 @@ def test_an_action_from_draft_to_result_on_the_command_line(run) -> None:
     action_id = created.output.strip()
     preview = run("action", "preview", action_id)
     assert "participants" in preview.output and "SMS text (nl): 1 part(s)" in preview.output
+    assert "at the configured rate" in preview.output and "forecast: everyone reached in" \
+        in preview.output
     started = run("action", "start", action_id)
     assert f"action {action_id} started:" in started.output
     assert "already started; nothing done" in run("action", "start", action_id).output
