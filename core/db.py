@@ -134,6 +134,12 @@ def bulk_insert(connection: Connection, table: Table, columns: Sequence[str],
                 f"COPY {table.name} ({names}) FROM STDIN") as copy:
             for row in prepared:
                 copy.write_row(row)
+        if "id" in columns:
+            # explicit ids leave the serial sequence behind: the next ORM insert would
+            # collide with them
+            connection.exec_driver_sql(
+                f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                f"(SELECT max(id) FROM {table.name}))")
     else:
         marks = ", ".join("?" for _ in columns)
         connection.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})",

@@ -7,6 +7,7 @@ from werkzeug.security import check_password_hash
 
 from core.models import (
     AuditEvent,
+    LocationKind,
     Participant,
     ParticipantLocation,
     Postcode,
@@ -71,3 +72,18 @@ def test_seeding_again_adds_nothing_unless_reset(sessions: sessionmaker[Session]
     with sessions() as session:
         assert session.scalar(select(func.count(Participant.id))) == 100
         assert session.scalar(select(func.count(User.id))) == 3
+
+
+def test_a_participant_who_signs_up_after_seeding_gets_a_new_id(
+        sessions: sessionmaker[Session]) -> None:
+    """The seed writes ids itself (COPY on PostgreSQL); the database's own ids go on after
+    them, so the first real sign-up does not collide with a demo participant."""
+    seed_demo(sessions, size=50, seed=11)
+    with sessions() as session:
+        person = Participant(phone="+31612340000")
+        place = ParticipantLocation(participant=person, kind=LocationKind.HOME, lat=52.09,
+                                    lon=5.12)
+        session.add_all([person, place])
+        session.commit()
+        assert person.id == session.scalar(select(func.max(Participant.id)))
+        assert place.id == session.scalar(select(func.max(ParticipantLocation.id)))
