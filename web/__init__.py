@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Flask, g
+from flask import Flask, Response, g
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import Session, sessionmaker
@@ -47,6 +49,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     app.jinja_env.globals.update(_=translate, current_language=current_language,
                                  nav_items=nav_items)
     app.teardown_request(_close_session)
+    app.after_request(_security_headers(settings))
 
     from web import auth, health, voice, webhooks
 
@@ -91,6 +94,36 @@ def writer() -> sessionmaker[Session]:
     lock when they begin)."""
     rt = runtime()
     return rt.writer_sessions or rt.sessions
+
+
+def _security_headers(settings: Settings) -> Callable[[Response], Response]:
+    """Headers on every answer: scripts, styles and images only from this site (and the
+    map's tile server, when one is configured), no framing, no sniffing, no referrer to
+    other sites; HSTS behind HTTPS. A view that set its own (a photo's sandbox) keeps it."""
+    images = " ".join(["'self'", "data:", "blob:", _origin(settings.map_tiles_url)]).strip()
+    policy = ("default-src 'self'; script-src 'self'; style-src 'self'; "
+              f"img-src {images}; connect-src 'self'; object-src 'none'; base-uri 'self'; "
+              "form-action 'self'; frame-ancestors 'none'")
+    headers = {"Content-Security-Policy": policy, "X-Frame-Options": "DENY",
+               "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
+    if settings.session_cookie_secure:
+        headers["Strict-Transport-Security"] = "max-age=31536000"
+
+    def add(response: Response) -> Response:
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    return add
+
+
+def _origin(url: str) -> str:
+    """scheme://host[:port] of a tile URL template such as https://tile.example/{z}/{x}/{y}.png"""
+    if not url:
+        return ""
+    parts = urlsplit(url.replace("{s}.", ""))
+    return f"{parts.scheme}://*.{parts.netloc}" if "{s}." in url else \
+        f"{parts.scheme}://{parts.netloc}"
 
 
 def _close_session(error: BaseException | None) -> None:

@@ -120,12 +120,14 @@ def browser() -> Iterator[Browser]:
 @contextmanager
 def fresh_page(browser: Browser, system: System) -> Iterator[Page]:
     """A page in a fresh browser profile (no cookies) at a laptop's size; it fails on any
-    JavaScript error."""
+    JavaScript error and on anything the Content-Security-Policy blocked."""
     context = browser.new_context(base_url=system.url, viewport={"width": 1280, "height": 860},
                                   locale="nl-NL")
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: errors.append(message.text)
+            if message.type == "error" and "Content Security Policy" in message.text else None)
     page.set_default_timeout(15_000)
     try:
         yield page

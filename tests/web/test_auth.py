@@ -92,3 +92,29 @@ def test_too_many_failures_pause_the_address_even_with_the_right_password(
 def test_the_menu_shows_only_what_the_role_may_use(client: FlaskClient) -> None:
     page = login_as(client, "municipality_officer").get("/").get_data(as_text=True)
     assert "Auditlog" not in page
+
+
+def test_every_page_sends_the_security_headers(client: FlaskClient) -> None:
+    response = client.get("/login")
+    policy = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert "img-src 'self' data: blob:;" in policy  # no tile server configured: no other host
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "Strict-Transport-Security" not in response.headers  # not behind HTTPS here
+
+
+def test_the_map_tile_server_is_the_only_other_image_source(settings, engine, sessions,
+                                                            redis_client) -> None:
+    from dataclasses import replace
+
+    from web import create_app
+    from web.runtime import Runtime
+
+    tiled = replace(settings, map_tiles_url="https://{s}.tile.example.org/{z}/{x}/{y}.png",
+                    session_cookie_secure=True)
+    app = create_app(runtime=Runtime(tiled, engine, sessions, redis_client))
+    response = app.test_client().get("/login")
+    assert "img-src 'self' data: blob: https://*.tile.example.org;" in \
+        response.headers["Content-Security-Policy"]
+    assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
