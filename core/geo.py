@@ -31,18 +31,27 @@ WGS84_E2 = 6.694379990141e-3
 
 
 class AreaError(BurgernetError, ValueError):
-    """An area that cannot be used: says what is wrong with it."""
+    """An area that cannot be used: says what is wrong with it, and in PART which part of a
+    form to point at (centre, radius, radius_too_large, polygon)."""
 
     error_id = "invalid_area"
+
+    def __init__(self, message: str, part: str = "polygon") -> None:
+        super().__init__(message)
+        self.part = part
 
 
 def check_coordinates(lat: float, lon: float, what: str = "point") -> None:
     """Raise AreaError unless (LAT, LON) are numbers inside Europe."""
     if not all(isinstance(v, int | float) and math.isfinite(v) for v in (lat, lon)):
-        raise AreaError(f"{what}: coordinates must be numbers")
+        raise AreaError(f"{what}: coordinates must be numbers", _part(what))
     if not (EUROPE_LAT[0] <= lat <= EUROPE_LAT[1] and EUROPE_LON[0] <= lon <= EUROPE_LON[1]):
         raise AreaError(f"{what} ({lat}, {lon}) lies outside Europe "
-                        "(latitude, longitude in degrees, WGS84)")
+                        "(latitude, longitude in degrees, WGS84)", _part(what))
+
+
+def _part(what: str) -> str:
+    return "centre" if what == "centre" else "polygon"
 
 
 def gaussian_radius(lat: float) -> float:
@@ -110,10 +119,11 @@ def circle(lat: float, lon: float, radius_m: float) -> Circle:
     """A validated circle: centre in Europe, radius above 0 and at most MAX_RADIUS_M."""
     check_coordinates(lat, lon, "centre")
     if not isinstance(radius_m, int | float) or not math.isfinite(radius_m) or radius_m <= 0:
-        raise AreaError(f"radius {radius_m!r} must be a positive number of metres")
+        raise AreaError(f"radius {radius_m!r} must be a positive number of metres", "radius")
     if radius_m > MAX_RADIUS_M:
         raise AreaError(f"radius {radius_m:.0f} m is larger than the country "
-                        f"(at most {MAX_RADIUS_M:.0f} m; use a polygon for a national area)")
+                        f"(at most {MAX_RADIUS_M:.0f} m; use a polygon for a national area)",
+                        "radius_too_large")
     return Circle(float(lat), float(lon), float(radius_m))
 
 
@@ -164,10 +174,10 @@ def parse_area(*, lat: float | None = None, lon: float | None = None,
     """Either a circle (lat, lon, radius_m) or a polygon (geojson), validated."""
     if geojson is not None:
         if any(v is not None for v in (lat, lon, radius_m)):
-            raise AreaError("give either a circle or a polygon, not both")
+            raise AreaError("give either a circle or a polygon, not both", "centre")
         return polygon(geojson)
     if lat is None or lon is None or radius_m is None:
-        raise AreaError("a circle needs a centre (lat, lon) and a radius in metres")
+        raise AreaError("a circle needs a centre (lat, lon) and a radius in metres", "centre")
     return circle(lat, lon, radius_m)
 
 

@@ -136,17 +136,17 @@ def _choice(enum: Any, value: str | None, name: str, message: str,
         return None
 
 
+#: What the form says for each part of an area that is wrong (AreaError.part).
+AREA_MESSAGES = {
+    "centre": "Klik op de kaart voor het midden van het gebied en geef een straal.",
+    "radius": "Geef een straal van meer dan 0 meter.",
+    "radius_too_large": "De straal is te groot: hoogstens 300 km.",
+    "polygon": "Het getekende gebied is geen geldige veelhoek.",
+}
+
+
 def _area_message(exc: Exception) -> str:
-    text = str(exc)
-    if "needs a centre" in text:
-        return "Klik op de kaart voor het midden van het gebied en geef een straal."
-    if "radius" in text and "larger" in text:
-        return "De straal is te groot: hoogstens 300 km."
-    if "radius" in text:
-        return "Geef een straal van meer dan 0 meter."
-    if "centre" in text or "circle" in text:
-        return "Klik op de kaart voor het midden van het gebied en geef een straal."
-    return "Het getekende gebied is geen geldige veelhoek."
+    return AREA_MESSAGES[exc.part if isinstance(exc, AreaError) else "polygon"]
 
 
 def start_and_queue(writer: sessionmaker[Session], connection: redis.Redis, action_id: int, *,
