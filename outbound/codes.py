@@ -120,9 +120,7 @@ async def _send(runtime: OutboundRuntime, message: Message) -> str:
     sender, rate = runtime.sender_key(Channel.SMS), runtime.rate(Channel.SMS)
     slot = runtime.throttle.reserve(sender, rate).start
     await asyncio.sleep(max(0.0, slot - time.time()))
-    if rate > 0:
-        while (wait := runtime.send_window.admit(sender, rate, f"code:{time.time_ns()}")[0]) > 0:
-            await asyncio.sleep(wait)
+    await runtime.send_window.wait(sender, rate, f"code:{time.time_ns()}")
     provider = runtime.provider(Channel.SMS)
     try:
         return await provider.send(message)

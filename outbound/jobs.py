@@ -326,8 +326,7 @@ class _Gate:
     rate: float
 
     async def wait(self, member: str) -> None:
-        while (delay := self.window.admit(self.sender, self.rate, member)[0]) > 0:
-            await asyncio.sleep(delay)
+        await self.window.wait(self.sender, self.rate, member)
 
 
 async def _send_one(provider: Any, item: _Work, at: float, in_flight: asyncio.Semaphore,

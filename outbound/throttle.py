@@ -8,6 +8,7 @@ workers stays at the configured rate whatever their number.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass
@@ -102,6 +103,11 @@ class SendWindow:
         if answer <= 0:
             return 0.0, -answer / 1_000_000
         return answer / 1_000_000, None
+
+    async def wait(self, sender: str, rate: float, member: str) -> None:
+        """Return once MEMBER is admitted (at once when there is no limit)."""
+        while (delay := self.admit(sender, rate, member)[0]) > 0:
+            await asyncio.sleep(delay)
 
 
 # KEYS[1]: the trunk's holders (sorted set, score = expiry in ms); ARGV: now_ms, ttl_ms, limit,
