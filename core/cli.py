@@ -131,7 +131,8 @@ def load_reference_command(context: Context) -> None:
                                 settings.meldkamer_config, progress=bar.update)
     for table in ("meldkamer", "safety_region", "municipality", "postcode"):
         click.echo(f"{table:14} inserted {report.inserted[table]:5}  "
-                   f"updated {report.updated[table]:5}  unchanged {report.unchanged[table]:5}")
+                   f"updated {report.updated[table]:5}  unchanged {report.unchanged[table]:5}"
+                   + (f"  removed {report.removed[table]:5}" if report.removed[table] else ""))
     c = report.counts
     click.echo(f"{c['municipalities']} municipalities, "
                f"{c['municipalities_with_meldkamer']} with exactly one safety region and meldkamer")
@@ -139,8 +140,9 @@ def load_reference_command(context: Context) -> None:
                f"({c['meldkamers_routable']} with a number and SIP URI)")
     click.echo(f"{c['postcodes']} PC4 areas, "
                f"{c['postcodes_with_municipality']} with a municipality")
-    if not report.changed:
-        click.echo("nothing changed")
+    if report.relocated:
+        click.echo(f"{report.relocated} participant locations followed their corrected postcode")
+    click.echo(f"{report.rows_changed} row(s) changed" if report.changed else "nothing changed")
 
 
 @main.command("seed-demo")

@@ -206,7 +206,8 @@ class SafetyRegion(Base):
 
 
 class Municipality(Base):
-    """A gemeente by CBS code; province and population stay empty until a source provides them."""
+    """A gemeente by CBS code, with its inhabitants (CBS, 1 January 2021) from the reference data;
+    the province stays empty until a source provides it."""
 
     __tablename__ = "municipality"
 
@@ -224,7 +225,9 @@ class Municipality(Base):
 
 
 class Postcode(Base):
-    """A four-digit postcode area with its centroid and the municipality it lies in."""
+    """A four-digit postcode area: a point inside its municipality, the municipality, the rule
+    that decided it (`assignment`, see core/data/README.md) and its inhabitants (CBS, 1 January
+    2021; 0 for PO-box ranges and codes newer than the count)."""
 
     __tablename__ = "postcode"
 
@@ -233,7 +236,8 @@ class Postcode(Base):
     lat: Mapped[float] = mapped_column(Float)
     lon: Mapped[float] = mapped_column(Float)
     municipality_id: Mapped[int] = mapped_column(ForeignKey("municipality.id"), index=True)
-    assignment: Mapped[str] = mapped_column(String(16))
+    assignment: Mapped[str] = mapped_column(String(32))
+    population: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     municipality: Mapped[Municipality] = relationship()
 

@@ -288,13 +288,14 @@ def _store(session: Session, participant: Participant,
 
 
 def nearest_postcode(session: Session, lat: float, lon: float) -> tuple[str | None, int | None]:
-    """The PC4 area whose centroid is nearest to the point (looked up in a widening box)."""
+    """The inhabited PC4 area whose point is nearest (looked up in a widening box); PO-box
+    ranges share their town's centre and nobody lives in them."""
     for reach in (0.05, 0.2, 1.0):
         rows = session.execute(
             select(Postcode.pc4, Postcode.lat, Postcode.lon, Postcode.municipality_id)
             .where(Postcode.lat.between(lat - reach, lat + reach),
                    Postcode.lon.between(lon - reach * 1.6, lon + reach * 1.6),
-                   Postcode.assignment != "place_name")).all()
+                   Postcode.population > 0)).all()
         if rows:
             best = min(rows, key=lambda r: (r.lat - lat) ** 2 + ((r.lon - lon) * 0.62) ** 2)
             return best.pc4, best.municipality_id

@@ -12,11 +12,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+import shapely
+from shapely.geometry import Point, shape
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from core.errors import ConfigError, DataError, PhoneNumberError
-from core.models import Base, Meldkamer, Municipality, Postcode, SafetyRegion
+from core.models import (
+    Base,
+    Meldkamer,
+    Municipality,
+    ParticipantLocation,
+    Postcode,
+    SafetyRegion,
+)
 from core.phone import normalize
 
 FILES = {
@@ -26,14 +36,16 @@ FILES = {
     "boundaries": "municipalities.geojson",
     "postcodes": "pc4.csv",
 }
-ASSIGNMENTS = {"inside", "nearest", "place_name"}
-# Generous box around the Netherlands: catches swapped or garbled coordinates.
+#: The rules by which pc4.csv decided a postcode's municipality (core/data/README.md).
+ASSIGNMENTS = {"cbs-pc4+geonames", "cbs-pc4+geonames-point", "geonames+certegis",
+               "geonames+inside", "place+vicinity", "vicinity"}
+#: Generous box around the Netherlands: catches swapped or garbled coordinates.
 LAT_RANGE = (50.6, 53.7)
 LON_RANGE = (3.2, 7.3)
-# PC4 rows assigned by place name are PO-box ranges whose source coordinates are stray
-# (one lies in Luxembourg); they are kept as published, so only a Europe-wide check applies.
-EUROPE_LAT = (34.0, 72.0)
-EUROPE_LON = (-25.0, 45.0)
+#: Columns that reference data from before December 2026 lacks.
+NEW_COLUMNS = {"inhabitants"}
+OLD_DATA_HINT = ("reference data from before December 2026 (no population figures, "
+                 "postcodes placed by the old geocoder): use the files shipped in core/data")
 
 Progress = Callable[[int], None]
 T = TypeVar("T")
@@ -46,11 +58,19 @@ class LoadReport:
     inserted: Counter[str] = field(default_factory=Counter)
     updated: Counter[str] = field(default_factory=Counter)
     unchanged: Counter[str] = field(default_factory=Counter)
+    removed: Counter[str] = field(default_factory=Counter)
+    #: Participant locations that followed a corrected postcode (see `_relocate`).
+    relocated: int = 0
     counts: dict[str, int] = field(default_factory=dict)
 
     @property
+    def rows_changed(self) -> int:
+        """Reference rows inserted, updated or removed."""
+        return sum((self.inserted + self.updated + self.removed).values())
+
+    @property
     def changed(self) -> bool:
-        return bool(sum(self.inserted.values()) + sum(self.updated.values()))
+        return bool(self.rows_changed or self.relocated)
 
 
 @dataclass(frozen=True)
@@ -89,7 +109,8 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[s
             header = tuple(reader.fieldnames or ())
             missing = [c for c in columns if c not in header]
             if missing:
-                raise DataError(path, 1, f"missing column(s) {', '.join(missing)}")
+                hint = f": {OLD_DATA_HINT}" if NEW_COLUMNS & set(missing) else ""
+                raise DataError(path, 1, f"missing column(s) {', '.join(missing)}{hint}")
             for row in reader:
                 line = reader.line_num
                 if None in row or any(row.get(c) is None for c in columns):
@@ -130,6 +151,21 @@ def _coordinate(value: str, bounds: tuple[float, float], what: str, path: Path, 
     if not bounds[0] <= number <= bounds[1]:
         raise DataError(path, line, f"{what} {number} lies outside {bounds[0]}..{bounds[1]}")
     return number
+
+
+def _count(value: str, what: str, path: Path, line: int) -> int:
+    if not re.fullmatch(r"\d{1,9}", value):
+        raise DataError(path, line, f"{what} {value!r} is not a whole number of 0 or more")
+    return int(value)
+
+
+def _inside(shapes: dict[str, BaseGeometry], code: str, lat: float, lon: float, what: str,
+            path: Path, line: int) -> None:
+    """Routing places a point by the municipality boundary, so a row's point must lie in its
+    own municipality; one that does not would route callers to the wrong meldkamer."""
+    if not shapes[code].contains(Point(lon, lat)):
+        raise DataError(path, line, f"{what} ({lat}, {lon}) lies outside the boundary of "
+                                    f"{code} in {FILES['boundaries']}")
 
 
 def _text(value: str, what: str, path: Path, line: int) -> str:
@@ -203,7 +239,8 @@ class _Upserter:
     def __init__(self, session: Session, report: LoadReport) -> None:
         self.session = session
         self.report = report
-        self.counted: set[int] = set()
+        self.changed: set[int] = set()
+        self.unchanged: set[int] = set()
 
     def apply(self, model: type[Base], key: str, rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
         table = model.__tablename__
@@ -215,24 +252,27 @@ class _Upserter:
                 obj = model(**{key: natural_key}, **values)
                 self.session.add(obj)
                 self.report.inserted[table] += 1
-                self.counted.add(id(obj))
+                self.changed.add(id(obj))
             elif not self.update(obj, values):
                 self.report.unchanged[table] += 1
+                self.unchanged.add(id(obj))
             result[natural_key] = obj
         self.session.flush()
         return result
 
     def update(self, obj: Base, values: dict[str, Any]) -> bool:
-        """Set VALUES on OBJ; True when anything changed."""
+        """Set VALUES on OBJ; True when anything changed. A row already counted as unchanged
+        by `apply` moves to updated (the meldkamer fallbacks are set after their rows)."""
         if all(getattr(obj, name) == value for name, value in values.items()):
             return False
         for name, value in values.items():
             setattr(obj, name, value)
-        if id(obj) not in self.counted:
-            self.counted.add(id(obj))
+        if id(obj) not in self.changed:
+            self.changed.add(id(obj))
             table = type(obj).__tablename__
             self.report.updated[table] += 1
-            if self.report.unchanged[table]:
+            if id(obj) in self.unchanged:
+                self.unchanged.discard(id(obj))
                 self.report.unchanged[table] -= 1
         return True
 
@@ -259,12 +299,55 @@ def load_reference(session: Session, data_dir: Path, meldkamer_config: Path,
 
     region_rows = _read_regions(data_dir / FILES["safety_regions"], meldkamers, tick)
     regions = upsert.apply(SafetyRegion, "code", region_rows)
-    municipality_rows = _read_municipalities(data_dir, regions, tick)
+    municipality_rows, shapes = _read_municipalities(data_dir, regions, tick)
     municipalities = upsert.apply(Municipality, "code", municipality_rows)
-    postcode_rows = _read_postcodes(data_dir / FILES["postcodes"], municipalities, tick)
+    postcode_rows = _read_postcodes(data_dir / FILES["postcodes"], municipalities, shapes, tick)
+    placed_before = _postcode_places(session)
     upsert.apply(Postcode, "pc4", postcode_rows)
+    if stale := sorted(placed_before.keys() - postcode_rows.keys()):
+        session.execute(delete(Postcode).where(Postcode.pc4.in_(stale))
+                        .execution_options(synchronize_session=False))
+        report.removed["postcode"] = len(stale)
+    report.relocated = _relocate(session, placed_before, _postcode_places(session))
     report.counts = integrity_counts(session)
     return report
+
+
+Placement = tuple[float, float, int]
+
+
+def _postcode_places(session: Session) -> dict[str, Placement]:
+    rows = session.execute(select(Postcode.pc4, Postcode.lat, Postcode.lon,
+                                  Postcode.municipality_id))
+    return {pc4: (lat, lon, municipality_id) for pc4, lat, lon, municipality_id in rows}
+
+
+def _relocate(session: Session, before: dict[str, Placement],
+              after: dict[str, Placement]) -> int:
+    """Participant locations follow a corrected postcode; returns how many changed.
+
+    A location registered by postcode sits exactly on the postcode's old point, so it moves
+    to the new point and municipality. A location registered by coordinates keeps its
+    coordinates and takes the postcode's new municipality (its PC4 was the nearest one).
+    """
+    location = ParticipantLocation
+    moved = 0
+    for pc4, (lat, lon, municipality_id) in after.items():
+        old = before.get(pc4)
+        if old is None or old == (lat, lon, municipality_id):
+            continue
+        moved += session.execute(
+            update(location)
+            .where(location.pc4 == pc4, location.lat == old[0], location.lon == old[1])
+            .values(lat=lat, lon=lon, municipality_id=municipality_id)
+            .execution_options(synchronize_session=False)).rowcount or 0
+        moved += session.execute(
+            update(location)
+            .where(location.pc4 == pc4, location.country == "NL",
+                   location.municipality_id != municipality_id)
+            .values(municipality_id=municipality_id)
+            .execution_options(synchronize_session=False)).rowcount or 0
+    return moved
 
 
 def _read_meldkamers(path: Path, tick: Progress) -> dict[str, dict[str, Any]]:
@@ -308,50 +391,60 @@ def _read_boundaries(path: Path) -> dict[str, dict[str, Any]]:
     return boundaries
 
 
-def _read_municipalities(data_dir: Path, regions: dict[str, SafetyRegion],
-                         tick: Progress) -> dict[str, dict[str, Any]]:
+def _read_municipalities(data_dir: Path, regions: dict[str, SafetyRegion], tick: Progress
+                         ) -> tuple[dict[str, dict[str, Any]], dict[str, BaseGeometry]]:
+    """Municipality rows, and their boundaries as shapes for checking the points against."""
     path = data_dir / FILES["municipalities"]
     boundaries = _read_boundaries(data_dir / FILES["boundaries"])
     rows: dict[str, dict[str, Any]] = {}
-    columns = ("code", "name", "safety_region", "centroid_lat", "centroid_lon")
+    shapes: dict[str, BaseGeometry] = {}
+    columns = ("code", "name", "safety_region", "centroid_lat", "centroid_lon", "inhabitants")
     for line, row in read_csv(path, columns):
         code = _new_key(rows, row["code"], r"GM\d{4}", "municipality code", path, line)
         region = _lookup(regions, row["safety_region"], "safety region code", path, line)
         if code not in boundaries:
             raise DataError(path, line, f"{code} has no boundary in {FILES['boundaries']}")
+        shapes[code] = shape(boundaries[code])
+        shapely.prepare(shapes[code])
+        lat = _coordinate(row["centroid_lat"], LAT_RANGE, "latitude", path, line)
+        lon = _coordinate(row["centroid_lon"], LON_RANGE, "longitude", path, line)
+        _inside(shapes, code, lat, lon, "point", path, line)
         rows[code] = {
             "name": _text(row["name"], "name", path, line),
             "safety_region_id": region.id,
-            "centroid_lat": _coordinate(row["centroid_lat"], LAT_RANGE, "latitude", path, line),
-            "centroid_lon": _coordinate(row["centroid_lon"], LON_RANGE, "longitude", path, line),
+            "centroid_lat": lat,
+            "centroid_lon": lon,
+            "population": _count(row["inhabitants"], "inhabitants", path, line),
             "boundary": boundaries[code],
         }
         tick(1)
     if stray := sorted(boundaries.keys() - rows.keys()):
         raise DataError(data_dir / FILES["boundaries"], None,
                         f"unknown municipality code(s) {', '.join(stray[:5])}")
-    return rows
+    return rows, shapes
 
 
 def _read_postcodes(path: Path, municipalities: dict[str, Municipality],
-                    tick: Progress) -> dict[str, dict[str, Any]]:
+                    shapes: dict[str, BaseGeometry], tick: Progress) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
-    for line, row in read_csv(path, ("pc4", "place", "lat", "lon", "municipality", "how")):
+    columns = ("pc4", "place", "lat", "lon", "municipality", "how", "inhabitants")
+    for line, row in read_csv(path, columns):
         pc4 = _new_key(rows, row["pc4"], r"[1-9]\d{3}", "postcode", path, line)
-        municipality = _lookup(municipalities, row["municipality"], "municipality code", path,
-                               line)
+        code = row["municipality"]
+        municipality = _lookup(municipalities, code, "municipality code", path, line)
         if row["how"] not in ASSIGNMENTS:
             raise DataError(path, line, f"assignment {row['how']!r} is not one of "
                                         f"{', '.join(sorted(ASSIGNMENTS))}")
-        stray = row["how"] == "place_name"
+        lat = _coordinate(row["lat"], LAT_RANGE, "latitude", path, line)
+        lon = _coordinate(row["lon"], LON_RANGE, "longitude", path, line)
+        _inside(shapes, code, lat, lon, f"the point of {pc4}", path, line)
         rows[pc4] = {
             "place": _text(row["place"], "place", path, line),
-            "lat": _coordinate(row["lat"], EUROPE_LAT if stray else LAT_RANGE, "latitude",
-                               path, line),
-            "lon": _coordinate(row["lon"], EUROPE_LON if stray else LON_RANGE, "longitude",
-                               path, line),
+            "lat": lat,
+            "lon": lon,
             "municipality_id": municipality.id,
             "assignment": row["how"],
+            "population": _count(row["inhabitants"], "inhabitants", path, line),
         }
         tick(1)
     return rows

@@ -104,7 +104,6 @@ _MELDKAMER_BY_ID = _meldkamer_query().where(Meldkamer.id == bindparam("id"))
 _PLACE_BY_POSTCODE = (_place_query().add_columns(Postcode.pc4)
                       .join(Postcode, Postcode.municipality_id == Municipality.id)
                       .where(Postcode.pc4 == bindparam("pc4")))
-_PLACE_BY_MUNICIPALITY = _place_query().where(Municipality.id == bindparam("id"))
 
 
 def meldkamer(session: Session, code: str) -> MeldkamerInfo | None:
@@ -131,13 +130,6 @@ def place_for_postcode(session: Session, pc4: str) -> Place:
     if row is None:
         raise UnknownPlace(f"postcode {pc4} is not a known PC4 area")
     return Place(*row[:4], pc4=row[4])
-
-
-def place_for_municipality(session: Session, municipality_id: int) -> Place:
-    row = session.execute(_PLACE_BY_MUNICIPALITY, {"id": municipality_id}).first()
-    if row is None:
-        raise UnknownPlace(f"municipality {municipality_id} is not in the reference data")
-    return Place(*row)
 
 
 def place_by_name(session: Session, name: str) -> Place:

@@ -39,7 +39,6 @@ from routing.directory import (
     meldkamer_by_id,
     place_at_point,
     place_by_name,
-    place_for_municipality,
     place_for_postcode,
 )
 from routing.pidf import PidfError, location_from_body, parse_geolocation_header
@@ -64,8 +63,7 @@ _LATEST_ACTION = (
 _PARTICIPANT_BY_PHONE = select(Participant.id).where(Participant.phone == bindparam("phone"))
 _LOCATIONS = (
     select(ParticipantLocation.kind, ParticipantLocation.lat, ParticipantLocation.lon,
-           ParticipantLocation.municipality_id, ParticipantLocation.expires_at,
-           ParticipantLocation.id)
+           ParticipantLocation.expires_at, ParticipantLocation.id)
     .where(ParticipantLocation.participant_id == bindparam("participant_id")))
 PLACE_ORDER = {LocationKind.CURRENT: 0, LocationKind.HOME: 1, LocationKind.WORK: 2}
 
@@ -301,9 +299,7 @@ def _by_participant(session: Session, request: RouteRequest, trail: _Trail,
     live.sort(key=lambda r: (PLACE_ORDER.get(r.kind, 9), -r.id))
     for row in live:
         try:
-            place = (place_for_municipality(session, row.municipality_id)
-                     if row.municipality_id is not None
-                     else place_at_point(session, row.lat, row.lon))
+            place = place_at_point(session, row.lat, row.lon)
         except UnknownPlace as exc:
             trail.note(f"{who}'s {row.kind.value} location ignored: {exc}")
             continue

@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import text
 
 from core.cli import main
+from core.db import make_engine
 from tests.conftest import MELDKAMER_CONFIG, SERVER_URL
 
 
@@ -26,11 +28,28 @@ def test_load_reference_reports_counts_and_is_idempotent(run) -> None:
     first = run("load-reference")
     assert first.exit_code == 0, first.output
     assert "342 municipalities, 342 with exactly one safety region and meldkamer" in first.output
-    assert "4766 PC4 areas, 4766 with a municipality" in first.output
+    assert "4799 PC4 areas, 4799 with a municipality" in first.output
     second = run("load-reference")
     assert second.exit_code == 0
     assert "nothing changed" in second.output
-    assert "postcode       inserted     0  updated     0  unchanged  4766" in second.output
+    assert "postcode       inserted     0  updated     0  unchanged  4799" in second.output
+
+
+def test_load_reference_on_an_old_database_says_how_many_rows_changed(
+        run, new_database_url: Callable[[], str]) -> None:
+    url = new_database_url()
+    assert run("load-reference", DATABASE_URL=url).exit_code == 0
+    engine = make_engine(url)
+    with engine.begin() as connection:  # 6300 Valkenburg as the 2023 data had it: Katwijk
+        katwijk = connection.scalar(text("SELECT id FROM municipality WHERE code = 'GM0537'"))
+        connection.execute(text("UPDATE postcode SET lat = 52.1779, lon = 4.43457, "
+                                "municipality_id = :m, population = 0 WHERE pc4 = '6300'"),
+                           {"m": katwijk})
+    engine.dispose()
+    again = run("load-reference", DATABASE_URL=url)
+    assert again.exit_code == 0, again.output
+    assert "postcode       inserted     0  updated     1  unchanged  4798" in again.output
+    assert again.output.rstrip().endswith("1 row(s) changed")
 
 
 def test_a_bad_row_is_one_line_and_a_failure(run, tmp_path: Path) -> None:
@@ -41,7 +60,7 @@ def test_a_bad_row_is_one_line_and_a_failure(run, tmp_path: Path) -> None:
     data = tmp_path / "data"
     shutil.copytree(DEFAULT_DATA_DIR, data)
     pc4 = data / "pc4.csv"
-    pc4.write_text(pc4.read_text().replace("GM0363,inside", "GM9999,inside", 1))
+    pc4.write_text(pc4.read_text().replace("GM0363,place", "GM9999,place", 1))
     result = run("load-reference", REFERENCE_DATA_DIR=str(data))
     assert result.exit_code == 1
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]

@@ -250,3 +250,15 @@ def test_recent_action_gives_the_action_id_for_sms_replies(db: Session, particip
     action = sent_action(person, "OB", ended_ago=timedelta(hours=1))
     assert recent_action(db, person.id, NOW) == action.id
     assert recent_action(db, person.id, NOW, timedelta(minutes=30)) is None
+
+
+def test_a_place_registered_by_coordinates_routes_by_the_boundary_not_the_nearest_postcode(
+        db: Session, participant) -> None:
+    """In Landsmeer (Noord-Holland), 1.2 km from the border with Amsterdam, whose postcode 1035
+    has the nearest point: the registered place is the point, so Noord-Holland takes the call."""
+    person = participant()
+    home = add_location(db, person, LocationKind.HOME, lat=52.42415, lon=4.90326, now=NOW)
+    assert home.pc4 == "1035"
+    decision = _route(db, caller="+31690001234")
+    assert (decision.reason, decision.meldkamer_code) == ("participant_location", "NH")
+    assert "lies in Landsmeer (region Zaanstreek-Waterland)" in decision.detail
