@@ -1,13 +1,15 @@
 """Demo data: one user per role and a synthetic participant population on fictional numbers.
 
-The reference data has no population figures, so participants are spread by an honest proxy:
-every residential PC4 area is equally likely, which weights a municipality by its number of
-PC4 areas. PO-box ranges (PC4 rows assigned by place name, with stray coordinates) are left
-out. Every phone number lies in +31 69, which the Dutch numbering plan does not allocate.
+Participants live where people live: a home is drawn per PC4 area by its inhabitants (CBS,
+1 January 2021, from the reference data), and a workplace, for a quarter of them, by the same
+weights within the home's safety region. PO-box ranges and codes newer than the count have no
+inhabitants and get nobody. Every phone number lies in +31 69, which the Dutch numbering plan
+does not allocate.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import time
@@ -113,6 +115,7 @@ class Area:
     lon: float
     municipality_id: int
     region_id: int
+    population: int
 
 
 def seed_demo(sessions: sessionmaker[Session], *, size: int, seed: int = 2023,
@@ -178,18 +181,29 @@ def _delete_demo_participants(session: Session) -> None:
 
 
 def residential_areas(session: Session) -> list[Area]:
-    """Every PC4 area except PO-box ranges, in postcode order (so a seed is reproducible)."""
+    """Every PC4 area where people live, in postcode order (so a seed is reproducible)."""
     rows = session.execute(
         select(Postcode.pc4, Postcode.lat, Postcode.lon, Postcode.municipality_id,
-               Municipality.safety_region_id)
+               Municipality.safety_region_id, Postcode.population)
         .join(Municipality, Postcode.municipality_id == Municipality.id)
         .join(SafetyRegion, Municipality.safety_region_id == SafetyRegion.id)
-        .where(Postcode.assignment != "place_name")
+        .where(Postcode.population > 0)
         .order_by(Postcode.pc4)).all()
     if not rows:
         raise DataError("reference data", None,
-                        "no postcodes loaded: run `burgernet load-reference` first")
+                        "no inhabited postcodes loaded: run `burgernet load-reference` first")
     return [Area(*row) for row in rows]
+
+
+class _Draw:
+    """Areas drawn in proportion to their inhabitants."""
+
+    def __init__(self, areas: list[Area]) -> None:
+        self.areas = areas
+        self.cumulative = list(itertools.accumulate(area.population for area in areas))
+
+    def __call__(self, rng: random.Random) -> Area:
+        return rng.choices(self.areas, cum_weights=self.cumulative)[0]
 
 
 def _insert_population(session: Session, areas: list[Area], size: int, rng: random.Random,
@@ -216,6 +230,8 @@ def population_chunks(areas: list[Area], size: int, rng: random.Random, first_pa
     by_region: dict[int, list[Area]] = defaultdict(list)
     for area in areas:
         by_region[area.region_id].append(area)
+    home_in = _Draw(areas)
+    work_in = {region: _Draw(inside) for region, inside in by_region.items()}
     numbers = rng.sample(range(FIRST_PARTICIPANT_NUMBER, 10_000_000), size)
     now = utcnow()
     pid, lid = first_participant, first_location
@@ -224,11 +240,11 @@ def population_chunks(areas: list[Area], size: int, rng: random.Random, first_pa
         places: Rows = []
         for number in numbers[start:start + CHUNK]:
             people.append(_participant(pid, number, rng, now))
-            home = rng.choice(areas)
+            home = home_in(rng)
             places.append(_location(lid, pid, LocationKind.HOME, home, rng, now))
             lid += 1
             if rng.random() < 0.25:
-                work = rng.choice(by_region[home.region_id])
+                work = work_in[home.region_id](rng)
                 places.append(_location(lid, pid, LocationKind.WORK, work, rng, now))
                 lid += 1
             pid += 1

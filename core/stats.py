@@ -9,6 +9,7 @@ SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -35,6 +36,7 @@ from core.models import (
     Outcome,
     ParticipantLocation,
     ParticipantStatus,
+    SafetyRegion,
 )
 from core.targeting import LOCAL_TIME
 
@@ -238,16 +240,23 @@ def call_share(session: Session, period: Period,
 
 @dataclass(frozen=True)
 class Coverage:
-    """Verified participants living in a municipality, against its population when known."""
+    """Verified participants living in a municipality (or a safety region), against its
+    inhabitants when known; REGION is a municipality's safety region code."""
 
     code: str
     name: str
     participants: int
     population: int | None
+    region: str | None = None
 
     @property
     def coverage(self) -> float | None:
         return self.participants / self.population if self.population else None
+
+    @property
+    def per_thousand(self) -> float | None:
+        """The reach: participants per 1,000 inhabitants."""
+        return 1000 * self.participants / self.population if self.population else None
 
 
 SORT_KEYS = ("name", "participants", "coverage")
@@ -267,10 +276,51 @@ def participants_by_municipality(session: Session) -> list[Coverage]:
                .group_by(ParticipantLocation.municipality_id).subquery())
     rows = session.execute(
         select(Municipality.code, Municipality.name, Municipality.population,
-               func.coalesce(counted.c.participants, 0))
+               func.coalesce(counted.c.participants, 0), SafetyRegion.code)
+        .join(SafetyRegion, SafetyRegion.id == Municipality.safety_region_id)
         .outerjoin(counted, counted.c.municipality_id == Municipality.id))
-    return sort_coverage([Coverage(code, name, participants, population)
-                          for code, name, population, participants in rows], "name", False)
+    return sort_coverage([Coverage(code, name, participants, population, region)
+                          for code, name, population, participants, region in rows],
+                         "name", False)
+
+
+def participants_by_region(session: Session, municipalities: Sequence[Coverage]
+                           ) -> list[Coverage]:
+    """The municipality figures summed per safety region, in region code order; a region's
+    inhabitants are unknown when any of its municipalities' are."""
+    names = dict(session.execute(select(SafetyRegion.code, SafetyRegion.name)).all())
+    participants: dict[str, int] = defaultdict(int)
+    population: dict[str, int | None] = {}
+    for row in municipalities:
+        if row.region is None:
+            continue
+        participants[row.region] += row.participants
+        known = population.get(row.region, 0)
+        population[row.region] = (None if known is None or row.population is None
+                                  else known + row.population)
+    return [Coverage(code, names[code], participants[code], population[code])
+            for code in sorted(population)]
+
+
+def class_breaks(values: Sequence[float], classes: int = 5) -> list[float]:
+    """Upper bounds of up to CLASSES groups of about as many values each (quantiles), for a
+    choropleth: rounded to two significant digits, without repeats, the last one the
+    maximum."""
+    if not values:
+        return []
+    ordered = sorted(values)
+    cuts = [ordered[min(len(ordered) - 1, (len(ordered) * step) // classes)]
+            for step in range(1, classes)]
+    bounds = sorted({significant(value) for value in [*cuts, ordered[-1]]})
+    bounds[-1] = max(bounds[-1], ordered[-1])
+    return bounds
+
+
+def significant(value: float, digits: int = 2) -> float:
+    """VALUE rounded to DIGITS significant digits (12.34 → 12, 0.01234 → 0.012)."""
+    if value == 0:
+        return 0.0
+    return round(value, digits - 1 - math.floor(math.log10(abs(value))))
 
 
 def dutch_name_key(name: str) -> str:
@@ -371,6 +421,7 @@ class Statistics:
     success: list[KindSuccess]
     calls: list[CallShare]
     municipalities: list[Coverage]
+    regions: list[Coverage]
     delivery: list[ChannelDelivery]
 
 
@@ -378,8 +429,9 @@ def collect(session: Session, period: Period, organisation_id: int | None = None
             purpose: DeliveryPurpose | None = None) -> Statistics:
     """All figures for PERIOD: action figures of ORGANISATION_ID (None: all organisations);
     participant figures always for the whole country (they are aggregate)."""
+    municipalities = participants_by_municipality(session)
     return Statistics(period, actions_per_month(session, period, organisation_id),
                       success_by_kind(session, period, organisation_id),
                       call_share(session, period, organisation_id),
-                      participants_by_municipality(session),
+                      municipalities, participants_by_region(session, municipalities),
                       delivery_by_channel(session, period, organisation_id, purpose))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from flask import Blueprint, Response, abort, render_template, request
+from flask import Blueprint, Response, abort, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
@@ -48,7 +49,8 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 @dataclass(frozen=True)
 class Column:
     label: str
-    #: text, month, count or percent (a ratio 0..1, or None where it cannot be computed)
+    #: text, month, count, rate (a decimal number) or percent (a ratio 0..1); a value is None
+    #: where it cannot be computed
     kind: str = "count"
     digits: int = 1
     sort: str | None = None
@@ -96,22 +98,38 @@ def calls_table(rows: list[stats.CallShare]) -> Table:
                  [_("Totaal"), total.actions, total.called, total.rate])
 
 
+REACH = "Per 1.000 inwoners"
+
+
 def municipalities_table(rows: list[stats.Coverage]) -> Table:
     columns = [Column(_("CBS-code"), "text"), Column(_("Gemeente"), "text", sort="naam"),
                Column(_("Deelnemers"), sort="deelnemers"), Column(_("Inwoners")),
-               Column(_("Dekking"), "percent", digits=2, sort="dekking")]
-    notes = [_("Deelnemers: geverifieerd en niet afgemeld, naar woonadres. "
-               "Dekking: deelnemers als deel van de inwoners.")]
+               Column(_(REACH), "rate", sort="dekking")]
+    notes = [_("Deelnemers: geverifieerd en niet afgemeld, naar woonadres. Inwoners: CBS, "
+               "1 januari 2021. Bereik: deelnemers per 1.000 inwoners.")]
     known = [r.population for r in rows if r.population]
     if not known:
-        notes.append(_("Het inwonertal van de gemeenten is niet bekend, dus de dekking ook "
+        notes.append(_("Het inwonertal van de gemeenten is niet bekend, dus het bereik ook "
                        "niet."))
+    return Table("deelnemers-per-gemeente", _("Deelnemers per gemeente"), columns,
+                 [[r.code, r.name, r.participants, r.population, r.per_thousand] for r in rows],
+                 _total(rows, known), notes, row_header=1)
+
+
+def regions_table(rows: list[stats.Coverage]) -> Table:
+    columns = [Column(_("Code"), "text"), Column(_("Veiligheidsregio"), "text"),
+               Column(_("Deelnemers")), Column(_("Inwoners")), Column(_(REACH), "rate")]
+    known = [r.population for r in rows if r.population]
+    return Table("deelnemers-per-regio", _("Deelnemers per veiligheidsregio"), columns,
+                 [[r.code, r.name, r.participants, r.population, r.per_thousand] for r in rows],
+                 _total(rows, known), row_header=1)
+
+
+def _total(rows: list[stats.Coverage], known: list[int]) -> list[Any]:
     participants = sum(r.participants for r in rows)
     population = sum(known) if len(known) == len(rows) else None
-    return Table("deelnemers-per-gemeente", _("Deelnemers per gemeente"), columns,
-                 [[r.code, r.name, r.participants, r.population, r.coverage] for r in rows],
-                 ["", _("Totaal"), participants, population,
-                  participants / population if population else None], notes, row_header=1)
+    return ["", _("Totaal"), participants, population,
+            1000 * participants / population if population else None]
 
 
 def delivery_table(rows: list[stats.ChannelDelivery]) -> Table:
@@ -130,18 +148,64 @@ def delivery_table(rows: list[stats.ChannelDelivery]) -> Table:
 def extremes_tables(rows: list[stats.Coverage]) -> tuple[Table, Table, str]:
     found = stats.extremes(rows)
     columns = [Column(_("Gemeente"), "text"), Column(_("Deelnemers")), Column(_("Inwoners")),
-               Column(_("Dekking"), "percent", digits=2)]
+               Column(_(REACH), "rate")]
 
     def table(slug: str, caption: str, chosen: list[stats.Coverage]) -> Table:
         return Table(slug, _(caption), columns,
-                     [[r.name, r.participants, r.population, r.coverage] for r in chosen])
+                     [[r.name, r.participants, r.population, r.per_thousand] for r in chosen])
 
     if found.basis == "coverage":
-        return (table("top-gemeenten", "Best gedekte gemeenten", found.top),
-                table("bottom-gemeenten", "Minst gedekte gemeenten", found.bottom), found.basis)
+        return (table("top-gemeenten", "Gemeenten met het grootste bereik", found.top),
+                table("bottom-gemeenten", "Gemeenten met het kleinste bereik", found.bottom),
+                found.basis)
     return (table("top-gemeenten", "Gemeenten met de meeste deelnemers", found.top),
             table("bottom-gemeenten", "Gemeenten met de minste deelnemers", found.bottom),
             found.basis)
+
+
+# --- the reach map --------------------------------------------------------------------
+
+#: ColorBrewer YlGnBu, five classes: sequential, readable for the colour-blind and in print.
+REACH_COLOURS = ("#ffffcc", "#a1dab4", "#41b6c4", "#2c7fb8", "#253494")
+UNKNOWN_COLOUR = "#d9d9d9"
+
+
+@dataclass(frozen=True)
+class Legend:
+    """One map view's classes: upper bounds, their colours and labels."""
+
+    breaks: list[float]
+    colours: list[str]
+    labels: list[str]
+
+
+def legend(rows: Sequence[stats.Coverage]) -> Legend:
+    breaks = stats.class_breaks([r.per_thousand for r in rows if r.per_thousand is not None],
+                                len(REACH_COLOURS))
+    colours = list(REACH_COLOURS[len(REACH_COLOURS) - len(breaks):])
+
+    def shown(bound: float) -> str:  # as many decimals as two significant digits need
+        digits = 1 if bound <= 0 else max(1, 1 - math.floor(math.log10(bound)))
+        return format_cell(bound, Column("", "rate", digits=digits))
+
+    labels = [_("tot en met {high}", high=shown(high)) if index == 0 else
+              f"{shown(breaks[index - 1])} – {shown(high)}" for index, high in enumerate(breaks)]
+    return Legend(breaks, colours, labels)
+
+
+def reach_map(views: dict[str, list[stats.Coverage]], legends: dict[str, Legend]
+              ) -> dict[str, Any]:
+    """What the map script colours: per municipality and per region (VIEWS) its reach,
+    participants and inhabitants, each view's classes, and each municipality's region."""
+    def figures(rows: Sequence[stats.Coverage]) -> dict[str, Any]:
+        return {r.code: [r.per_thousand, r.participants, r.population, r.name] for r in rows}
+
+    return {"figures": {view: figures(rows) for view, rows in views.items()},
+            "legends": {view: vars(legends[view]) for view in views},
+            "region_of": {r.code: r.region for r in views["municipalities"]},
+            "unknown": UNKNOWN_COLOUR,
+            "labels": {"participants": _("deelnemers"), "reach": _("per 1.000 inwoners"),
+                       "unknown": _("inwonertal onbekend")}}
 
 
 # --- formatting -----------------------------------------------------------------------
@@ -154,6 +218,9 @@ def format_cell(value: Any, column: Column, for_csv: bool = False) -> str:
     if column.kind == "month" and isinstance(value, date):
         return f"{value:%Y-%m}" if for_csv else \
             f"{MONTH_NAMES[current_language()][value.month - 1]} {value.year}"
+    if column.kind == "rate" and isinstance(value, int | float):
+        number = f"{value:.{column.digits}f}"
+        return number.replace(".", ",") if dutch else number
     if column.kind == "percent" and isinstance(value, float):
         number = f"{value * 100:.{column.digits}f}"
         number = number.replace(".", ",") if dutch else number
@@ -218,7 +285,7 @@ def chart_data(tables: dict[str, Table], extremes: tuple[Table, Table, str]) -> 
                            percent=True, max=100),
         "calls": _series(tables["calls"], [3], percent=True, max=100),
         "municipalities": _series(top, [3] if basis == "coverage" else [1], rows=ranked,
-                                  percent=basis == "coverage", horizontal=True),
+                                  horizontal=True),
         "delivery": _series(tables["delivery"], [2, 3, 4, 5], stacked=True),
     }
 
@@ -274,12 +341,17 @@ def index() -> ResponseReturnValue:
               "success": success_table(figures.success),
               "calls": calls_table(figures.calls),
               "municipalities": municipalities_table(municipalities),
+              "regions": regions_table(figures.regions),
               "delivery": delivery_table(figures.delivery)}
+    views = {"municipalities": figures.municipalities, "regions": figures.regions}
+    legends = {view: legend(rows) for view, rows in views.items()}
     form.update(van=f"{period.first:%Y-%m}", tot=f"{period.last:%Y-%m}")
     query = {"van": form["van"], "tot": form["tot"], "doel": purpose.value if purpose else None}
     return render_template("stats/index.html", form=form, errors={}, purposes=PURPOSE_LABELS,
                            query=query, figures=figures, tables=tables, extremes=extremes,
                            charts=chart_data(tables, extremes), sort=sort,
+                           reach=reach_map(views, legends), legends=legends,
+                           boundaries_url=url_for("console.boundaries"),
                            descending=descending, format_cell=format_cell,
                            scope=current_user.organisation.name if _scope() else None)
 
@@ -294,6 +366,8 @@ EXPORTS: dict[str, Callable[[Period, DeliveryPurpose | None], Table]] = {
     "deelnemers-per-gemeente": lambda _period, _purpose: municipalities_table(
         stats.sort_coverage(stats.participants_by_municipality(db()), SORTS[_sort()[0]],
                             _sort()[1])),
+    "deelnemers-per-regio": lambda _period, _purpose: regions_table(
+        stats.participants_by_region(db(), stats.participants_by_municipality(db()))),
     "aflevering-per-kanaal": lambda period, purpose: delivery_table(
         stats.delivery_by_channel(db(), period, _scope(), purpose)),
 }

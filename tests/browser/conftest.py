@@ -148,12 +148,16 @@ Screenshot = Callable[..., None]
 
 @pytest.fixture
 def screenshot() -> Screenshot:
-    """Saves the whole page (or its top HEIGHT pixels) to docs/screenshots/NAME.png when
-    UPDATE_SCREENSHOTS=1."""
-    def take(page: Page, name: str, height: int | None = None) -> None:
+    """Saves the whole page (or its top HEIGHT pixels, or the element SELECTOR shows) to
+    docs/screenshots/NAME.png when UPDATE_SCREENSHOTS=1."""
+    def take(page: Page, name: str, height: int | None = None,
+             selector: str | None = None) -> None:
         if os.environ.get("UPDATE_SCREENSHOTS") != "1":
             return
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        if selector is not None:
+            page.locator(selector).screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+            return
         clip = None
         if height is not None:
             width = page.viewport_size["width"] if page.viewport_size else 1280

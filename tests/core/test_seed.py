@@ -8,6 +8,7 @@ from werkzeug.security import check_password_hash
 from core.models import (
     AuditEvent,
     LocationKind,
+    Municipality,
     Participant,
     ParticipantLocation,
     Postcode,
@@ -47,20 +48,32 @@ def test_participants_are_fictional_and_located_in_the_netherlands(
                               .where(AuditEvent.verb == "seed_demo")) == 1
 
 
-def test_municipalities_are_weighted_by_their_number_of_pc4_areas(
-        sessions: sessionmaker[Session]) -> None:
+def test_participants_live_where_the_people_live(sessions: sessionmaker[Session]) -> None:
+    """Homes follow the CBS population per PC4: the biggest municipalities and every safety
+    region get their share (within 20 % at 20,000 homes, several standard deviations), and
+    nobody lives in a PO-box range."""
     seed_demo(sessions, size=20_000, seed=11)
     with sessions() as session:
-        homes = Counter(session.scalars(
-            select(ParticipantLocation.municipality_id)
-            .where(ParticipantLocation.kind == "home")).all())
-        areas = Counter(session.scalars(
-            select(Postcode.municipality_id).where(Postcode.assignment != "place_name")).all())
-    total_areas = sum(areas.values())
-    # Amsterdam, Rotterdam and Utrecht hold many PC4 areas; each should get its share (±20 %).
-    for municipality_id, count in areas.most_common(3):
-        expected = 20_000 * count / total_areas
-        assert homes[municipality_id] == pytest.approx(expected, rel=0.2)
+        homes = session.execute(
+            select(Postcode.municipality_id, Municipality.safety_region_id, Postcode.population)
+            .join(ParticipantLocation, ParticipantLocation.pc4 == Postcode.pc4)
+            .join(Municipality, Municipality.id == Postcode.municipality_id)
+            .where(ParticipantLocation.kind == "home")).all()
+        people = dict(session.execute(select(Municipality.id, Municipality.population)).all())
+        regions = dict(session.execute(
+            select(Municipality.safety_region_id, func.sum(Municipality.population))
+            .group_by(Municipality.safety_region_id)).all())
+    assert len(homes) == 20_000
+    assert all(population > 0 for _, _, population in homes)
+    total = sum(people.values())
+    by_municipality = Counter(municipality for municipality, _, _ in homes)
+    for municipality, inhabitants in Counter(people).most_common(3):
+        assert by_municipality[municipality] == pytest.approx(20_000 * inhabitants / total,
+                                                              rel=0.2)
+    by_region = Counter(region for _, region, _ in homes)
+    assert len(regions) == 25
+    for region, inhabitants in regions.items():
+        assert by_region[region] == pytest.approx(20_000 * inhabitants / total, rel=0.2)
 
 
 def test_seeding_again_adds_nothing_unless_reset(sessions: sessionmaker[Session]) -> None:

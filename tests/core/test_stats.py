@@ -214,7 +214,7 @@ def _resident(session: Session, n: int, municipality: Municipality, status: Part
 def test_participants_per_municipality_count_verified_homes_only(db: Session) -> None:
     utrecht, woerden = (db.scalar(select(Municipality).where(Municipality.code == code))
                         for code in ("GM0344", "GM0632"))
-    utrecht.population = 1000
+    utrecht.population, woerden.population = 1000, None
     for n in range(3):
         _resident(db, n, utrecht, ParticipantStatus.VERIFIED)
     _resident(db, 10, utrecht, ParticipantStatus.PENDING)
@@ -228,8 +228,41 @@ def test_participants_per_municipality_count_verified_homes_only(db: Session) ->
     rows = {r.code: r for r in stats.participants_by_municipality(db)}
     assert len(rows) == db.scalar(select(func.count(Municipality.id)))
     assert (rows["GM0344"].participants, rows["GM0344"].coverage) == (3, 0.003)
+    assert rows["GM0344"].per_thousand == 3.0 and rows["GM0344"].region == "VR09"
     assert (rows["GM0632"].participants, rows["GM0632"].coverage) == (1, None)
     assert sum(r.participants for r in rows.values()) == 4
+
+
+def test_regions_sum_their_municipalities_and_know_their_inhabitants_only_when_all_do(
+        db: Session) -> None:
+    municipalities = stats.participants_by_municipality(db)
+    regions = {r.code: r for r in stats.participants_by_region(db, municipalities)}
+    assert len(regions) == 25
+    assert sum(r.population or 0 for r in regions.values()) == 17_472_870
+    utrecht = regions["VR09"]
+    assert utrecht.name == "Utrecht" and utrecht.region is None
+    assert utrecht.population == sum(r.population or 0 for r in municipalities
+                                     if r.region == "VR09")
+    gaps = [stats.Coverage("GM1", "Aa", 2, 100, "VR01"), stats.Coverage("GM2", "Bb", 3, None,
+                                                                          "VR01"),
+            stats.Coverage("GM3", "Cc", 4, 1000, "VR02")]
+    vr01, vr02 = stats.participants_by_region(db, gaps)
+    assert (vr01.code, vr01.participants, vr01.population) == ("VR01", 5, None)
+    assert (vr02.participants, vr02.population, vr02.per_thousand) == (4, 1000, 4.0)
+
+
+@pytest.mark.parametrize(("values", "breaks"), [
+    ([], []),
+    ([7.0], [7.0]),
+    ([1.0, 1.0, 1.0], [1.0]),
+    ([float(n) for n in range(1, 11)], [3.0, 5.0, 7.0, 9.0, 10.0]),
+    ([0.04, 0.2, 0.26, 5.55, 12.34], [0.2, 0.26, 5.5, 12.34]),
+    ([0.0, 0.0, 0.0013, 0.17, 0.1712, 0.36], [0.0, 0.0013, 0.17, 0.36]),
+])
+def test_class_breaks_are_quantiles_and_the_last_holds_the_maximum(
+        values: list[float], breaks: list[float]) -> None:
+    assert stats.class_breaks(values) == breaks
+    assert all(value <= breaks[-1] for value in values)
 
 
 def test_sorting_puts_unknown_coverage_last_and_extremes_fall_back_to_counts() -> None:

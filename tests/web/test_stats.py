@@ -124,12 +124,15 @@ def test_a_municipality_officer_sees_their_own_organisation_and_all_participants
         client: FlaskClient, data: Dataset, sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
         utrecht = session.scalar(select(Municipality).where(Municipality.code == "GM0344"))
+        utrecht.population = None
         _resident(session, 1, utrecht, ParticipantStatus.VERIFIED)
         session.commit()
     login_as(client, "municipality_officer")
     found = tables(client.get(f"/statistiek/?{PERIOD}").get_data(as_text=True))
     assert found["table-acties-per-maand"][-1][-1] == "0"
     assert ["GM0344", "Utrecht", "1", "–", "–"] in found["table-deelnemers-per-gemeente"]
+    assert found["table-deelnemers-per-regio"][9][:3] == ["VR09", "Utrecht", "1"]
+    assert found["table-deelnemers-per-regio"][9][3:] == ["–", "–"]
 
 
 def test_the_charts_draw_the_numbers_of_the_tables(client: FlaskClient, data: Dataset) -> None:
@@ -179,10 +182,11 @@ def test_the_municipality_table_sorts_by_coverage_with_the_best_and_worst_apart(
     found = tables(page)
     rows = found["table-deelnemers-per-gemeente"]
     assert [row[0] for row in rows[1:4]] == ["GM0632", "GM0307", "GM0344"]
-    assert rows[1] == ["GM0632", "Woerden", "2", "100", "2,00 %"]
-    assert [row[0] for row in found["table-top-gemeenten"][1:]] == \
+    assert rows[1] == ["GM0632", "Woerden", "2", "100", "20,0"]
+    assert [row[0] for row in found["table-top-gemeenten"][1:4]] == \
         ["Woerden", "Amersfoort", "Utrecht"]
-    assert found["table-bottom-gemeenten"][1][0] == "Utrecht"
+    least = found["table-bottom-gemeenten"][1]
+    assert (least[1], least[3]) == ("0", "0,0")  # some municipality without participants
     assert 'aria-sort="descending"' in page and 'id="sort-dekking"' in page
 
 
@@ -207,8 +211,13 @@ def test_each_table_exports_as_csv_that_excel_and_the_csv_module_read(
     assert [row[:2] for row in delivery[1:]] == [["Spraak", "0"], ["Sms", "1"],
                                                  ["E-mail", "0"], ["Push", "0"]]
     places = read_csv(client.get("/statistiek/deelnemers-per-gemeente.csv").data)
-    assert places[0] == ["CBS-code", "Gemeente", "Deelnemers", "Inwoners", "Dekking"]
+    assert places[0] == ["CBS-code", "Gemeente", "Deelnemers", "Inwoners", "Per 1.000 inwoners"]
     assert len(places) == 1 + 342 + 1
+    assert places[-1] == ["", "Totaal", "0", "17472870", "0,0"]
+    regions = read_csv(client.get("/statistiek/deelnemers-per-regio.csv").data)
+    assert regions[0] == ["Code", "Veiligheidsregio", "Deelnemers", "Inwoners",
+                          "Per 1.000 inwoners"]
+    assert len(regions) == 1 + 25 + 1
 
 
 def test_the_english_csv_has_english_headers_and_commas(client: FlaskClient,
@@ -235,7 +244,7 @@ def test_a_municipality_name_like_a_formula_is_exported_inert(
         session.commit()
     login_as(client, "centralist")
     rows = read_csv(client.get("/statistiek/deelnemers-per-gemeente.csv").data)
-    assert ["GM0344", "'=HYPERLINK(\"http://example.org\",\"x\")", "0", "", ""] in rows
+    assert ["GM0344", "'=HYPERLINK(\"http://example.org\",\"x\")", "0", "359185", "0,0"] in rows
 
 
 @pytest.mark.parametrize(("query", "field", "message"), [
@@ -321,3 +330,29 @@ def test_every_dutch_text_of_these_pages_has_an_english_translation() -> None:
     texts = _dutch_texts()
     assert len(texts) > 90 and {"Download als CSV", "Wis filters", "Verdachte"} <= texts
     assert sorted(text for text in texts if text not in ENGLISH) == []
+
+
+def test_the_reach_map_has_the_tables_numbers_classes_and_a_legend(
+        client: FlaskClient, sessions: sessionmaker[Session]) -> None:
+    with sessions() as session:
+        places = {m.code: m for m in session.scalars(select(Municipality).where(
+            Municipality.code.in_(["GM0344", "GM0632"])))}
+        for n in range(4):
+            _resident(session, n, places["GM0632" if n else "GM0344"], ParticipantStatus.VERIFIED)
+        session.commit()
+    login_as(client, "admin")
+    page = client.get("/statistiek/").get_data(as_text=True)
+    reach = json.loads(re.search(r'<script type="application/json" id="reach-data">(.*?)</script>',
+                                 page, re.S)[1])
+    woerden = reach["figures"]["municipalities"]["GM0632"]
+    assert woerden == [3000 / 52695, 3, 52695, "Woerden"]
+    assert reach["region_of"]["GM0632"] == "VR09"
+    utrecht_region = reach["figures"]["regions"]["VR09"]
+    assert utrecht_region[1] == 4 and utrecht_region[3] == "Utrecht"
+    for view in ("municipalities", "regions"):
+        legend = reach["legends"][view]
+        values = [v[0] for v in reach["figures"][view].values() if v[0] is not None]
+        assert legend["breaks"] == sorted(legend["breaks"]) and max(values) <= legend["breaks"][-1]
+        assert len(legend["colours"]) == len(legend["labels"]) == len(legend["breaks"])
+        assert f'id="reach-legend-{view}"' in page
+    assert 'data-boundaries-url="/console/map/municipalities.geojson"' in page
