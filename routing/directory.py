@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ from sqlalchemy import Engine, Select, bindparam, func, select
 from sqlalchemy.orm import Session, aliased
 
 from core.errors import BurgernetError
-from core.geo import AreaError, check_coordinates, gaussian_radius
+from core.geo import WGS84_A, WGS84_E2, AreaError, check_coordinates, gaussian_radius
 from core.models import Meldkamer, Municipality, Postcode, SafetyRegion
 
 #: A point off the Dutch land (Belgium, Germany, the sea) still counts for the nearest Dutch
@@ -30,11 +31,14 @@ from core.models import Meldkamer, Municipality, Postcode, SafetyRegion
 NEAR_M = 25_000.0
 #: Scale of the planar copy of the boundaries used to find what is near a point: metres per
 #: degree at the middle of the country. Candidates are searched with a margin for the change
-#: of scale between the north and the south, and distances are then measured on the sphere.
+#: of scale between the north and the south (up to 3 %, enough to pick the wrong one of two
+#: near-equal distances), and distances are then measured in a plane around the point.
 MID_LAT = 52.15
 KY = math.radians(gaussian_radius(MID_LAT))
 KX = KY * math.cos(math.radians(MID_LAT))
 MARGIN = 1.1
+#: Longest edge, in degrees, of the copy of the boundaries that distances are measured on.
+DENSE_DEG = 0.01
 
 
 class UnknownPlace(BurgernetError, LookupError):
@@ -155,7 +159,8 @@ def place_by_name(session: Session, name: str) -> Place:
 
 class BoundaryIndex:
     """Municipality boundaries in two STRtrees: lon/lat for containment, and a planar copy in
-    metres for the nearest municipality to a point outside them all."""
+    metres to find the municipalities near a point outside them all, whose distances are then
+    measured on the ellipsoid."""
 
     def __init__(self, rows: list[tuple[str, str, str, str, dict[str, Any]]]) -> None:
         self.places = [Place(meldkamer_code, code, name, region)
@@ -167,6 +172,9 @@ class BoundaryIndex:
         self.tree = shapely.STRtree(geometries)
         self.planar = shapely.transform(geometries, lambda xy: xy * (KX, KY))
         self.planar_tree = shapely.STRtree(self.planar)
+        # Edges cut to about a kilometre, so that each stays straight to a few centimetres in
+        # the local plane around a point that `find` measures the nearest one in.
+        self.dense = shapely.segmentize(geometries, DENSE_DEG)
         if not rows:  # no reference data loaded yet: nothing is within reach
             self.reach = (math.inf, -math.inf, math.inf, -math.inf)
             return
@@ -185,19 +193,18 @@ class BoundaryIndex:
         if near_m <= 0 or not self._within_reach(lat, lon, near_m):
             return None
         planar_point = shapely.Point(lon * KX, lat * KY)
-        candidates = self.planar_tree.query(planar_point, predicate="dwithin",
-                                            distance=near_m * MARGIN)
-        best: tuple[float, int] | None = None
-        for index in candidates:
-            nearest = shapely.shortest_line(planar_point, self.planar[index]).coords[1]
-            distance = _great_circle(lat, lon, nearest[1] / KY, nearest[0] / KX)
-            if best is None or distance < best[0]:
-                best = (distance, int(index))
-        if best is None or best[0] > near_m:
+        candidates = np.sort(self.planar_tree.query(planar_point, predicate="dwithin",
+                                                    distance=near_m * MARGIN))
+        if not len(candidates):
             return None
-        place = self.places[best[1]]
+        local = shapely.transform(self.dense[candidates], _metres_around(lat, lon))
+        distances = shapely.distance(_ORIGIN, local)
+        best = int(np.argmin(distances))
+        if distances[best] > near_m:
+            return None
+        place = self.places[int(candidates[best])]
         return Place(place.meldkamer_code, place.municipality_code, place.municipality,
-                     place.region, distance_m=best[0])
+                     place.region, distance_m=float(distances[best]))
 
     def _within_reach(self, lat: float, lon: float, near_m: float) -> bool:
         if near_m > NEAR_M:
@@ -206,11 +213,23 @@ class BoundaryIndex:
         return lat_min <= lat <= lat_max and lon_min <= lon <= lon_max
 
 
-def _great_circle(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * gaussian_radius((lat1 + lat2) / 2) * math.asin(min(1.0, math.sqrt(h)))
+def _metres_around(lat0: float, lon0: float) -> Callable[[np.ndarray], np.ndarray]:
+    """Lon/lat to metres east and north of (LAT0, LON0) on the WGS84 ellipsoid, each point
+    scaled at the mean of its latitude and LAT0: its distance from the origin is then the
+    geodesic one to within 5 cm at 25 km (tests/routing/test_borders.py holds it to that
+    against pyproj's geodesics)."""
+
+    def to_metres(lonlat: np.ndarray) -> np.ndarray:
+        mid = np.radians((lonlat[:, 1] + lat0) / 2)
+        w = np.sqrt(1 - WGS84_E2 * np.sin(mid) ** 2)
+        east = WGS84_A / w * np.cos(mid) * np.radians(lonlat[:, 0] - lon0)
+        north = WGS84_A * (1 - WGS84_E2) / w**3 * np.radians(lonlat[:, 1] - lat0)
+        return np.column_stack((east, north))
+
+    return to_metres
+
+
+_ORIGIN = shapely.Point(0.0, 0.0)
 
 
 _indexes: dict[str, BoundaryIndex] = {}
