@@ -5,8 +5,8 @@
 Issue 5: "SIP: 200 concurrent inbound calls through Kamailio with no failures, and 10 new
 calls/s sustained for a minute". One load does both: SIPp callers place RATE new calls per
 second for SECONDS through Kamailio; each call lasts ~20 s, so ~200 are up at once for most
-of the minute. Every call is a whole free-number call: greeting, the caller presses 1 and keys
-the postcode 3441#, "connecting", a second leg to the meldkamer (a SIPp UAS behind the same
+of the minute. Every call is a whole free-number call: greeting, the caller keys the postcode
+3441# while it plays, "connecting", a second leg to the meldkamer (a SIPp UAS behind the same
 Kamailio, ringback meanwhile), the whisper (rendered per call: each caller has a number of
 their own, unknown to the database), the bridge until the meldkamer hangs up after HOLD
 seconds, and the CallRecord.

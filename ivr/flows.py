@@ -48,9 +48,15 @@ from routing.resolve import RouteDecision, RouteRequest, fallback_for, resolve, 
 FREE = "free"
 MESSAGE = "message"
 
-#: Keys of the greeting: 9 switches to English, anything else (or nothing) carries on.
-ENGLISH_KEY = "9"
+#: The greeting's key for English. It cannot begin a postcode; any digit does (the caller types
+#: the postcode ahead). Not 0 as well: many phone menus use 0 for an operator, and a Dutch
+#: caller who presses it out of habit should not end up in English.
+ENGLISH_KEY = "*"
+#: Routes that a postcode typed ahead during the greeting does not change (`_on_greeting`).
+FIRM_ROUTES = ("action", "pidf", "coordinates")
+POSTCODE_DIGITS = 4
 POSTCODE_ATTEMPTS = 3
+GREETING_TIMEOUT = 3
 #: Meldkamers tried per call: the routed one, its fallback, the national fallback (~1 min).
 MELDKAMERS_PER_CALL = 3
 MESSAGE_REPEATS = 3
@@ -119,8 +125,9 @@ class Flows:
         self.session.flush()
         language = self._language_of(decision.participant_id)
         state = CallState(flow=FREE, record=record.id, stage="greeting", language=language)
-        return Turn((Gather((self._say("greeting", language),), max_digits=1, timeout=3),),
-                    state)
+        greeting = Gather((self._say("greeting", language),), max_digits=POSTCODE_DIGITS,
+                          timeout=GREETING_TIMEOUT, finish_on_key="#", lead_keys=ENGLISH_KEY)
+        return Turn((greeting,), state)
 
     def start_message(self, delivery_id: int, *, transport: str, call_id: str | None) -> Turn:
         """An answered outbound voice message: read it, then offer 1 (connect) or 2 (repeat)."""
@@ -169,26 +176,41 @@ class Flows:
     # --- free number -------------------------------------------------------------------
 
     def _on_greeting(self, state: CallState, record: CallRecord, event: Digits) -> Turn:
-        if event.value[:1] == ENGLISH_KEY:
-            state = state.but(language="en")
-        if record.routing_reason and not record.routing_reason.startswith("national_fallback"):
-            return self._connect(state, record, first=self._announce(state, record))
-        return self._ask_postcode(state.but(stage="postcode"), ())
+        """The keys pressed during the greeting: "*" for English, then perhaps a postcode
+        typed ahead, taken as if keyed at the postcode prompt (its first attempt).
 
-    def _on_postcode(self, state: CallState, record: CallRecord, event: Digits) -> Turn:
+        A caller routed by an action or by the phone's location is put through there whatever
+        they key: the action's meldkamer has the case, and the network knows where the phone
+        is. A route by the participant's registered places gives way to a valid postcode keyed
+        now, since that says where the caller is at this moment."""
+        keys = event.value
+        if keys[:1] == ENGLISH_KEY:
+            state, keys = state.but(language="en"), keys[1:]
+        typed = bool(keys.strip("#*"))
+        reason = (record.routing_reason or "national_fallback").split(":", 1)[0]
+        if reason == "national_fallback":
+            if typed:
+                return self._on_postcode(state.but(stage="postcode"), record, Digits(keys),
+                                         note="typed ahead during the greeting")
+            return self._ask_postcode(state.but(stage="postcode"), ())
+        if typed and reason not in FIRM_ROUTES:
+            decision, _ = self._postcode_route(keys)
+            if decision is not None:
+                self._route(record, decision, note="typed ahead during the greeting, "
+                                                   "instead of the registered place")
+                return self._connect(state, record,
+                                     first=(self._say("connecting", state.language),))
+        if typed:
+            self._note(record, f"keys {keys[:8]} during the greeting not used")
+        return self._connect(state, record, first=self._announce(state, record))
+
+    def _on_postcode(self, state: CallState, record: CallRecord, event: Digits,
+                     note: str = "") -> Turn:
         attempts = state.attempts + 1
-        try:
-            postcode = parse_postcode(event.value)
-        except PostcodeError:
-            problem = "no_input" if not event.value.strip("#*") else "postcode_invalid"
-        else:
-            decision = resolve(self.session, RouteRequest(postcode=postcode), self.clock(),
-                               national_fallback=self.national_fallback)
-            if decision.reason == "postcode":
-                self._route(record, decision)
-                connecting = self._say("connecting", state.language)
-                return self._connect(state, record, first=(connecting,))
-            problem = "postcode_unknown"
+        decision, problem = self._postcode_route(event.value)
+        if decision is not None:
+            self._route(record, decision, note=note)
+            return self._connect(state, record, first=(self._say("connecting", state.language),))
         if attempts >= POSTCODE_ATTEMPTS:
             decision = resolve(self.session, RouteRequest(), self.clock(),
                                national_fallback=self.national_fallback)
@@ -198,10 +220,23 @@ class Flows:
         return self._ask_postcode(state.but(attempts=attempts),
                                   (self._say(problem, state.language),))
 
+    def _postcode_route(self, keys: str) -> tuple[RouteDecision | None, str]:
+        """The route by a keyed postcode; or None and the prompt that says what was wrong."""
+        try:
+            postcode = parse_postcode(keys)
+        except PostcodeError:
+            return None, "no_input" if not keys.strip("#*") else "postcode_invalid"
+        decision = resolve(self.session, RouteRequest(postcode=postcode), self.clock(),
+                           national_fallback=self.national_fallback)
+        if decision.reason != "postcode":
+            return None, "postcode_unknown"
+        return decision, ""
+
     def _ask_postcode(self, state: CallState, before: tuple[Say, ...]) -> Turn:
         prompt = self._say("ask_postcode", state.language)
-        return Turn((Gather((*before, prompt), max_digits=4, timeout=8, finish_on_key="#"),),
-                    state)
+        gather = Gather((*before, prompt), max_digits=POSTCODE_DIGITS, timeout=8,
+                        finish_on_key="#")
+        return Turn((gather,), state)
 
     def _announce(self, state: CallState, record: CallRecord) -> tuple[Say, ...]:
         action = self.session.get(Action, record.action_id) if record.action_id else None
@@ -294,6 +329,9 @@ class Flows:
         detail = "; ".join(part for part in (decision.detail, note) if part)
         record.routing_reason = f"{decision.reason}: {detail}"[:255]
 
+    def _note(self, record: CallRecord, note: str) -> None:
+        record.routing_reason = f"{record.routing_reason or ''}; {note}"[:255]
+
     def _whisper_text(self, record: CallRecord) -> Say:
         language = self.whisper_language
         reason = (record.routing_reason or "").split(":", 1)[0]
@@ -355,7 +393,9 @@ def steps_text(steps: tuple[Step, ...]) -> list[str]:
         elif isinstance(step, Gather):
             lines.extend(f"say[{p.language}]: {p.text}" for p in step.prompts)
             lines.append(f"gather: {step.max_digits} digit(s), {step.timeout} s"
-                         + (f", ends on {step.finish_on_key}" if step.finish_on_key else ""))
+                         + (f", ends on {step.finish_on_key}" if step.finish_on_key else "")
+                         + (f", may start with {' or '.join(step.lead_keys)}"
+                            if step.lead_keys else ""))
         elif isinstance(step, Dial):
             lines.append(f"dial {step.meldkamer}: {step.phone} / {step.sip_uri}, "
                          f"{step.timeout} s")

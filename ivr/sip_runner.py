@@ -150,7 +150,8 @@ class SipFlowRunner:
                 for prompt in step.prompts:
                     call.play(self._frames(prompt.text, prompt.language), wait=False)
                 digits = call.collect_dtmf(max_digits=step.max_digits, timeout=step.timeout,
-                                           terminator=step.finish_on_key)
+                                           terminator=step.finish_on_key,
+                                           lead_keys=step.lead_keys)
                 return Digits(digits)
             elif isinstance(step, Dial):
                 return self._dial(call, flows, session, turn.state, step)

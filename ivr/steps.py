@@ -26,12 +26,26 @@ class Say:
 
 @dataclass(frozen=True)
 class Gather:
-    """Play PROMPTS and collect up to MAX_DIGITS keys; an empty result means no input."""
+    """Play PROMPTS and collect up to MAX_DIGITS keys; an empty result means no input.
+
+    The first key stops the prompts (keys typed ahead during them count). TIMEOUT is how long
+    to wait after the prompts and after each key; FINISH_ON_KEY ends the input and is not part
+    of it. One of LEAD_KEYS may come first without counting towards MAX_DIGITS: the greeting's
+    "*" before a postcode typed ahead. A transport that can look at each key (SIP) ends on the
+    last digit; one that cannot (Twilio) collects up to MAX_DIGITS + 1 keys, ended by
+    FINISH_ON_KEY or the timeout, and the flow reads them.
+    """
 
     prompts: tuple[Say, ...]
     max_digits: int
     timeout: int
     finish_on_key: str | None = None
+    lead_keys: str = ""
+
+    @property
+    def max_keys(self) -> int:
+        """The most keys this gather can return, a lead key included."""
+        return self.max_digits + (1 if self.lead_keys else 0)
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ def _add(response: VoiceResponse, step: Step, state: CallState, urls: TwimlUrls,
     if isinstance(step, Say):
         _speak(response, step, audio_url)
     elif isinstance(step, Gather):
-        options = {"input": "dtmf", "num_digits": step.max_digits, "timeout": step.timeout,
+        options = {"input": "dtmf", "num_digits": step.max_keys, "timeout": step.timeout,
                    "action": urls.step(state), "method": "POST"}
         if step.finish_on_key:
             options["finish_on_key"] = step.finish_on_key

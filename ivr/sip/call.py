@@ -16,6 +16,8 @@ _POLL = 0.02
 # database turns queued for seconds. Digits still register within 50 ms.
 _PLAY_POLL = 0.2
 _DIGIT_POLL = 0.05
+#: Seconds after a full set of digits in which the terminator still belongs to them.
+TERMINATOR_GRACE = 2.0
 
 
 class SipCallState(enum.Enum):
@@ -38,6 +40,7 @@ class SipCall:
         self._phone = phone
         self._voip = voip_call
         self.inbound = inbound
+        self._late_terminator: tuple[str, float] | None = None
         request = voip_call.request
         self.call_id: str = voip_call.call_id
         self.headers: dict[str, str] = patches.raw_headers(request.raw)
@@ -171,24 +174,32 @@ class SipCall:
     # DTMF
 
     def collect_dtmf(self, *, max_digits: int, timeout: float, terminator: str | None = "#",
-                     interrupt_playback: bool = True) -> str:
+                     lead_keys: str = "", interrupt_playback: bool = True) -> str:
         """Collect up to MAX_DIGITS RFC 4733 digits; '' when none came.
 
         Like Twilio's <Gather>: TIMEOUT counts from the end of the audio still playing (a
         `play(..., wait=False)` just before) and restarts after each digit; TERMINATOR ends the
         input and is not returned; the first digit stops the playback when INTERRUPT_PLAYBACK.
+        One of LEAD_KEYS may come first without counting towards MAX_DIGITS ("*3011").
         Digits pressed earlier (during a blocking `play`) count: call `flush_dtmf()` first to
         ignore them. Returns early with what it has when the call ends.
+
+        When the digits run full, a TERMINATOR pressed right after them (within
+        `TERMINATOR_GRACE` s) still belongs to them: the next collection drops it rather than
+        ending empty on it.
         """
         digits = ""
+        limit = max_digits
         deadline: float | None = None
-        while len(digits) < max_digits:
-            digit = self._voip.get_dtmf(1)
+        while len(digits) < limit:
+            digit = self._next_dtmf()
             if digit:
                 if interrupt_playback:
                     self.stop_playback()
                 if terminator is not None and digit == terminator:
                     break
+                if not digits and digit in lead_keys:
+                    limit += 1
                 digits += digit
                 deadline = time.monotonic() + timeout
                 continue
@@ -200,8 +211,24 @@ class SipCall:
             elif time.monotonic() >= deadline:
                 break
             time.sleep(_DIGIT_POLL)
+        else:
+            if terminator is not None and digits:
+                self._late_terminator = (terminator, time.monotonic() + TERMINATOR_GRACE)
         return digits
+
+    def _next_dtmf(self) -> str:
+        """The next digit received, '' if none; a late terminator (see `collect_dtmf`) is
+        dropped."""
+        digit: str = self._voip.get_dtmf(1)
+        late = self._late_terminator
+        if late is not None and (digit or time.monotonic() >= late[1]):
+            self._late_terminator = None
+            if digit == late[0] and time.monotonic() < late[1]:
+                return ""
+        return digit
 
     def flush_dtmf(self) -> str:
         """Drop (and return) the digits received and not collected yet."""
-        return self._voip.get_dtmf(1000)
+        self._late_terminator = None
+        flushed: str = self._voip.get_dtmf(1000)
+        return flushed

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,6 +19,7 @@ from core.models import (
     Delivery,
     DeliveryStatus,
     Language,
+    LocationKind,
     Meldkamer,
     Organisation,
     OrganisationKind,
@@ -26,6 +27,7 @@ from core.models import (
     ParticipantStatus,
     Urgency,
 )
+from core.participants import add_location_by_postcode
 from ivr.flows import Flows, Incoming, call_ended, steps_text
 from ivr.prompts import load_catalogue
 from ivr.steps import CallState, Dial, DialResult, Digits, FlowError, Gather, Hangup, Turn
@@ -85,7 +87,8 @@ def record_of(db: Session, turn: Turn) -> CallRecord:
 def test_a_withheld_caller_keys_a_postcode_and_is_put_through_to_that_region(db, flows):
     turn = flows.start_free(WITHHELD)
     gather = turn.waits_for
-    assert isinstance(gather, Gather) and gather.max_digits == 1
+    assert isinstance(gather, Gather) and (gather.max_digits, gather.lead_keys) == (4, "*")
+    assert gather.finish_on_key == "#" and gather.max_keys == 5
     assert "Burgernet" in gather.prompts[0].text and gather.prompts[0].language == "nl"
 
     turn = flows.advance(turn.state, Digits(""))
@@ -135,11 +138,13 @@ def test_three_wrong_postcodes_go_to_the_national_fallback_with_the_reason(db, f
     assert "3 attempts" in record.routing_reason
 
 
-def test_nine_switches_the_call_to_english(flows):
-    turn = flows.advance(flows.start_free(WITHHELD).state, Digits("9"))
-    gather = turn.waits_for
-    assert isinstance(gather, Gather) and gather.prompts[-1].language == "en"
-    assert "postcode" in gather.prompts[-1].text
+def test_star_switches_the_call_to_english(flows):
+    turn = flows.advance(flows.start_free(WITHHELD).state, Digits("*"))
+    assert steps_text(turn.steps) == [
+        "say[en]: Please key in the four digits of the postcode where you are now, followed by "
+        "the hash key.",
+        "gather: 4 digit(s), 8 s, ends on #"]
+    assert turn.state.language == "en" and turn.state.attempts == 0
 
 
 def test_a_caller_who_was_sent_an_action_is_announced_and_put_through(db, flows, sent_action):
@@ -214,3 +219,142 @@ def test_a_tampered_state_is_refused_cleanly(params):
         CallState.decode(params)
     except FlowError:
         pass
+
+
+# --- keys typed ahead during the greeting ------------------------------------------------
+
+@pytest.fixture
+def registered_caller(db: Session) -> Participant:
+    """A participant without an action whose registered home lies in Delft (meldkamer DH)."""
+    person = Participant(phone="+31690005353", status=ParticipantStatus.VERIFIED)
+    db.add(person)
+    db.flush()
+    add_location_by_postcode(db, person, LocationKind.HOME, "2611")
+    return person
+
+
+def greeted(flows: Flows, keys: str, call: Incoming = WITHHELD) -> Turn:
+    """The turn after KEYS were pressed during the greeting."""
+    return flows.advance(flows.start_free(call).state, Digits(keys))
+
+
+PUT_THROUGH_TO_RT = [
+    "dial RT: +31690000107 / sip:+31690000107@127.0.0.1:5060, 20 s",
+    "  whisper[nl]: Burgernetgesprek zonder lopende actie. Beller onbekend. Doorverbonden op "
+    "basis van de ingetoetste postcode."]
+
+
+@pytest.mark.parametrize("keys", ["3011", "3011#"])
+def test_a_postcode_typed_ahead_during_the_greeting_puts_the_caller_through_at_once(
+        db, flows, keys):
+    turn = greeted(flows, keys)  # Rotterdam: meldkamer Rotterdam-Rijnmond
+    assert steps_text(turn.steps) == [
+        "say[nl]: U wordt doorverbonden. Een ogenblik geduld alstublieft.", *PUT_THROUGH_TO_RT]
+    assert record_of(db, turn).routing_reason == (
+        "postcode: keyed postcode 3011 lies in Rotterdam (region Rotterdam-Rijnmond); "
+        "no caller number; typed ahead during the greeting")
+
+
+def test_star_and_a_postcode_typed_ahead_switch_to_english_and_put_through(db, flows):
+    turn = greeted(flows, "*3011")
+    assert steps_text(turn.steps) == [
+        "say[en]: You are being put through. One moment please.", *PUT_THROUGH_TO_RT]
+    assert turn.state.language == "en"
+
+
+@pytest.mark.parametrize(("keys", "language"), [("30", "nl"), ("9", "nl"), ("*30", "en"),
+                                                ("0", "nl"), ("30115", "nl")])
+def test_too_few_or_too_many_digits_typed_ahead_are_a_first_wrong_postcode(
+        db, flows, keys, language):
+    turn = greeted(flows, keys)
+    invalid = flows.catalogue.text("postcode_invalid", language)
+    ask = flows.catalogue.text("ask_postcode", language)
+    assert steps_text(turn.steps) == [f"say[{language}]: {invalid}", f"say[{language}]: {ask}",
+                                      "gather: 4 digit(s), 8 s, ends on #"]
+    assert (turn.state.stage, turn.state.attempts) == ("postcode", 1)
+    turn = flows.advance(flows.advance(turn.state, Digits("")).state, Digits("12"))
+    assert dial_of(turn).meldkamer == "MN"  # the third attempt was the last
+    assert "no valid postcode after 3 attempts" in record_of(db, turn).routing_reason
+
+
+def test_an_unknown_postcode_typed_ahead_is_named_and_asked_again(flows):
+    turn = greeted(flows, "1004")
+    assert steps_text(turn.steps)[0] == "say[nl]: Deze postcode is bij ons niet bekend."
+    assert turn.state.attempts == 1
+
+
+@pytest.mark.parametrize("keys", ["", "#", "**", "*#"])
+def test_no_digits_during_the_greeting_ask_for_the_postcode(flows, keys):
+    turn = greeted(flows, keys)
+    assert steps_text(turn.steps)[-1] == "gather: 4 digit(s), 8 s, ends on #"
+    assert (turn.state.stage, turn.state.attempts) == ("postcode", 0)
+    assert turn.state.language == ("en" if keys.startswith("*") else "nl")
+
+
+@pytest.mark.parametrize("keys", ["3441", "*3441", "12"])
+def test_a_caller_routed_by_an_action_keeps_its_meldkamer_whatever_they_key(
+        db, flows, sent_action, keys):
+    caller = Incoming(transport="test", call_id="CA-keys", caller="0690004242",
+                      called="+31800001100")
+    turn = greeted(flows, keys, caller)  # 3441 lies in region Utrecht (MN)
+    assert dial_of(turn).meldkamer == "RT"
+    assert "Missing girl Sanne" in steps_text(turn.steps)[0]
+    reason = record_of(db, turn).routing_reason
+    assert reason.startswith("action") and reason.endswith(
+        f"keys {keys.lstrip('*')} during the greeting not used")
+
+
+def test_a_caller_located_by_the_network_keeps_that_meldkamer(db, flows):
+    located = Incoming(transport="test", call_id="CA-located", caller="anonymous",
+                       called="+31800001100", lat=51.9225, lon=4.4792)  # Rotterdam
+    turn = greeted(flows, "3441", located)
+    assert dial_of(turn).meldkamer == "RT"
+    assert record_of(db, turn).routing_reason.startswith("coordinates")
+
+
+def test_a_postcode_typed_ahead_beats_the_registered_home(db, flows, registered_caller):
+    caller = Incoming(transport="test", call_id="CA-home", caller="0690005353",
+                      called="+31800001100")
+    home = greeted(flows, "", caller)
+    assert dial_of(home).meldkamer == "DH"
+    assert record_of(db, home).routing_reason.startswith("participant_location")
+
+    turn = greeted(flows, "3011#", caller)
+    assert dial_of(turn).meldkamer == "RT"
+    record = record_of(db, turn)
+    assert record.routing_reason.startswith("postcode: keyed postcode 3011")
+    assert record.routing_reason.endswith("instead of the registered place")
+    assert record.participant_id == registered_caller.id
+
+
+def test_a_wrong_postcode_typed_ahead_leaves_the_registered_home(db, flows, registered_caller):
+    caller = Incoming(transport="test", call_id="CA-home2", caller="0690005353",
+                      called="+31800001100")
+    turn = greeted(flows, "1004", caller)  # not in use: no reason to make the caller retry
+    assert dial_of(turn).meldkamer == "DH"
+    assert record_of(db, turn).routing_reason.endswith("keys 1004 during the greeting not used")
+
+
+KEYS = st.text(alphabet="0123456789*#", max_size=8)
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(caller=st.sampled_from(["anonymous", "0690004242", "0690005353"]), greeting=KEYS,
+       attempts=st.lists(KEYS, min_size=3, max_size=3))
+def test_any_keys_end_put_through_or_asked_again_within_three_attempts(
+        db, flows, sent_action, registered_caller, caller, greeting, attempts):
+    turn = greeted(flows, greeting, Incoming(transport="test", call_id="CA-any", caller=caller,
+                                             called="+31800001100"))
+    for keys in attempts:
+        if isinstance(turn.waits_for, Dial):
+            break
+        gather = turn.waits_for
+        assert isinstance(gather, Gather) and turn.state.stage == "postcode"
+        assert gather.max_digits == 4 and not gather.lead_keys
+        turn = flows.advance(turn.state, Digits(keys))
+    dial = dial_of(turn)
+    record = record_of(db, turn)
+    assert record.meldkamer.code == dial.meldkamer and record.outcome == "routing"
+    if caller == "0690004242":
+        assert dial.meldkamer == "RT" and record.routing_reason.startswith("action")

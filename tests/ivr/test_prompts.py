@@ -59,7 +59,7 @@ def test_texts_are_filled_in(catalogue: Catalogue) -> None:
         "U belt over de Burgernetactie Vermiste jongen Utrecht. "
         "U wordt doorverbonden met de meldkamer.")
     assert catalogue.text("connecting", "en") == "You are being put through. One moment please."
-    assert "For English, press 9." in catalogue.text("greeting", "nl")
+    assert "For English, press star." in catalogue.text("greeting", "nl")  # ivr.flows.ENGLISH_KEY
     whisper = catalogue.text("whisper", "en", action="A-17", caller="0 6 1 2", reason="postcode",
                              unused="ignored")
     assert whisper == "Burgernet call about action A-17. Caller 0 6 1 2. Routed by postcode."

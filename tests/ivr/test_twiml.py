@@ -34,6 +34,14 @@ def test_a_gather_carries_its_prompts_and_comes_back_also_without_input():
     assert redirect.tag == "Redirect" and state_in(redirect.text) == STATE
 
 
+def test_a_gather_that_may_start_with_a_lead_key_takes_one_key_more():
+    turn = Turn((Gather((Say("Welkom.", "nl"),), max_digits=4, timeout=3, finish_on_key="#",
+                        lead_keys="*"),), STATE)
+    gather = ET.fromstring(render(turn, URLS, lambda say: None)).find("Gather")
+    assert (gather.get("numDigits"), gather.get("finishOnKey"), gather.get("timeout")) == (
+        "5", "#", "3")
+
+
 def test_rendered_prompts_are_played_and_english_is_said_in_english():
     turn = Turn((Say("Welcome.", "en"), Say("Welkom.", "nl")), STATE)
     root = ET.fromstring(render(turn, URLS, lambda say: "https://bn.example/sounds/k.wav"

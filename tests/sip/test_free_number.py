@@ -5,20 +5,28 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.models import CallRecord, Meldkamer
+from ivr.flows import Flows, steps_text
 from ivr.prompts import load_catalogue
+from ivr.sip import SipCall
 from ivr.sip_runner import SipFlowRunner
+from ivr.steps import Event, Turn
 from ivr.tts import PromptRenderer
 from tests.sip.conftest import DATA, free_udp_port
 
 #: The meldkamers of these tests and their (fictional) numbers from config/meldkamers.toml.
 NUMBERS = {"MN": "+31690000103", "RT": "+31690000107", "DH": "+31690000106"}
 KEYS = {"#": "pound", "*": "star"}
+#: When the caller starts keying: during the greeting (~5.5 s of Dutch), the type-ahead of
+#: issue 11; and once the postcode prompt plays (after the greeting and its 3 s for keys).
+TYPE_AHEAD_MS = 1500
+AT_THE_PROMPT_MS = 10000
 
 SDP = """v=0
 o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
@@ -42,9 +50,10 @@ PIDF = """<?xml version="1.0" encoding="UTF-8"?>
 
 
 def caller_scenario(tmp_path: Path, keys: str, *, location: tuple[float, float] | None = None,
-                    name: str = "caller") -> Path:
-    """A withheld caller who presses 1 to skip the greeting, then KEYS, and waits for our BYE;
-    with LOCATION, the INVITE carries it as PIDF-LO by value (RFC 6442)."""
+                    name: str = "caller", first_ms: int = TYPE_AHEAD_MS) -> Path:
+    """A withheld caller who keys KEYS, the first FIRST_MS after the answer, then one every
+    350 ms (a space waits 5 s more), and waits for our BYE; with LOCATION, the INVITE carries
+    it as PIDF-LO by value (RFC 6442)."""
     if location is None:
         content = ("Content-Type: application/sdp\nContent-Length: [len]\n\n" + SDP)
     else:
@@ -54,10 +63,15 @@ def caller_scenario(tmp_path: Path, keys: str, *, location: tuple[float, float] 
                    + "\n--b1\nContent-Type: application/pidf+xml\n"
                      "Content-ID: <loc@burgernet.test>\n\n"
                    + PIDF.format(lat=location[0], lon=location[1]) + "--b1--\n")
-    presses = "".join(
-        f'  <pause milliseconds="{1200 if i < 2 else 350}"/>\n'
-        f'  <nop><action><exec play_pcap_audio="/usr/share/sip-tester/dtmf_2833_'
-        f'{KEYS.get(key, key)}.pcap"/></action></nop>\n' for i, key in enumerate("1" + keys))
+    presses, pause = "", first_ms
+    for key in keys:
+        if key == " ":
+            pause += 5000
+            continue
+        presses += (f'  <pause milliseconds="{pause}"/>\n'
+                    f'  <nop><action><exec play_pcap_audio="/usr/share/sip-tester/dtmf_2833_'
+                    f'{KEYS.get(key, key)}.pcap"/></action></nop>\n')
+        pause = 350
     source = (DATA / "uac_ivr.xml").read_text()
     invite_head, rest = source.split("Max-Forwards: 70\nContent-Type: application/sdp", 1)
     rest = rest.split("]]></send>", 1)[1]
@@ -82,13 +96,26 @@ def kamailio_routes(meldkamer_ports: dict[str, int]) -> dict[str, int]:
     return {NUMBERS[code]: port for code, port in meldkamer_ports.items()}
 
 
+class ListeningRunner(SipFlowRunner):
+    """The real runner, keeping a transcript of the turns it carries out (`steps_text`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.heard: list[str] = []
+
+    def _carry_out(self, call: SipCall, flows: Flows, session: Session,
+                   turn: Turn) -> Event | None:
+        self.heard += steps_text(turn.steps)
+        return super()._carry_out(call, flows, session, turn)
+
+
 @pytest.fixture
 def free_number(sip_sessions: sessionmaker[Session], renderer: PromptRenderer,
-                endpoint) -> SipFlowRunner:
+                endpoint) -> ListeningRunner:
     with sip_sessions() as session:  # the tests route by these numbers
         assert dict(session.execute(select(Meldkamer.code, Meldkamer.phone).where(
             Meldkamer.code.in_(NUMBERS))).all()) == NUMBERS
-    runner = SipFlowRunner(sip_sessions, load_catalogue(), renderer, national_fallback="MN")
+    runner = ListeningRunner(sip_sessions, load_catalogue(), renderer, national_fallback="MN")
     runner.endpoint = endpoint("burgernet", on_call=runner.free_number_call)
     return runner
 
@@ -117,14 +144,50 @@ def wait_ended(sip_sessions: sessionmaker[Session], timeout: float = 10.0) -> Ca
 def test_a_caller_keys_a_postcode_and_is_bridged_to_that_regions_meldkamer(
         tmp_path, sipp, free_number, meldkamer_ports, sip_sessions):
     meldkamer = sipp("uas_answer_then_bye.xml", port=meldkamer_ports["MN"], timeout=60)
-    caller = sipp(str(caller_scenario(tmp_path, "3441#")), service="burgernet", timeout=60)
+    caller = sipp(str(caller_scenario(tmp_path, "3441#", first_ms=AT_THE_PROMPT_MS)),
+                  service="burgernet", timeout=60)
     assert caller.wait(70) == 0, caller.report()
     assert meldkamer.wait(10) == 0, meldkamer.report()
     record = wait_ended(sip_sessions)
     assert record.meldkamer_code == "MN"
     assert record.routing_reason.startswith("postcode: keyed postcode 3441")
+    assert "typed ahead" not in record.routing_reason
     assert record.caller is None and record.outcome == "connected"
     assert record.connected_at is not None and record.ended_at is not None
+    assert any(line.endswith("gather: 4 digit(s), 8 s, ends on #") for line in free_number.heard)
+
+
+def test_a_postcode_typed_ahead_during_the_greeting_is_bridged_to_that_region(
+        tmp_path, sipp, free_number, meldkamer_ports, sip_sessions):
+    meldkamer = sipp("uas_answer_then_bye.xml", port=meldkamer_ports["RT"], timeout=60)
+    caller = sipp(str(caller_scenario(tmp_path, "3011#")), service="burgernet", timeout=60)
+    assert caller.wait(70) == 0, caller.report()
+    assert meldkamer.wait(10) == 0, meldkamer.report()
+    record = wait_ended(sip_sessions)
+    assert record.meldkamer_code == "RT"  # 3011 Rotterdam: meldkamer Rotterdam-Rijnmond
+    assert record.routing_reason.startswith("postcode: keyed postcode 3011")
+    assert record.routing_reason.endswith("typed ahead during the greeting")
+    assert record.outcome == "connected"
+    catalogue = load_catalogue()
+    assert free_number.heard[:3] == [
+        f"say[nl]: {catalogue.text('greeting', 'nl')}",
+        "gather: 4 digit(s), 3 s, ends on #, may start with *",
+        f"say[nl]: {catalogue.text('connecting', 'nl')}"]  # never asked for the postcode
+
+
+@pytest.mark.parametrize("keys", ["*3011#", "* 3011#"], ids=["typed-ahead", "at-the-prompt"])
+def test_star_switches_to_english_and_the_postcode_still_routes(
+        tmp_path, sipp, free_number, meldkamer_ports, sip_sessions, keys):
+    meldkamer = sipp("uas_answer_then_bye.xml", port=meldkamer_ports["RT"], timeout=60)
+    caller = sipp(str(caller_scenario(tmp_path, keys)), service="burgernet", timeout=60)
+    assert caller.wait(70) == 0, caller.report()
+    assert meldkamer.wait(10) == 0, meldkamer.report()
+    record = wait_ended(sip_sessions)
+    assert record.meldkamer_code == "RT" and record.outcome == "connected"
+    catalogue = load_catalogue()
+    asked = f"say[en]: {catalogue.text('ask_postcode', 'en')}"
+    assert (asked in free_number.heard) == (keys == "* 3011#")
+    assert f"say[en]: {catalogue.text('connecting', 'en')}" in free_number.heard
 
 
 def test_a_busy_meldkamer_hands_the_caller_to_its_fallback(tmp_path, sipp, free_number,

@@ -39,6 +39,32 @@ def test_inbound_call_answers_plays_collects_dtmf_and_hangs_up(kamailio, sipp, e
     assert seen["collect_seconds"] < 3
 
 
+def test_the_hash_right_after_four_digits_belongs_to_them_not_to_the_next_gather(
+        kamailio, sipp, endpoint):
+    seen: dict[str, object] = {}
+    done = threading.Event()
+
+    def on_call(call: SipCall) -> None:
+        call.answer()
+        # SIPp presses 3 4 4 1 # 300 ms apart: the fourth digit ends this collection at once
+        seen["first"] = call.collect_dtmf(max_digits=4, timeout=5, terminator="#",
+                                          lead_keys="*")
+        started = time.monotonic()
+        seen["second"] = call.collect_dtmf(max_digits=4, timeout=1, terminator="#")
+        seen["second_seconds"] = time.monotonic() - started
+        call.hangup()
+        done.set()
+
+    endpoint("ivr", on_call=on_call)
+    caller = sipp("uac_ivr.xml", service="ivr")
+
+    assert caller.wait() == 0, caller.report()
+    assert done.wait(5)
+    assert (seen["first"], seen["second"]) == ("3441", "")
+    # the late "#" was dropped: the second collection ran its whole timeout, not 0.3 s
+    assert seen["second_seconds"] >= 0.95
+
+
 def test_pidf_lo_in_multipart_invite_reaches_on_call(kamailio, sipp, endpoint):
     seen: dict[str, object] = {}
     done = threading.Event()

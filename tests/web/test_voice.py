@@ -34,6 +34,8 @@ from core.models import (
     Urgency,
 )
 from core.settings import Settings
+from ivr.prompts import load_catalogue
+from ivr.tts import key_for
 from outbound.fake_twilio import AUTH_TOKEN
 from web import create_app
 from web.runtime import Runtime
@@ -73,7 +75,7 @@ def test_a_call_is_greeted_asked_for_a_postcode_and_put_through_with_a_whisper(
         client, db, settings_signed):
     root = twiml(post(client, "/webhooks/twilio/voice/inbound", CALL))
     gather = root.find("Gather")
-    assert gather is not None and gather.get("numDigits") == "1"
+    assert gather is not None and (gather.get("numDigits"), gather.get("finishOnKey")) == ("5", "#")
     play = gather.find("Play")
     assert play is not None and play.text.startswith(PUBLIC + "/sounds/")
     sound = client.get(urlsplit(play.text).path)
@@ -114,6 +116,30 @@ def test_a_busy_meldkamer_hands_the_caller_to_its_fallback(client, db):
                       {**CALL, "DialCallStatus": "busy"}))
     dh = db.scalar(select(Meldkamer).where(Meldkamer.code == "DH"))
     assert root.find("Dial/Number").text == dh.phone
+
+
+@pytest.mark.parametrize(("digits", "language"), [("3011", "nl"), ("*3011", "en")])
+def test_a_postcode_typed_ahead_during_the_greeting_is_put_through_at_once(client, db, digits,
+                                                                           language):
+    greeting = twiml(post(client, "/webhooks/twilio/voice/inbound", CALL)).find("Gather")
+    root = twiml(post(client, greeting.get("action"), {**CALL, "Digits": digits}))
+    assert root.find("Gather") is None  # no postcode prompt
+    connecting = load_catalogue().text("connecting", language)
+    assert root.find("Play").text == f"{PUBLIC}/sounds/{key_for(connecting, language)}.wav"
+    rt = db.scalar(select(Meldkamer).where(Meldkamer.code == "RT"))  # Rotterdam-Rijnmond
+    assert root.find("Dial/Number").text == rt.phone
+    record = db.scalar(select(CallRecord).where(CallRecord.provider_call_id == CALL["CallSid"]))
+    assert record.routing_reason.startswith("postcode: keyed postcode 3011")
+    assert record.routing_reason.endswith("typed ahead during the greeting")
+
+
+def test_star_alone_asks_for_the_postcode_in_english(client):
+    greeting = twiml(post(client, "/webhooks/twilio/voice/inbound", CALL)).find("Gather")
+    gather = twiml(post(client, greeting.get("action"), {**CALL, "Digits": "*"})).find("Gather")
+    ask = load_catalogue().text("ask_postcode", "en")
+    assert gather.find("Play").text == f"{PUBLIC}/sounds/{key_for(ask, 'en')}.wav"
+    assert (gather.get("numDigits"), gather.get("finishOnKey")) == ("4", "#")
+    assert "lang=en" in gather.get("action")
 
 
 @pytest.mark.parametrize("url", ["/webhooks/twilio/voice/inbound", "/webhooks/twilio/sms",
