@@ -80,17 +80,18 @@ def _wait_for(url: str, process: subprocess.Popen[bytes], seconds: float = 120) 
     raise AssertionError(f"{url} did not answer within {seconds} s")
 
 
-@pytest.fixture(scope="session")
-def system(tmp_path_factory: pytest.TempPathFactory,
-           new_database_url: Callable[[], str]) -> Iterator[System]:
-    home = tmp_path_factory.mktemp("system")
+@contextmanager
+def running_system(home: Path, database_url: str, participants: int = 3000,
+                   **extra_env: str) -> Iterator[System]:
+    """`burgernet run` in HOME on DATABASE_URL with EXTRA_ENV, until the block ends."""
     port = free_port()
-    env = {**os.environ, "BURGERNET_HOME": str(home), "DATABASE_URL": new_database_url(),
+    env = {**os.environ, "BURGERNET_HOME": str(home), "DATABASE_URL": database_url,
            "WEB_PORT": str(port), "MELDKAMER_CONFIG": str(MELDKAMER_CONFIG),
-           "WEB_WORKERS": "1", "TTS": "off", "LANG": "C.UTF-8"}
+           "WEB_WORKERS": "1", "TTS": "off", "LANG": "C.UTF-8", **extra_env}
     env.pop("REDIS_URL", None)
     log = (home / "run.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "core.cli", "run", "--participants", "3000"],
+    process = subprocess.Popen([sys.executable, "-m", "core.cli", "run", "--participants",
+                                str(participants)],
                                env=env, stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True)
     try:
@@ -104,6 +105,13 @@ def system(tmp_path_factory: pytest.TempPathFactory,
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def system(tmp_path_factory: pytest.TempPathFactory,
+           new_database_url: Callable[[], str]) -> Iterator[System]:
+    with running_system(tmp_path_factory.mktemp("system"), new_database_url()) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -148,12 +156,16 @@ Screenshot = Callable[..., None]
 
 @pytest.fixture
 def screenshot() -> Screenshot:
-    """Saves the whole page (or its top HEIGHT pixels) to docs/screenshots/NAME.png when
-    UPDATE_SCREENSHOTS=1."""
-    def take(page: Page, name: str, height: int | None = None) -> None:
+    """Saves the whole page (or its top HEIGHT pixels, or only the element SELECTOR) to
+    docs/screenshots/NAME.png when UPDATE_SCREENSHOTS=1."""
+    def take(page: Page, name: str, height: int | None = None,
+             selector: str | None = None) -> None:
         if os.environ.get("UPDATE_SCREENSHOTS") != "1":
             return
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        if selector is not None:
+            page.locator(selector).screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+            return
         clip = None
         if height is not None:
             width = page.viewport_size["width"] if page.viewport_size else 1280
