@@ -58,14 +58,14 @@ def test_a_centralist_finds_a_postcode_and_the_map_centres_on_it(page: Page) -> 
     page.on("request", lambda request: asked.append(request.url)
             if "/console/map/places.json" in request.url else None)
     search = page.locator(SEARCH)
-    search.press_sequentially("3511", delay=40)
+    search.press_sequentially("3511")  # four keystrokes, well within the 150 ms debounce
     options = page.locator(OPTIONS)
     expect(options).to_have_count(1)
     expect(search).to_have_attribute("aria-expanded", "true")
     expect(options.first).to_contain_text("3511 Utrecht")
     expect(options.first).to_contain_text("postcode · Utrecht · Meldkamer Midden-Nederland")
     expect(page.locator("#area-place-status")).to_have_text("1 suggestie; kies met Enter.")
-    assert len(asked) < 4, asked  # debounced: not one request per keystroke
+    assert len(asked) < 4, asked  # not one request per keystroke
 
     [place] = suggestions(page, "3511")
     options.first.click()

@@ -97,7 +97,14 @@
       timer = null;
       var query = input.value.trim();
       if (controller) { controller.abort(); }
-      if (!query) { items = []; close(); status.textContent = ""; return; }
+      if (!query) {
+        items = [];
+        close();
+        status.textContent = "";
+        box.dataset.state = "done";
+        enterWaiting = false;
+        return;
+      }
       var mine = ++asked;
       controller = new AbortController();
       box.dataset.state = "searching";
