@@ -142,6 +142,8 @@ class PlaceIndex:
     def __init__(self, municipalities: Iterable[MunicipalityRow],
                  postcodes: Iterable[PostcodeRow]) -> None:
         self.municipalities = {row.code: row for row in municipalities}
+        self.meldkamers = {row.meldkamer_code: row.meldkamer
+                           for row in self.municipalities.values()}
         rows = sorted(postcodes, key=lambda row: row.pc4)
         located = [row for row in rows if row.assignment != STRAY]
         self.pc4_radius = _pc4_radii(located)

@@ -19,8 +19,10 @@ import hashlib
 import re
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from itertools import islice, takewhile
 from typing import Any
 
 from sqlalchemy import Engine, Text, cast, func, select
@@ -101,7 +103,7 @@ def search_places(session: Session, query: str, limit: int = DEFAULT_LIMIT) -> l
         return _postcodes(index, postcode["digits"], postcode["letters"], limit)
     point = parse_coordinates(text)
     if point is not None:
-        return [_at_coordinates(session, point)]
+        return [_at_coordinates(session, index, point)]
     return _named(index, normalise(text), limit)
 
 
@@ -130,24 +132,9 @@ def _postcodes(index: PlaceIndex, digits: str, letters: str | None,
             found = replace(found, note=found.note or Note("pc6_as_pc4", {"pc6": pc6,
                                                                            "pc4": digits}))
         return [found]
-    start = _bisect(index.pc4s, digits)
-    matches = []
-    for pc4 in index.pc4s[start:]:
-        if not pc4.startswith(digits) or len(matches) == limit:
-            break
-        matches.append(index.postcodes[pc4])
-    return matches
-
-
-def _bisect(items: list[str], prefix: str) -> int:
-    low, high = 0, len(items)
-    while low < high:
-        middle = (low + high) // 2
-        if items[middle] < prefix:
-            low = middle + 1
-        else:
-            high = middle
-    return low
+    start = bisect_left(index.pc4s, digits)
+    following = islice(index.pc4s, start, start + limit)
+    return [index.postcodes[pc4] for pc4 in takewhile(lambda p: p.startswith(digits), following)]
 
 
 def _named(index: PlaceIndex, wanted: str, limit: int) -> list[Suggestion]:
@@ -232,7 +219,7 @@ def _number(text: str) -> float:
     return float(text.replace(",", "."))
 
 
-def _at_coordinates(session: Session, point: TypedPoint) -> Suggestion:
+def _at_coordinates(session: Session, index: PlaceIndex, point: TypedPoint) -> Suggestion:
     """The suggestion for a typed point: its municipality, or the nearest one within 25 km
     (a point just across the border). Latitude and longitude typed the wrong way round are
     turned when no compass letters were given and only the other order lies in or near the
@@ -251,10 +238,10 @@ def _at_coordinates(session: Session, point: TypedPoint) -> Suggestion:
     if note is None and place.distance_m > 0:
         note = Note("outside_municipality", {"km": f"{place.distance_m / 1000:.1f}",
                                              "municipality": place.municipality})
-    row = place_index(session).municipalities[place.municipality_code]
+    meldkamer = index.meldkamers.get(place.meldkamer_code, place.meldkamer_code)
     return Suggestion(f"{lat:.5f}, {lon:.5f}", PlaceKind.COORDINATES, lat, lon,
-                      COORDINATE_RADIUS_M, row.code, row.name, row.meldkamer_code,
-                      row.meldkamer, note)
+                      COORDINATE_RADIUS_M, place.municipality_code, place.municipality,
+                      place.meldkamer_code, meldkamer, note)
 
 
 # --- the index, once per database and process ---------------------------------------------------

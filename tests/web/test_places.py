@@ -186,3 +186,13 @@ def test_the_municipal_form_has_the_place_search_too(client: FlaskClient) -> Non
     login_as(client, "municipality_officer")
     page = client.get("/gemeente/buurtonderzoek/nieuw").get_data(as_text=True)
     assert 'id="area-place"' in page and "map/place-search.js" in page
+
+
+def test_every_search_error_has_a_message_and_every_text_has_english() -> None:
+    from routing import places
+    from web.i18n import ENGLISH
+    from web.places import ERRORS, NOTES
+
+    assert set(ERRORS) == set(places.ERRORS)
+    texts = {message for _status, message in ERRORS.values()} | set(NOTES.values())
+    assert sorted(text for text in texts if text not in ENGLISH) == []
