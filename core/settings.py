@@ -17,6 +17,13 @@ from core.errors import ConfigError
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_DATA_DIR = PACKAGE_DIR / "data"
 
+#: The Dutch government's public base map (Kadaster's BRT-Achtergrondkaart served by PDOK) as
+#: XYZ tiles in Web Mercator, zoom 0-19; the credit its publishers ask for. See docs/maps.md.
+PDOK_TILES = ("https://service.pdok.nl/brt/achtergrondkaart/wmts/v2_0/standaard/EPSG:3857/"
+              "{z}/{x}/{y}.png")
+PDOK_ATTRIBUTION = "Kaartgegevens © Kadaster"
+OSM_ATTRIBUTION = "© OpenStreetMap contributors"
+
 #: Every variable the application reads, with its default and meaning.
 #: The README's table is generated from this list, so the two cannot drift.
 VARIABLES: tuple[tuple[str, str, str], ...] = (
@@ -36,9 +43,10 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("AUTO_MIGRATE", "1", "upgrade the database schema on start (0: refuse if not current)"),
     ("SESSION_COOKIE_SECURE", "0", "1 behind HTTPS: session cookie only over TLS"),
     ("MAP_TILES_URL", "(none: offline map)", "online map tiles under the console's municipality "
-     "boundaries, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png"),
-    ("MAP_TILES_ATTRIBUTION", "© OpenStreetMap contributors",
-     "credit shown on the map for MAP_TILES_URL"),
+     "boundaries; recommended: PDOK's BRT-Achtergrondkaart, "
+     f"{PDOK_TILES} (see docs/maps.md)"),
+    ("MAP_TILES_ATTRIBUTION", "Kaartgegevens © Kadaster for PDOK tiles, else © OpenStreetMap "
+     "contributors", "credit shown on the map for MAP_TILES_URL"),
     ("LOG_LEVEL", "INFO", "logging level"),
     ("SMS_PROVIDER", "console", "console (records, sends nothing) or twilio"),
     ("VOICE_PROVIDER", "console", "console, twilio, or sip (pyVoIP through SIP_PROXY)"),
@@ -118,7 +126,7 @@ class Settings:
     auto_migrate: bool = True
     session_cookie_secure: bool = False
     map_tiles_url: str = ""
-    map_tiles_attribution: str = "© OpenStreetMap contributors"
+    map_tiles_attribution: str = OSM_ATTRIBUTION
     log_level: str = "INFO"
     sms_provider: str = "console"
     voice_provider: str = "console"
@@ -205,8 +213,10 @@ def _map_tiles(env: Mapping[str, str]) -> dict[str, str]:
     if url and not (re.match(r"^https?://[^\s/]+/\S*$", url)
                     and all(part in url for part in ("{z}", "{x}", "{y}"))):
         raise ConfigError(f"MAP_TILES_URL={url!r} must be an http(s) URL with {{z}}, {{x}} and "
-                          "{y}, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png")
-    attribution = env.get("MAP_TILES_ATTRIBUTION", "© OpenStreetMap contributors").strip()
+                          f"{{y}}, e.g. {PDOK_TILES}")
+    pdok = url.startswith("https://service.pdok.nl/")
+    attribution = (env.get("MAP_TILES_ATTRIBUTION", "").strip()
+                   or (PDOK_ATTRIBUTION if pdok else OSM_ATTRIBUTION))
     return {"map_tiles_url": url, "map_tiles_attribution": attribution}
 
 

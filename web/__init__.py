@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.models import User
 from core.schema import ensure_schema
 from core.settings import Settings
-from routing.directory import warm_up
+from routing import directory, places
 from web.i18n import current_language, translate
 from web.nav import nav_items
 from web.runtime import Runtime
@@ -29,7 +29,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
         runtime = Runtime.from_settings(settings or Settings.from_env())
         ensure_schema(runtime.engine, upgrade=runtime.settings.auto_migrate)
         with runtime.sessions() as session:
-            warm_up(session)  # the boundary index, before the first caller waits for it
+            directory.warm_up(session)  # the boundary index, before the first caller waits
+            places.warm_up(session)  # and the place search index, before the first keystroke
     settings = runtime.settings
     app = Flask(__name__)
     app.config.update(

@@ -37,10 +37,12 @@ from outbound.actions import (
     start_for_request,
 )
 from outbound.progress import progress
+from routing.places import DEFAULT_LIMIT, search_places
 from web import api_contract as contract
 from web import attempts, csrf, runtime, writer
 from web.api_contract import ApiError
 from web.api_idempotency import Idempotency
+from web.places import places_json
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
@@ -228,6 +230,16 @@ def end(action_id: str) -> Response:
                            actor=_token().actor)
     return jsonify({"id": found, "status": ActionStatus.ENDED.value, "outcome": outcome,
                     "results": ending.results, "withdrawn": ending.withdrawn})
+
+
+@bp.get("/places")
+def places() -> Response:
+    """Postcodes, places, municipalities or coordinates for q: where to centre a map, how
+    wide, and which municipality and meldkamer it is in (the console's place search)."""
+    params = contract.check("searchPlaces").params
+    with _reader() as session:
+        found = search_places(session, params["q"], params.get("limit", DEFAULT_LIMIT))
+    return jsonify(places_json(params["q"], found, contract.translate))
 
 
 # --- helpers of the handlers ------------------------------------------------------------------

@@ -29,7 +29,9 @@ from werkzeug.exceptions import (
 
 from core.errors import BurgernetError
 from outbound.actions import ActionError, ActionInvalid
+from routing.places import PlaceQueryError
 from web.i18n import ENGLISH, LANGUAGES
+from web.places import error_parts
 
 DOCUMENT_PATH = Path(__file__).with_name("api_openapi.yaml")
 #: Polygons of a whole municipality fit easily; anything larger is refused before parsing.
@@ -294,6 +296,10 @@ def as_api_error(exc: BaseException) -> ApiError:
         return ApiError(422, exc.error_id, "De actie is niet geldig; zie de velden.",
                         fields={FIELD_NAMES.get(n, n): translate(m) for n, m in exc.errors.items()},
                         details={FIELD_NAMES.get(n, n): d for n, d in exc.details.items()})
+    if isinstance(exc, PlaceQueryError):
+        status, message, values = error_parts(exc)
+        return ApiError(status, exc.error_id, message, fields={"q": translate(message, **values)},
+                        details={"q": str(exc)}, **values)
     if isinstance(exc, ActionError):
         return ApiError(409, exc.error_id, "De actie kan dit nu niet.",
                         details={"reason": str(exc)})

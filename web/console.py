@@ -35,6 +35,7 @@ from outbound.actions import (
 )
 from outbound.fanout import ActionError, preview_action
 from outbound.progress import forecast, progress
+from routing.places import PlaceQueryError, search_places
 from web import db, runtime, writer
 from web.auth import acting_user, action_or_404, roles_required, visible_actions
 from web.boundaries import BaseLayer, build_base_layer
@@ -43,6 +44,7 @@ from web.console_live import area_of_form, duration, live_data, local_time, sms_
 from web.i18n import translate
 from web.media import PhotoInvalid, discard, media_dir, read_upload, send_photo
 from web.nav import STAFF
+from web.places import error_parts, places_json
 
 bp = Blueprint("console", __name__, url_prefix="/console")
 
@@ -300,3 +302,22 @@ def boundaries() -> ResponseReturnValue:
     response.set_etag(layer.etag + ("-gz" if gzipped else ""))
     return response.make_conditional(request)
 
+
+
+@bp.get("/map/places.json")
+@roles_required(*STAFF)
+def places() -> ResponseReturnValue:
+    """Suggestions for the map's place search (routing.places), as the API gives them."""
+    query = request.args.get("q", "")
+    try:
+        found = search_places(db(), query)
+    except PlaceQueryError as exc:
+        status, message, values = error_parts(exc)
+        text = translate(message, **values)
+        response = jsonify({"error": {"id": exc.error_id, "message": text,
+                                      "fields": {"q": text}}})
+        response.status_code = status
+    else:
+        response = jsonify(places_json(query, found, translate))
+    response.headers["Cache-Control"] = "private, no-store"
+    return response

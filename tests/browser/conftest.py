@@ -80,17 +80,18 @@ def _wait_for(url: str, process: subprocess.Popen[bytes], seconds: float = 120) 
     raise AssertionError(f"{url} did not answer within {seconds} s")
 
 
-@pytest.fixture(scope="session")
-def system(tmp_path_factory: pytest.TempPathFactory,
-           new_database_url: Callable[[], str]) -> Iterator[System]:
-    home = tmp_path_factory.mktemp("system")
+@contextmanager
+def running_system(home: Path, database_url: str, participants: int = 3000,
+                   **extra_env: str) -> Iterator[System]:
+    """`burgernet run` in HOME on DATABASE_URL with EXTRA_ENV, until the block ends."""
     port = free_port()
-    env = {**os.environ, "BURGERNET_HOME": str(home), "DATABASE_URL": new_database_url(),
+    env = {**os.environ, "BURGERNET_HOME": str(home), "DATABASE_URL": database_url,
            "WEB_PORT": str(port), "MELDKAMER_CONFIG": str(MELDKAMER_CONFIG),
-           "WEB_WORKERS": "1", "TTS": "off", "LANG": "C.UTF-8"}
+           "WEB_WORKERS": "1", "TTS": "off", "LANG": "C.UTF-8", **extra_env}
     env.pop("REDIS_URL", None)
     log = (home / "run.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "core.cli", "run", "--participants", "3000"],
+    process = subprocess.Popen([sys.executable, "-m", "core.cli", "run", "--participants",
+                                str(participants)],
                                env=env, stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True)
     try:
@@ -104,6 +105,13 @@ def system(tmp_path_factory: pytest.TempPathFactory,
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def system(tmp_path_factory: pytest.TempPathFactory,
+           new_database_url: Callable[[], str]) -> Iterator[System]:
+    with running_system(tmp_path_factory.mktemp("system"), new_database_url()) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +156,7 @@ Screenshot = Callable[..., None]
 
 @pytest.fixture
 def screenshot() -> Screenshot:
-    """Saves the whole page (or its top HEIGHT pixels, or the element SELECTOR shows) to
+    """Saves the whole page (or its top HEIGHT pixels, or only the element SELECTOR) to
     docs/screenshots/NAME.png when UPDATE_SCREENSHOTS=1."""
     def take(page: Page, name: str, height: int | None = None,
              selector: str | None = None) -> None:

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import ConfigError
-from core.settings import VARIABLES, Settings
+from core.settings import PDOK_ATTRIBUTION, PDOK_TILES, VARIABLES, Settings
 
 
 def test_defaults_put_sqlite_and_secrets_under_var(tmp_path: Path) -> None:
@@ -45,3 +45,19 @@ def test_sip_voice_needs_a_proxy_at_start_up(tmp_path: Path) -> None:
     settings = Settings.from_env({"BURGERNET_HOME": str(tmp_path), "VOICE_PROVIDER": "sip",
                                   "SIP_PROXY": "127.0.0.1:5060"})
     assert settings.sip_proxy == ("127.0.0.1", 5060) and settings.sip_rtp_ports == (10000, 20000)
+
+
+def test_pdok_tiles_are_credited_to_the_kadaster_unless_told_otherwise(tmp_path: Path) -> None:
+    base = {"BURGERNET_HOME": str(tmp_path), "SECRET_KEY": "x"}
+    pdok = Settings.from_env({**base, "MAP_TILES_URL": PDOK_TILES})
+    assert pdok.map_tiles_url.startswith("https://service.pdok.nl/brt/achtergrondkaart/wmts/")
+    assert pdok.map_tiles_attribution == PDOK_ATTRIBUTION == "Kaartgegevens © Kadaster"
+    osm = Settings.from_env({**base,
+                             "MAP_TILES_URL": "https://tile.openstreetmap.org/{z}/{x}/{y}.png"})
+    assert osm.map_tiles_attribution == "© OpenStreetMap contributors"
+    own = Settings.from_env({**base, "MAP_TILES_URL": PDOK_TILES,
+                             "MAP_TILES_ATTRIBUTION": "Kaart: Kadaster / PDOK"})
+    assert own.map_tiles_attribution == "Kaart: Kadaster / PDOK"
+    with pytest.raises(ConfigError, match=r"MAP_TILES_URL=.*\{z\}, \{x\} and \{y\}"):
+        Settings.from_env({**base,
+                           "MAP_TILES_URL": "https://service.pdok.nl/brt/achtergrondkaart"})

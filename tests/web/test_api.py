@@ -85,7 +85,8 @@ def test_the_openapi_document_is_public_and_is_the_file_the_app_validates_with(
     assert response.get_json() == api_contract.document()
     assert response.get_json()["openapi"].startswith("3.1")
     assert set(api_contract.operations()) == {"createAction", "listActions", "getAction",
-                                              "startAction", "endAction", "getOpenApi"}
+                                              "startAction", "endAction", "searchPlaces",
+                                              "getOpenApi"}
 
 
 def test_the_documents_own_examples_are_valid_and_create_actions(

@@ -97,7 +97,8 @@
         return;
       }
       if (!circle) {
-        circle = L.circle([la, lo], L.extend({ radius: r || 0, interactive: false }, AREA_STYLE)).addTo(map);
+        circle = L.circle([la, lo], L.extend({ radius: r || 0, interactive: false, className: "area-circle" },
+                                             AREA_STYLE)).addTo(map);
         centre = L.circleMarker([la, lo], { radius: 4, color: "#b00020", interactive: false }).addTo(map);
       }
       circle.setLatLng([la, lo]).setRadius(r && r > 0 ? r : 0);
@@ -196,6 +197,16 @@
       byId("clear").addEventListener("click", function () { vertices = []; closed = false; drawPolygon(); });
     }
     if (national) { national.addEventListener("change", applyNational); }
+    /* A place chosen in the place search (place-search.js): a circle around it. */
+    root.addEventListener("area-picker:place", function (event) {
+      var place = event.detail;
+      if (root.classList.contains("is-national")) { return; }
+      if (mode !== "circle") { byId("mode-circle").checked = true; setMode("circle"); }
+      lat.value = place.lat.toFixed(5);
+      lon.value = place.lon.toFixed(5);
+      radius.value = String(place.radius_m);
+      drawCircle(true);
+    });
     var form = root.closest("form");
     if (form) {
       form.addEventListener("submit", function (event) {
