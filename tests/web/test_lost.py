@@ -47,10 +47,13 @@ def dutch(postcode: str | None, validate: bool = False) -> str:
 
 
 def assert_routed_like_the_cli(answer: lost.Answer, cli: dict[str, str]) -> None:
+    """The one mapping's sip: and tel: URIs, meldkamer and name are what `burgernet route`
+    printed for the same place ("meldkamer  MN (Meldkamer Midden-Nederland)")."""
     [mapping] = answer.mappings
+    code, name = cli["meldkamer"].split(" ", 1)
     assert mapping.uris == [cli["SIP URI"], f"tel:{cli['phone']}"]
-    assert cli["meldkamer"].split()[0] == answer.extension(ROUTING)["meldkamer"]
-    assert mapping.display_names["nl"] == f"{cli['meldkamer'].split(' ', 1)[1][1:-1]} (Burgernet)"
+    assert answer.extension(ROUTING)["meldkamer"] == code
+    assert mapping.display_names["nl"] == f"{name.strip('()')} (Burgernet)"
 
 
 # --- findService ----------------------------------------------------------------------------
