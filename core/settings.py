@@ -87,6 +87,8 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("CAP_STATUS", "Actual", "CAP status of every alert: Actual, Exercise, System or Test"),
     ("CAP_KEEP_HOURS", "24",
      "hours an ended alert's Update or Cancel stays in the CAP feed (more than 0, at most 720)"),
+    ("LOST_CREDENTIALS", "(none: /lost is open)",
+     "user:password that LoST clients must send to /lost with HTTP Basic authentication"),
 )
 
 
@@ -162,6 +164,7 @@ class Settings:
     cap_sender: str = "burgernet@example.org"
     cap_status: str = "Actual"
     cap_keep_hours: float = 24.0
+    lost_credentials: str = field(default="", repr=False)
 
     @property
     def var_dir(self) -> Path:
@@ -204,6 +207,7 @@ class Settings:
             **_push(env, home),
             **_sip(env),
             **_cap(env),
+            lost_credentials=_credentials(env.get("LOST_CREDENTIALS", "")),
         )
 
 
@@ -374,6 +378,16 @@ def _cap(env: Mapping[str, str]) -> dict[str, object]:
         raise ConfigError(f"CAP_KEEP_HOURS={keep!r} must be a number of hours above 0 and at "
                           "most 720")
     return {"cap_sender": sender, "cap_status": status, "cap_keep_hours": hours}
+
+
+def _credentials(value: str) -> str:
+    """LOST_CREDENTIALS: empty, or user:password as HTTP Basic carries them (RFC 7617)."""
+    value = value.strip()
+    user, colon, password = value.partition(":")
+    if value and not (colon and user and password and value.isprintable()):
+        raise ConfigError("LOST_CREDENTIALS must be user:password (a user without a colon and "
+                          "a password), or empty to leave /lost open")
+    return value
 
 
 def _count(value: str, name: str) -> int:

@@ -16,6 +16,7 @@ import email
 import email.policy
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote
 from xml.etree import ElementTree as ET
@@ -36,8 +37,10 @@ CL = "urn:ietf:params:xml:ns:pidf:geopriv10:civicLoc"
 
 MAX_BODY = 64 * 1024
 PIDF_TYPES = {"application/pidf+xml", "application/xml", "text/xml"}
-#: WGS84 2D (4326) or 3D (4979, "lat lon height"), the two CRSs RFC 5491 allows.
-WGS84 = re.compile(r"(?:urn:ogc:def:crs:EPSG:[0-9.]*:|EPSG:|http://www\.opengis\.net/gml/"
+#: WGS84 2D (4326) or 3D (4979, "lat lon height"), the two CRSs RFC 5491 allows. The version
+#: segment of the URN may be missing altogether ("urn:ogc:def:crs:EPSG:4326"), as in the
+#: examples of RFC 5222 (Figure 15).
+WGS84 = re.compile(r"(?:urn:ogc:def:crs:EPSG:(?:[0-9.]*:)?|EPSG:|http://www\.opengis\.net/gml/"
                    r"srs/epsg\.xml#)(4326|4979)", re.IGNORECASE)
 METRES = {"urn:ogc:def:uom:EPSG::9001", "m", "metre", "meter"}
 CIVIC = {(CA, "civicAddress"), (CL, "civicLoc")}
@@ -182,11 +185,18 @@ def parse_pidf(document: str | bytes) -> Location | None:
     root = _parse_xml(_bytes(document))
     if root.tag != f"{{{PIDF}}}presence":
         raise PidfError(f"root element is {_local(root.tag)!r}, not a PIDF <presence>")
+    return location_from_elements(element for info in root.iter(f"{{{GP}}}location-info")
+                                  for element in info)
+
+
+def location_from_elements(elements: Iterable[ET.Element]) -> Location | None:
+    """The location described by shapes and civic addresses such as the children of a PIDF-LO
+    <location-info> or of a LoST <location> (RFC 5222 uses the same GML and civic elements);
+    None when none of them is one. The first shape and the first civic address count."""
     found: dict[str, object] = {}
     notes: list[str] = []
-    for info in root.iter(f"{{{GP}}}location-info"):
-        for element in info:
-            _read_shape(element, found, notes)
+    for element in elements:
+        _read_shape(element, found, notes)
     if not found and not notes:
         return None
     return Location(notes=tuple(notes), **found)  # type: ignore[arg-type]

@@ -44,6 +44,8 @@ from routing.directory import (
 from routing.pidf import PidfError, location_from_body, parse_geolocation_header
 from routing.postcode import postcode_or_reason
 
+#: The note for a call without a caller number (a LoST query never has one).
+NO_CALLER = "no caller number"
 REASONS = ("action", "pidf", "coordinates", "participant_location", "postcode",
            "national_fallback", "fallback")
 #: Statuses of a delivery that actually left us (as outbound.feedback counts "reached").
@@ -89,7 +91,12 @@ class RouteRequest:
 
 @dataclass(frozen=True)
 class RouteDecision:
-    """Where the call goes and why: REASON is one of REASONS, DETAIL is for the log."""
+    """Where the call goes and why: REASON is one of REASONS, DETAIL is for the log.
+
+    PLACE is the municipality that decided a route by location (pidf, coordinates,
+    participant_location, postcode); NOTES are the hints that were given but could not be
+    used (they end DETAIL too).
+    """
 
     meldkamer_code: str
     meldkamer_name: str
@@ -101,6 +108,8 @@ class RouteDecision:
     action_id: int | None
     participant_id: int | None
     caller: str | None
+    place: Place | None = None
+    notes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -136,7 +145,7 @@ def resolve(session: Session, request: RouteRequest, now: datetime, *,
         if found is not None:
             place, text = found
             return _decision(session, meldkamer(session, place.meldkamer_code), reason, text,
-                             trail)
+                             trail, place=place)
     fallback = meldkamer(session, national_fallback)
     if fallback is None:
         raise ConfigError(f"national fallback {national_fallback!r} is not a meldkamer in the "
@@ -195,7 +204,7 @@ def _caller(raw: str | None, trail: _Trail) -> str | None:
     caller = parse_caller(raw)
     if caller is None:
         if raw is None or not raw.strip():
-            trail.note("no caller number")
+            trail.note(NO_CALLER)
         elif is_withheld(raw):
             trail.note("caller number withheld")
         else:
@@ -326,7 +335,8 @@ def _by_postcode(session: Session, request: RouteRequest, trail: _Trail,
 # --- the decision ------------------------------------------------------------------------------
 
 def _decision(session: Session, target: MeldkamerInfo | None, reason: str, text: str,
-              trail: _Trail, *, action_id: int | None = None) -> RouteDecision:
+              trail: _Trail, *, action_id: int | None = None,
+              place: Place | None = None) -> RouteDecision:
     if target is None:
         raise ConfigError(f"{reason}: meldkamer missing from the database; "
                           "load the reference data")
@@ -341,12 +351,15 @@ def _decision(session: Session, target: MeldkamerInfo | None, reason: str, text:
         seen.add(nxt.code)
         target = nxt
     detail = "; ".join([text, *trail.notes])
-    return _make(target, reason, detail, action_id, trail.participant_id, trail.caller)
+    return _make(target, reason, detail, action_id, trail.participant_id, trail.caller,
+                 place=place, notes=tuple(trail.notes))
 
 
 def _make(target: MeldkamerInfo, reason: str, detail: str, action_id: int | None,
-          participant_id: int | None, caller: str | None) -> RouteDecision:
+          participant_id: int | None, caller: str | None, *, place: Place | None = None,
+          notes: tuple[str, ...] = ()) -> RouteDecision:
     return RouteDecision(
         meldkamer_code=target.code, meldkamer_name=target.name, phone=target.phone or "",
         sip_uri=target.sip_uri or "", fallback_code=target.fallback_code, reason=reason,
-        detail=detail, action_id=action_id, participant_id=participant_id, caller=caller)
+        detail=detail, action_id=action_id, participant_id=participant_id, caller=caller,
+        place=place, notes=notes)

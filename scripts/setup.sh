@@ -21,6 +21,8 @@ ls /usr/lib/*/sox/libsox_fmt_mp3.so >/dev/null 2>&1 || missing+=(libsox-fmt-mp3)
 if [ "$need" = test ]; then
   # The SIP peers of the integration tests.
   command -v kamailio >/dev/null 2>&1 || missing+=(kamailio)
+  # Kamailio's lost and http_client modules: a real LoST client for /lost.
+  ls /usr/lib/*/kamailio/modules/lost.so >/dev/null 2>&1 || missing+=(kamailio-utils-modules)
   command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
   ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
   ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 \

@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     from web import cap; app.register_blueprint(cap.bp)  # noqa: E702, I001
     from web import api; app.register_blueprint(api.bp)  # noqa: E702, I001
     from web import tokens; app.register_blueprint(tokens.bp)  # noqa: E702, I001
+    from web import lost; app.register_blueprint(lost.bp)  # noqa: E702, I001
     return app
 
 

@@ -27,10 +27,19 @@ def test_defaults_put_sqlite_and_secrets_under_var(tmp_path: Path) -> None:
     ("TTS", "festival", "not one of gtts, espeak, off"),
     ("EMAIL_RATE", "-1", "0 .no limit. or more"),
     ("WEB_WORKERS", "0", "at least 1"),
+    ("LOST_CREDENTIALS", "s3cret", "must be user:password"),
+    ("LOST_CREDENTIALS", ":s3cret", "must be user:password"),
+    ("LOST_CREDENTIALS", "esrp:", "must be user:password"),
 ])
 def test_bad_values_are_named(tmp_path: Path, name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=f"{name}.*{message}"):
         Settings.from_env({"BURGERNET_HOME": str(tmp_path), name: value})
+
+
+def test_lost_credentials_stay_out_of_the_settings_repr(tmp_path: Path) -> None:
+    settings = Settings.from_env({"BURGERNET_HOME": str(tmp_path),
+                                  "LOST_CREDENTIALS": "esrp:s3cret"})
+    assert settings.lost_credentials == "esrp:s3cret" and "s3cret" not in repr(settings)
 
 
 def test_readme_lists_every_variable() -> None:

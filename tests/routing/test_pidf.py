@@ -25,6 +25,15 @@ def test_a_gml_point_gives_latitude_and_longitude() -> None:
     assert location == Location(lat=52.0907, lon=5.1214, shape="Point")
 
 
+@pytest.mark.parametrize("srs", ["urn:ogc:def:crs:EPSG::4326", "urn:ogc:def:crs:EPSG:4326",
+                                 "urn:ogc:def:crs:EPSG:6.6:4326", "EPSG:4326"])
+def test_every_spelling_of_wgs84_is_understood(srs: str) -> None:
+    """Including the URN without its version segment, as RFC 5222's Figure 15 writes it."""
+    document = _read("point.xml").replace(b"urn:ogc:def:crs:EPSG::4326", srs.encode())
+    assert srs.encode() in document
+    assert parse_pidf(document) == Location(lat=52.0907, lon=5.1214, shape="Point")
+
+
 def test_a_circle_gives_its_centre_and_radius() -> None:
     location = parse_pidf(_read("circle.xml").decode())
     assert location is not None
