@@ -1,5 +1,7 @@
 """docker-compose.yml runs the commands the README documents (no Docker engine runs here)."""
 
+import re
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -38,3 +40,18 @@ def test_compose_uses_postgis_and_the_psycopg_driver() -> None:
 def test_the_sip_edge_uses_the_shipped_kamailio_config() -> None:
     config = (ROOT / "docker" / "kamailio.cfg").read_text()
     assert config.startswith("#!KAMAILIO") and "save(\"location\")" in config
+
+
+def test_every_install_takes_the_tested_versions() -> None:
+    """setup.sh and the image install with constraints.txt, which pins every package that
+    pyproject.toml asks for (a release nobody tested must not reach a fresh clone)."""
+    assert "-c constraints.txt" in (ROOT / "scripts" / "setup.sh").read_text()
+    assert "-c constraints.txt" in (ROOT / "Dockerfile").read_text()
+    pinned = {line.split("==")[0].lower().replace("_", "-")
+              for line in (ROOT / "constraints.txt").read_text().splitlines()
+              if "==" in line and not line.startswith("#")}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    names = {re.split(r"[<>=\[ ;]", spec, maxsplit=1)[0].lower().replace("_", "-")
+             for spec in wanted}
+    assert sorted(names - pinned) == []
