@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.models import User
 from core.schema import ensure_schema
 from core.settings import Settings
-from routing import directory, places
+from routing import directory
+from routing import places as place_search  # not `places`: web.places would shadow it
 from web.i18n import current_language, translate
 from web.nav import nav_items
 from web.runtime import Runtime
@@ -30,7 +31,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
         ensure_schema(runtime.engine, upgrade=runtime.settings.auto_migrate)
         with runtime.sessions() as session:
             directory.warm_up(session)  # the boundary index, before the first caller waits
-            places.warm_up(session)  # and the place search index, before the first keystroke
+            place_search.warm_up(session)  # the place search index, before the first keystroke
     settings = runtime.settings
     app = Flask(__name__)
     app.config.update(
