@@ -13,7 +13,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from routing.pidf import CA, GML, GS, WGS84, PidfError, location_from_elements
+from routing.geoshape import GML, GS, WGS84
+from routing.pidf import CA, PidfError, location_from_elements
 from routing.resolve import NO_CALLER, RouteDecision, RouteRequest, resolve
 
 LOST_NS = "urn:ietf:params:xml:ns:lost1"

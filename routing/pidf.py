@@ -1,10 +1,13 @@
 """The caller's location from a SIP INVITE: the Geolocation header (RFC 6442) and PIDF-LO.
 
-PIDF-LO (RFC 4119) carries a geodetic shape in the GML profile of RFC 5491 (Point, Circle,
-Ellipse, ArcBand, Polygon, ...) and/or a civic address (RFC 5139). An INVITE that conveys a
-location by value has a multipart/mixed body with the SDP and an application/pidf+xml part
-whose Content-ID the Geolocation header names as a cid: URI. A location by reference (an
-https: or sip: URI) would need a dereference protocol we do not speak, so it counts as none.
+PIDF-LO (RFC 4119) carries a geodetic shape in the GML profile of RFC 5491 (read by
+routing.geoshape) and/or a civic address (RFC 5139, or the civicLoc format of RFC 4119). An
+INVITE that conveys a location by value has a multipart/mixed body with the SDP and an
+application/pidf+xml part whose Content-ID the Geolocation header names as a cid: URI. A
+location by reference (an https: or sip: URI) would need a dereference protocol we do not
+speak, so it counts as none. A document with several <device>, <tuple> and <person> elements is
+read as RFC 5491's Rule 8 says: the first device with a location, else the first tuple, a
+person last.
 
 Bodies come from the network: XML with a DOCTYPE (and so any entity declaration) is
 refused, and anything that cannot be read raises PidfError with the reason.
@@ -12,45 +15,37 @@ refused, and anything that cannot be read raises PidfError with the reason.
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
-import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from email.message import Message
+from typing import Any
 from urllib.parse import unquote
 from xml.etree import ElementTree as ET
 from xml.parsers import expat
 
-import shapely
-
-from core.errors import BurgernetError
+from routing.geoshape import PidfError, key, read_shape
 from routing.postcode import postcode_or_reason
 
 PIDF = "urn:ietf:params:xml:ns:pidf"
 GP = "urn:ietf:params:xml:ns:pidf:geopriv10"
-GML = "http://www.opengis.net/gml"
-GS = "http://www.opengis.net/pidflo/1.0"
 CA = "urn:ietf:params:xml:ns:pidf:geopriv10:civicAddr"
 #: The civic format of the original RFC 4119, before RFC 5139 replaced it.
 CL = "urn:ietf:params:xml:ns:pidf:geopriv10:civicLoc"
 
 MAX_BODY = 64 * 1024
 PIDF_TYPES = {"application/pidf+xml", "application/xml", "text/xml"}
-#: WGS84 2D (4326) or 3D (4979, "lat lon height"), the two CRSs RFC 5491 allows. The version
-#: segment of the URN may be missing altogether ("urn:ogc:def:crs:EPSG:4326"), as in the
-#: examples of RFC 5222 (Figure 15).
-WGS84 = re.compile(r"(?:urn:ogc:def:crs:EPSG:(?:[0-9.]*:)?|EPSG:|http://www\.opengis\.net/gml/"
-                   r"srs/epsg\.xml#)(4326|4979)", re.IGNORECASE)
-METRES = {"urn:ogc:def:uom:EPSG::9001", "m", "metre", "meter"}
-CIVIC = {(CA, "civicAddress"), (CL, "civicLoc")}
-CENTRED = {(GS, "Circle"), (GS, "Ellipse"), (GS, "ArcBand"), (GS, "Sphere"), (GS, "Ellipsoid")}
-
-
-class PidfError(BurgernetError, ValueError):
-    """A location body or header that cannot be read; the message says what is wrong."""
-
-    error_id = "malformed_pidf"
+CIVIC = {(CA, "civicAddress"), (CL, "civicAddress")}
+LOCATION_INFO = (GP, "location-info")
+#: RFC 5491 Rule 8: devices first, then tuples, persons only as a last resort.
+PRIORITY = {"device": 0, "tuple": 1, "person": 2}
+BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
+#: A part without headers whose body starts with them: RFC 6442's examples put a blank line
+#: between the boundary and the part headers.
+HEADERS_IN_BODY = re.compile(rb"\s*Content-(?:Type|ID)\s*:", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -121,8 +116,8 @@ def location_from_body(body: str | bytes | None, content_type: str | None = None
     start = data.lstrip()
     if media.startswith("multipart/") or (not media and start.startswith(b"--")):
         parts = _mime_parts(data, content_type)
-    elif media in PIDF_TYPES or (not media and start.startswith(b"<")):
-        return parse_pidf(data)
+    elif media in PIDF_TYPES or (not media and _looks_like_xml(start)):
+        return parse_pidf(body if isinstance(body, str) else data)
     else:
         return None
     cids = [ref.cid for ref in refs if ref.cid is not None]
@@ -142,10 +137,24 @@ def location_from_body(body: str | bytes | None, content_type: str | None = None
 def _bytes(body: str | bytes | None) -> bytes:
     if body is None:
         return b""
-    data = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else bytes(body)
+    data = _encoded(body) if isinstance(body, str) else bytes(body)
     if len(data) > MAX_BODY:
         raise PidfError(f"body of {len(data)} bytes is larger than {MAX_BODY} bytes")
     return data
+
+
+def _encoded(text: str) -> bytes:
+    """TEXT as UTF-8; bytes smuggled in as lone surrogates (surrogateescape) come back as they
+    were, any other lone surrogate as bytes that are not UTF-8, which the XML parser refuses."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
+def _looks_like_xml(start: bytes) -> bool:
+    """Whether a body starts like an XML document, after any byte order mark (UTF-8 or -16)."""
+    return start.startswith(BOMS[1:]) or start.removeprefix(BOMS[0]).lstrip().startswith(b"<")
 
 
 def _mime_parts(data: bytes, content_type: str | None) -> list[tuple[str | None, str, bytes]]:
@@ -171,41 +180,99 @@ def _mime_parts(data: bytes, content_type: str | None) -> list[tuple[str | None,
     for part in message.walk():
         if part.is_multipart():
             continue
+        part, payload = _headed(part)
         cid = part.get("Content-ID")
-        payload = part.get_payload(decode=True)
-        if not isinstance(payload, bytes):
-            payload = b""
         parts.append((cid.strip().strip("<>") if cid else None, part.get_content_type(),
                       payload))
     return parts
 
 
+def _headed(part: Message) -> tuple[Message, bytes]:
+    """PART and its decoded payload; for a part without headers whose body starts with a
+    Content-Type or Content-ID line, as RFC 6442's examples print it (a blank line after the
+    boundary, none after the headers), those lines as its headers and the rest as its body."""
+    payload = part.get_payload(decode=True)
+    payload = payload if isinstance(payload, bytes) else b""
+    if part.keys() or not HEADERS_IN_BODY.match(payload):
+        return part, payload
+    inner = email.message_from_bytes(payload.lstrip(), policy=email.policy.compat32)
+    if inner.is_multipart():
+        return part, payload
+    data = inner.get_payload(decode=True)
+    return inner, data if isinstance(data, bytes) else b""
+
+
 def parse_pidf(document: str | bytes) -> Location | None:
-    """The location in a PIDF-LO document; None for presence without a location."""
-    root = _parse_xml(_bytes(document))
-    if root.tag != f"{{{PIDF}}}presence":
-        raise PidfError(f"root element is {_local(root.tag)!r}, not a PIDF <presence>")
-    return location_from_elements(element for info in root.iter(f"{{{GP}}}location-info")
-                                  for element in info)
+    """The location in a PIDF-LO document; None for presence without a location. A document
+    given as str is that text: its XML encoding declaration does not apply."""
+    if isinstance(document, str):
+        root = _parse_xml(_bytes(document), encoding="UTF-8")
+    else:
+        root = _parse_xml(_bytes(document))
+    if key(root.tag) != (PIDF, "presence"):
+        raise PidfError(f"root element is {key(root.tag)[1]!r}, not a PIDF <presence>")
+    return _by_priority(root)
 
 
-def location_from_elements(elements: Iterable[ET.Element]) -> Location | None:
+def location_from_elements(elements: Iterable[Any]) -> Location | None:
     """The location described by shapes and civic addresses such as the children of a PIDF-LO
     <location-info> or of a LoST <location> (RFC 5222 uses the same GML and civic elements);
     None when none of them is one. The first shape and the first civic address count."""
     found: dict[str, object] = {}
     notes: list[str] = []
     for element in elements:
-        _read_shape(element, found, notes)
+        _read(element, found, notes)
     if not found and not notes:
         return None
     return Location(notes=tuple(notes), **found)  # type: ignore[arg-type]
 
 
-def _parse_xml(data: bytes) -> ET.Element:
-    """An element tree built by expat directly, so that a DOCTYPE is seen and refused."""
+def _by_priority(root: ET.Element) -> Location | None:
+    """The location of the first element (Rule 8 order) that gives a point, a postcode or a
+    city; else the first that gives any. One that cannot be read is passed over with a note,
+    and its error raised when no other gives a location."""
+    fallback: Location | None = None
+    skipped: list[tuple[str, PidfError]] = []
+    for holder in sorted(_holders(root), key=lambda e: PRIORITY.get(key(e.tag)[1], 1)):
+        elements = [e for info in holder.iter() if key(info.tag) == LOCATION_INFO for e in info]
+        try:
+            location = location_from_elements(elements)
+        except PidfError as exc:
+            skipped.append((_describe(holder), exc))
+            continue
+        if location is not None and _routable(location):
+            return _noted(location, skipped)
+        fallback = fallback or location
+    if fallback is not None:
+        return _noted(fallback, skipped)
+    if skipped:
+        raise skipped[0][1]
+    return None
+
+
+def _holders(root: ET.Element) -> list[ET.Element]:
+    return [e for e in root if any(key(i.tag) == LOCATION_INFO for i in e.iter())]
+
+
+def _describe(holder: ET.Element) -> str:
+    name, ident = key(holder.tag)[1], holder.get("id")
+    return f"{name} {ident[:40]!r}" if ident else name
+
+
+def _routable(location: Location) -> bool:
+    return location.has_point or location.postcode is not None or location.city is not None
+
+
+def _noted(location: Location, skipped: list[tuple[str, PidfError]]) -> Location:
+    notes = tuple(f"{where} ignored: {exc}" for where, exc in skipped)
+    return dataclasses.replace(location, notes=notes + location.notes) if notes else location
+
+
+def _parse_xml(data: bytes, encoding: str | None = None) -> ET.Element:
+    """An element tree built by expat directly, so that a DOCTYPE is seen and refused.
+    ENCODING, when given, overrides the document's own declaration."""
     builder = ET.TreeBuilder()
-    parser = expat.ParserCreate(namespace_separator="}")
+    parser = expat.ParserCreate(encoding, namespace_separator="}")
 
     def name(raw: str) -> str:
         return "{" + raw if "}" in raw else raw
@@ -219,6 +286,8 @@ def _parse_xml(data: bytes) -> ET.Element:
     parser.CharacterDataHandler = builder.data
     parser.StartDoctypeDeclHandler = refuse
     parser.EntityDeclHandler = refuse
+    if not data.startswith(BOMS):
+        data = data.lstrip(b" \t\r\n")
     try:
         parser.Parse(data, True)
         return builder.close()
@@ -229,113 +298,23 @@ def _parse_xml(data: bytes) -> ET.Element:
         raise PidfError("not well-formed XML") from None
 
 
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _key(tag: str) -> tuple[str, str]:
-    if tag.startswith("{"):
-        namespace, local = tag[1:].split("}", 1)
-        return namespace, local
-    return "", tag
-
-
-def _read_shape(element: ET.Element, found: dict[str, object], notes: list[str]) -> None:
-    key = _key(element.tag)
-    if key in CIVIC:
+def _read(element: Any, found: dict[str, object], notes: list[str]) -> None:
+    if key(element.tag) in CIVIC:
         if "country" not in found and "city" not in found and "postcode" not in found:
             _read_civic(element, found, notes)
         return
     if "lat" in found:
         return
-    if key == (GML, "Point"):
-        point = _pos(element, element)
-    elif key in CENTRED:
-        point = _pos(element.find(f"{{{GML}}}pos"), element)
-        radius = element.find(f"{{{GS}}}radius")
-        if key == (GS, "Circle") and radius is not None:
-            found["radius_m"] = _radius(radius)
-    elif key == (GML, "Polygon") or key == (GS, "Prism"):
-        point = _centroid(element)
-    else:
+    shape = read_shape(element)
+    if shape is None:
         return
-    found["lat"], found["lon"] = point
-    found["shape"] = key[1]
+    found.update(lat=shape.lat, lon=shape.lon, shape=shape.name)
+    if shape.radius_m is not None:
+        found["radius_m"] = shape.radius_m
 
 
-def _srs(shape: ET.Element) -> None:
-    srs = shape.get("srsName")
-    if srs is not None and not WGS84.fullmatch(srs.strip()):
-        raise PidfError(f"{_local(shape.tag)} uses coordinate reference system {srs!r}; "
-                        "only WGS84 (EPSG 4326 or 4979) is understood")
-
-
-def _numbers(text: str | None, what: str) -> list[float]:
-    try:
-        values = [float(v) for v in (text or "").split()]
-    except ValueError:
-        raise PidfError(f"{what} {(text or '').strip()[:40]!r} is not a list of numbers") from None
-    if not all(math.isfinite(v) for v in values):
-        raise PidfError(f"{what} has a number that is not finite")
-    return values
-
-
-def _pos(pos: ET.Element | None, shape: ET.Element) -> tuple[float, float]:
-    _srs(shape)
-    if pos is not None and pos.tag != f"{{{GML}}}pos":
-        pos = pos.find(f"{{{GML}}}pos")
-    if pos is None:
-        raise PidfError(f"{_local(shape.tag)} has no gml:pos")
-    values = _numbers(pos.text, "gml:pos")
-    if len(values) not in (2, 3):
-        raise PidfError(f"gml:pos has {len(values)} numbers, not latitude longitude [height]")
-    return _lat_lon(values[0], values[1])
-
-
-def _lat_lon(lat: float, lon: float) -> tuple[float, float]:
-    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        raise PidfError(f"position ({lat}, {lon}) is not a latitude and longitude")
-    return lat, lon
-
-
-def _radius(element: ET.Element) -> float | None:
-    values = _numbers(element.text, "gs:radius")
-    if len(values) != 1 or values[0] < 0:
-        raise PidfError("gs:radius must be one non-negative number")
-    return values[0] if (element.get("uom") or "urn:ogc:def:uom:EPSG::9001") in METRES else None
-
-
-def _centroid(shape: ET.Element) -> tuple[float, float]:
-    """The centre of a polygon's outer ring (RFC 5491: gml:posList or a list of gml:pos)."""
-    polygon = shape if shape.tag == f"{{{GML}}}Polygon" else shape.find(f".//{{{GML}}}Polygon")
-    if polygon is None:
-        raise PidfError(f"{_local(shape.tag)} has no gml:Polygon")
-    _srs(shape)
-    _srs(polygon)
-    ring = polygon.find(f"{{{GML}}}exterior/{{{GML}}}LinearRing")
-    if ring is None:
-        raise PidfError("gml:Polygon has no exterior gml:LinearRing")
-    pos_list = ring.find(f"{{{GML}}}posList")
-    if pos_list is not None:
-        values = _numbers(pos_list.text, "gml:posList")
-        dim = 3 if pos_list.get("srsDimension") == "3" else 2
-    else:
-        rows = [_numbers(p.text, "gml:pos") for p in ring.findall(f"{{{GML}}}pos")]
-        dim = len(rows[0]) if rows else 2
-        if any(len(r) != dim for r in rows):
-            raise PidfError("gml:pos elements of the ring differ in dimension")
-        values = [v for r in rows for v in r]
-    if dim not in (2, 3) or len(values) % dim or len(values) < 4 * dim:
-        raise PidfError("gml:LinearRing needs at least 4 positions")
-    points = [_lat_lon(values[i], values[i + 1]) for i in range(0, len(values), dim)]
-    centre = shapely.Polygon([(lon, lat) for lat, lon in points]).centroid
-    if centre.is_empty:
-        raise PidfError("gml:Polygon has no area")
-    return centre.y, centre.x
-
-
-def _read_civic(element: ET.Element, found: dict[str, object], notes: list[str]) -> None:
-    fields = {_local(child.tag): (child.text or "").strip() for child in element}
+def _read_civic(element: Any, found: dict[str, object], notes: list[str]) -> None:
+    fields = {key(child.tag)[1]: (child.text or "").strip() for child in element}
     country = fields.get("country", "").upper() or None
     found["country"] = country
     found["province"] = fields.get("A1") or None

@@ -1,4 +1,5 @@
 import pytest
+import shapely
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,9 +27,14 @@ def test_a_gml_point_gives_latitude_and_longitude() -> None:
 
 
 @pytest.mark.parametrize("srs", ["urn:ogc:def:crs:EPSG::4326", "urn:ogc:def:crs:EPSG:4326",
-                                 "urn:ogc:def:crs:EPSG:6.6:4326", "EPSG:4326"])
+                                 "urn:ogc:def:crs:EPSG:6.6:4326", "EPSG:4326", "epsg:4326",
+                                 "urn:x-ogc:def:crs:EPSG:4326",
+                                 "http://www.opengis.net/def/crs/EPSG/0/4326",
+                                 "https://www.opengis.net/def/crs/EPSG/0/4979",
+                                 " urn:ogc:def:crs:EPSG::4326 "])
 def test_every_spelling_of_wgs84_is_understood(srs: str) -> None:
-    """Including the URN without its version segment, as RFC 5222's Figure 15 writes it."""
+    """Including the URN without its version segment, as RFC 5222's Figure 15 writes it, the
+    lower case of RFC 4119, and the OGC's http URI."""
     document = _read("point.xml").replace(b"urn:ogc:def:crs:EPSG::4326", srs.encode())
     assert srs.encode() in document
     assert parse_pidf(document) == Location(lat=52.0907, lon=5.1214, shape="Point")
@@ -141,3 +147,112 @@ def test_arbitrary_bodies_give_a_location_none_or_pidf_error(body, content_type)
     except PidfError:
         return
     assert result is None or isinstance(result, Location)
+
+
+POINT = ('<presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:gp="urn:ietf:params:xml:ns:pidf:'
+         'geopriv10" xmlns:gml="{gml}"><tuple id="t"><status><gp:geopriv><gp:location-info>'
+         '<gml:Point srsName="urn:ogc:def:crs:EPSG::4326"><gml:pos>52.0907 5.1214</gml:pos>'
+         "</gml:Point></gp:location-info></gp:geopriv></status></tuple></presence>")
+CIVIC_IN = ('<?xml version="1.0" encoding="ISO-8859-1"?>\n<presence xmlns="urn:ietf:params:xml:ns'
+            ':pidf" xmlns:gp="urn:ietf:params:xml:ns:pidf:geopriv10" xmlns:ca="urn:ietf:params:'
+            'xml:ns:pidf:geopriv10:civicAddr"><tuple id="t"><status><gp:geopriv><gp:location-info>'
+            "<ca:civicAddress><ca:country>NL</ca:country><ca:A1>Frysl\u00e2n</ca:A1>"
+            "<ca:A2>S\u00fadwest-Frysl\u00e2n</ca:A2></ca:civicAddress></gp:location-info>"
+            "</gp:geopriv></status></tuple></presence>")
+FRYSLAN = Location(country="NL", province="Frysl\u00e2n", city="S\u00fadwest-Frysl\u00e2n")
+
+
+@pytest.mark.parametrize("gml", ["http://www.opengis.net/gml", "http://www.opengis.net/gml/3.2",
+                                 "urn:opengis:specification:gml:schema-xsd:feature:v3.0",
+                                 " http://www.opengis.net/gml "])
+def test_the_gml_namespaces_of_rfc_4119_and_gml_3_2_are_read_as_gml(gml: str) -> None:
+    assert parse_pidf(POINT.format(gml=gml)) == Location(lat=52.0907, lon=5.1214, shape="Point")
+
+
+def test_a_document_given_as_text_is_read_as_that_text_whatever_it_declares() -> None:
+    assert parse_pidf(CIVIC_IN) == FRYSLAN
+
+
+@pytest.mark.parametrize("encoding", ["iso-8859-1", "utf-16", "utf-8-sig"])
+def test_a_document_in_bytes_is_read_in_the_encoding_it_declares_or_marks(encoding: str) -> None:
+    document = CIVIC_IN.replace("ISO-8859-1", encoding.removesuffix("-sig").upper())
+    assert parse_pidf(document.encode(encoding)) == FRYSLAN
+
+
+@pytest.mark.parametrize("body", [
+    b"\xef\xbb\xbf" + CIVIC_IN.replace("ISO-8859-1", "UTF-8").encode(),
+    CIVIC_IN.replace("ISO-8859-1", "UTF-16").encode("utf-16"),
+    b"\r\n  " + CIVIC_IN.encode("iso-8859-1")])
+def test_a_body_with_a_byte_order_mark_or_leading_blank_lines_is_still_pidf(body: bytes) -> None:
+    assert location_from_body(body) == FRYSLAN
+
+
+def test_a_lone_surrogate_is_a_pidf_error_not_an_encoding_crash() -> None:
+    with pytest.raises(PidfError, match="not well-formed XML"):
+        parse_pidf(CIVIC_IN.replace("Frysl\u00e2n</ca:A1>", "\ud800</ca:A1>"))
+    with pytest.raises(PidfError, match="not well-formed XML"):
+        location_from_body("<presence>\udfff</presence>", "application/pidf+xml")
+
+
+def test_a_gml_2_polygon_with_outer_boundary_and_coordinates_is_read() -> None:
+    document = _read("polygon.xml").replace(
+        b"<gml:exterior>", b'<gml:outerBoundaryIs>').replace(
+        b"</gml:exterior>", b"</gml:outerBoundaryIs>").replace(
+        b"<gml:posList>", b'<gml:coordinates decimal="," cs=" " ts=";">').replace(
+        b"</gml:posList>", b"</gml:coordinates>").replace(
+        b"50.845 5.680 50.855 5.680 50.855 5.700 50.845 5.700 50.845 5.680",
+        b"50,845 5,680;50,855 5,680;50,855 5,700;50,845 5,700;50,845 5,680")
+    location = parse_pidf(document)
+    assert location is not None and location.shape == "Polygon"
+    assert (location.lat, location.lon) == pytest.approx((50.85, 5.69))
+
+
+@pytest.mark.parametrize(("text", "point"), [
+    ("37:46:30N 122:25:10W", (37.775, -122.419444)),
+    ("122:25:10W 37:46:30N", (37.775, -122.419444)),
+    ("52:05:26.5 5:07:17", (52.090694, 5.121389)),
+    ("-33.5,151.25", (-33.5, 151.25)),
+    ("52.0907, 5.1214", (52.0907, 5.1214)),
+])
+def test_gml_coordinates_are_read_in_degrees_or_d_m_s(text: str,
+                                                      point: tuple[float, float]) -> None:
+    document = _read("point.xml").replace(
+        b"<gml:pos>52.0907 5.1214</gml:pos>", f"<gml:coordinates>{text}</gml:coordinates>".encode())
+    location = parse_pidf(document)
+    assert location is not None and (location.lat, location.lon) == pytest.approx(point, abs=1e-6)
+
+
+@pytest.mark.parametrize("text", ["37:46:30N 122:25:10N", "37:61:00N 1:00:00E", "-37:46:30N 1 2",
+                                  "abc def", "1,2,3,4", ""])
+def test_unreadable_gml_coordinates_are_named(text: str) -> None:
+    document = _read("point.xml").replace(
+        b"<gml:pos>52.0907 5.1214</gml:pos>", f"<gml:coordinates>{text}</gml:coordinates>".encode())
+    with pytest.raises(PidfError, match="gml:coordinates"):
+        parse_pidf(document)
+
+
+def test_a_polygon_whose_centroid_lies_outside_it_is_placed_inside_it() -> None:
+    """A U around a bay: the centroid falls in the bay, outside the polygon."""
+    ring = ("50.80 5.60 50.90 5.60 50.90 5.80 50.80 5.80 50.80 5.78 50.88 5.78 50.88 5.62 "
+            "50.80 5.62 50.80 5.60")
+    document = _read("polygon.xml").replace(
+        b"50.845 5.680 50.855 5.680 50.855 5.700 50.845 5.700 50.845 5.680", ring.encode())
+    location = parse_pidf(document)
+    assert location is not None and location.lat is not None and location.lon is not None
+    values = [float(v) for v in ring.split()]
+    area = shapely.Polygon(list(zip(values[1::2], values[::2], strict=True)))
+    assert not area.contains(area.centroid)
+    assert area.contains(shapely.Point(location.lon, location.lat))
+
+
+def test_a_holder_that_cannot_be_read_is_passed_over_with_a_note() -> None:
+    """RFC 5491 Rule 8 prefers the device; its point is in a CRS we do not read, so the tuple's
+    civic address is used, and the trail says why."""
+    document = CIVIC_IN.replace("<tuple id=\"t\">", '<dm:device xmlns:dm="urn:ietf:params:xml:ns:'
+                                'pidf:data-model" xmlns:gml="http://www.opengis.net/gml" id="d">'
+                                "<gp:geopriv><gp:location-info><gml:Point srsName=\"EPSG:28992\">"
+                                "<gml:pos>1 2</gml:pos></gml:Point></gp:location-info>"
+                                "</gp:geopriv></dm:device><tuple id=\"t\">")
+    location = parse_pidf(document)
+    assert location is not None and location.city == "S\u00fadwest-Frysl\u00e2n"
+    assert location.notes[0].startswith("device 'd' ignored: Point uses coordinate reference")
