@@ -180,17 +180,17 @@ def _mime_parts(data: bytes, content_type: str | None) -> list[tuple[str | None,
     for part in message.walk():
         if part.is_multipart():
             continue
-        part, payload = _headed(part)
-        cid = part.get("Content-ID")
-        parts.append((cid.strip().strip("<>") if cid else None, part.get_content_type(),
+        part, payload = headed_part(part)
+        cid = part.get("Content-ID")  # a Header, not a str, when it has a non-ASCII byte
+        parts.append((str(cid).strip().strip("<>") if cid else None, part.get_content_type(),
                       payload))
     return parts
 
 
-def _headed(part: Message) -> tuple[Message, bytes]:
-    """PART and its decoded payload; for a part without headers whose body starts with a
-    Content-Type or Content-ID line, as RFC 6442's examples print it (a blank line after the
-    boundary, none after the headers), those lines as its headers and the rest as its body."""
+def headed_part(part: Message) -> tuple[Message, bytes]:
+    """PART of a multipart body and its decoded payload; for a part without headers whose body
+    starts with a Content-Type or Content-ID line, as RFC 6442's examples print it (a blank line
+    after the boundary, none after the headers), those lines as its headers, the rest as body."""
     payload = part.get_payload(decode=True)
     payload = payload if isinstance(payload, bytes) else b""
     if part.keys() or not HEADERS_IN_BODY.match(payload):

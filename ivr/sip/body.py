@@ -1,7 +1,9 @@
 """Message bodies: the SDP inside a multipart body, and the parts of a multipart body.
 
 An emergency-style INVITE carries its location by value: `Geolocation: <cid:...>` names a body
-part with that Content-ID, next to the SDP, in a multipart/mixed body (RFC 6442).
+part with that Content-ID, next to the SDP, in a multipart/mixed body (RFC 6442). Parts laid out
+as RFC 6442's examples print them (a blank line after the boundary) are read as routing reads
+them (`routing.pidf.headed_part`).
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from email import policy
 from email.parser import BytesParser
+
+from routing.pidf import headed_part
 
 
 @dataclass(frozen=True)
@@ -35,10 +39,10 @@ def body_parts(content_type: str, body: bytes) -> list[BodyPart]:
     for part in message.walk():
         if part.is_multipart():
             continue
-        payload = part.get_payload(decode=True)
-        content_id = part.get("Content-ID")
-        parts.append(BodyPart(part.get_content_type(), content_id and content_id.strip(),
-                              payload if isinstance(payload, bytes) else b""))
+        part, payload = headed_part(part)
+        content_id = part.get("Content-ID")  # a Header, not a str, when it has a non-ASCII byte
+        parts.append(BodyPart(part.get_content_type(),
+                              str(content_id).strip() if content_id else None, payload))
     return parts
 
 

@@ -256,3 +256,11 @@ def test_a_holder_that_cannot_be_read_is_passed_over_with_a_note() -> None:
     location = parse_pidf(document)
     assert location is not None and location.city == "S\u00fadwest-Frysl\u00e2n"
     assert location.notes[0].startswith("device 'd' ignored: Point uses coordinate reference")
+
+
+def test_a_non_ascii_byte_in_a_part_header_is_a_pidf_error_not_a_crash() -> None:
+    """compat32 gives such a header as an email.header.Header, which has no .strip()."""
+    body = _read("multipart.txt").replace(b"Content-ID: <", b"Content-ID:\x80 <")
+    assert body != _read("multipart.txt")
+    with pytest.raises(PidfError, match="no body part has that Content-ID"):
+        location_from_body(body, MULTIPART, CID)

@@ -141,6 +141,15 @@ def test_a_location_by_reference_is_named_as_unusable(db: Session) -> None:
             "dereferenced") in decision.detail
 
 
+def test_a_multipart_body_with_a_non_ascii_header_byte_is_noted_and_the_call_routed(
+        db: Session) -> None:
+    body = (DATA / "multipart.txt").read_bytes().replace(b"Content-ID: <", b"Content-ID:\x80 <")
+    decision = _route(db, pidf=body, content_type=MULTIPART, geolocation_header=CID,
+                      postcode="2611")
+    assert (decision.reason, decision.meldkamer_code) == ("postcode", "DH")
+    assert any("no body part has that Content-ID" in note for note in decision.notes)
+
+
 def test_coordinates_two_km_inside_belgium_reach_limburg(db: Session) -> None:
     decision = _route(db, lat=50.735, lon=5.695)
     assert (decision.reason, decision.meldkamer_code) == ("coordinates", "LB")

@@ -18,6 +18,7 @@ from ivr.sip import SipCall
 from ivr.sip_runner import SipFlowRunner
 from ivr.steps import Event, Turn
 from ivr.tts import PromptRenderer
+from tests.routing.conftest import DATA as ROUTING_DATA
 from tests.sip.conftest import DATA, free_udp_port
 
 #: The meldkamers of these tests and their (fictional) numbers from config/meldkamers.toml.
@@ -27,6 +28,8 @@ KEYS = {"#": "pound", "*": "star"}
 #: issue 11; and once the postcode prompt plays (after the greeting and its 3 s for keys).
 TYPE_AHEAD_MS = 1500
 AT_THE_PROMPT_MS = 10000
+
+PIDF_EXAMPLES = ROUTING_DATA / "pidf"
 
 SDP = """v=0
 o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
@@ -50,12 +53,22 @@ PIDF = """<?xml version="1.0" encoding="UTF-8"?>
 
 
 def caller_scenario(tmp_path: Path, keys: str, *, location: tuple[float, float] | None = None,
-                    name: str = "caller", first_ms: int = TYPE_AHEAD_MS) -> Path:
+                    name: str = "caller", first_ms: int = TYPE_AHEAD_MS,
+                    as_printed: bool = False) -> Path:
     """A withheld caller who keys KEYS, the first FIRST_MS after the answer, then one every
     350 ms (a space waits 5 s more), and waits for our BYE; with LOCATION, the INVITE carries
-    it as PIDF-LO by value (RFC 6442)."""
+    it as PIDF-LO by value (RFC 6442). AS_PRINTED lays the body out as RFC 6442's Section 5.2
+    prints it, with that section's PIDF-LO moved to LOCATION."""
     if location is None:
         content = ("Content-Type: application/sdp\nContent-Length: [len]\n\n" + SDP)
+    elif as_printed:
+        pidf = (PIDF_EXAMPLES / "rfc6442-5.2-pidf.xml").read_text().replace(
+            "32.86726 -97.16054", f"{location[0]} {location[1]}")
+        content = ("Geolocation: <cid:target123@atlanta.example.com>\nGeolocation-Routing: no\n"
+                   "Content-Type: multipart/mixed; boundary=boundary1\nContent-Length: [len]\n\n"
+                   "--boundary1\n\nContent-Type: application/sdp\n\n" + SDP
+                   + "\n--boundary1\n\nContent-Type: application/pidf+xml\n"
+                     "Content-ID: <target123@atlanta.example.com>\n" + pidf + "--boundary1--\n")
     else:
         content = ("Geolocation: <cid:loc@burgernet.test>\nGeolocation-Routing: yes\n"
                    "Content-Type: multipart/mixed; boundary=b1\nContent-Length: [len]\n\n"
@@ -213,6 +226,22 @@ def test_an_invite_with_a_pidf_lo_location_is_routed_by_it(tmp_path, sipp, free_
     record = wait_ended(sip_sessions)
     assert record.meldkamer_code == "RT"
     assert record.routing_reason.startswith("pidf"), record.routing_reason
+    assert record.outcome == "connected"
+
+
+def test_an_invite_laid_out_as_rfc_6442_prints_it_is_routed_by_its_location(
+        tmp_path, sipp, free_number, meldkamer_ports, sip_sessions):
+    """Section 5.2's body as printed (blank lines after the boundaries, none after the part
+    headers, the point in <gml:location> of a <device>, a civic address in a <person>)."""
+    meldkamer = sipp("uas_answer_then_bye.xml", port=meldkamer_ports["RT"], timeout=60)
+    caller = sipp(str(caller_scenario(tmp_path, "", location=(51.9225, 4.4792),
+                                      as_printed=True)), service="burgernet", timeout=60)
+    assert caller.wait(70) == 0, caller.report()
+    assert meldkamer.wait(10) == 0, meldkamer.report()
+    record = wait_ended(sip_sessions)
+    assert record.meldkamer_code == "RT"
+    assert record.routing_reason.startswith("pidf: PIDF-LO Point (51.922, 4.479)"), (
+        record.routing_reason)
     assert record.outcome == "connected"
 
 
