@@ -105,20 +105,21 @@ def test_an_invite_laid_out_as_rfc_6442_prints_it_routes_by_its_location(db: Ses
 
 @pytest.mark.parametrize(("name", "expected"), [
     ("cisco-cucm-214291.xml", Location(country="US", province="TEX", city="SAN")),
-    ("dec112-wifi-location.xml", Location(lat=48.197457, lon=14.482596, radius_m=270.0,
-                                          shape="Circle")),
-    ("dec112-multiple-locations.xml", Location(lat=12.345, lon=67.89, shape="Point")),
-    ("dec112-civic-circle.xml", Location(
-        lat=48.123, lon=14.456, radius_m=24.0, shape="Circle", country="AT", province="Wien",
-        notes=("civic postcode '1120' is in AT, not the Netherlands",))),
+    ("constructed-device-confidence.xml", Location(lat=52.0907, lon=5.1214, radius_m=150.0,
+                                                   shape="Circle")),
+    ("constructed-two-location-infos.xml", Location(lat=51.9225, lon=4.4792, shape="Point")),
+    ("constructed-circle-foreign-civic.xml", Location(
+        lat=51.2194, lon=4.4025, radius_m=30.0, shape="Circle", country="BE",
+        province="Antwerpen", city="Antwerpen",
+        notes=("civic postcode '2000' is in BE, not the Netherlands",))),
 ])
 def test_documents_from_the_field_are_read(name: str, expected: Location) -> None:
     assert parse_pidf((PIDF / "field" / name).read_bytes()) == expected
 
 
 def test_a_multipart_body_from_the_field_gives_its_pidf_part() -> None:
-    body = (PIDF / "field" / "dec112-ng112-multipart.txt").read_bytes()
+    body = (PIDF / "field" / "constructed-multipart-crlf.txt").read_bytes()
     location = location_from_body(body, "multipart/mixed; boundary=unique-boundary-1",
-                                  "<cid:nnxwnwckqz98@prf>")
-    assert location == Location(lat=28.3423871, lon=-81.5263783, radius_m=10.0, shape="Circle")
+                                  "<cid:Loc7Hx2q@ims.example.nl>")
+    assert location == Location(lat=51.4416, lon=5.4697, radius_m=25.0, shape="Circle")
     assert location_from_body(body) == location
