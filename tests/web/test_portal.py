@@ -566,7 +566,7 @@ def test_at_most_five_places(client: FlaskClient, sms: Sms, db: Session) -> None
     assert _place(client, "home", "1001").status_code == 302  # a new home replaces the old
 
 
-def _subscription(endpoint: str = "https://push.example.net/send/abc123") -> dict:
+def _subscription(endpoint: str = "https://fcm.googleapis.com/fcm/send/abc123") -> dict:
     key = ec.generate_private_key(ec.SECP256R1()).public_key()
     return {"endpoint": endpoint, "keys": {
         "p256dh": b64urlencode(key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)),
@@ -604,6 +604,20 @@ def test_a_browser_s_push_subscription_is_stored_through_a_csrf_checked_call(
     assert db.scalar(select(func.count()).select_from(PushSubscription)) == 0
     verbs = db.scalars(select(AuditEvent.verb).where(AuditEvent.verb.like("%push%"))).all()
     assert sorted(verbs) == ["add_push_subscription", "remove_push_subscription"]
+
+
+@pytest.mark.parametrize("endpoint", [
+    "http://127.0.0.1:8710/push/a",  # this server's own machine (PUBLIC_URL is loopback here)
+    "https://127.0.0.1/push/a", "https://[::1]/push/a", "https://10.1.2.3/push/a",
+    "https://169.254.169.254/latest/meta-data", "https://localhost/push/a",
+    "https://push.example.net/send/a", "https://fcm.googleapis.com.evil.example/send/a"])
+def test_a_push_endpoint_off_the_browsers_push_services_is_refused(
+        client: FlaskClient, sms: Sms, db: Session, endpoint: str) -> None:
+    _join(client, sms)
+    response = _add_device(client, {"subscription": _subscription(endpoint)})
+    assert response.status_code == 400 and response.get_json()["error"] == \
+        "Dit apparaat kon niet worden aangemeld voor app-meldingen."
+    assert db.scalar(select(func.count()).select_from(PushSubscription)) == 0
 
 
 def test_the_push_button_carries_the_vapid_key_when_the_server_has_one(
