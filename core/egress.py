@@ -50,8 +50,10 @@ def parse_hosts(value: str, setting: str) -> tuple[str, ...]:
     """A comma-separated host list from a setting: names, *.domain or IP addresses."""
     hosts = tuple(h.strip().lower().rstrip(".") for h in value.split(",") if h.strip())
     for host in hosts:
-        if not (_NAME.match(host) and "." in host or parse(host) is not None):
-            raise ConfigError(f"{setting}: {host!r} is not a host name, *.domain or IP address")
+        name = host.removeprefix("*.")
+        if not (_NAME.match(host) and "." in name or parse(host) is not None):
+            raise ConfigError(f"{setting}: {host!r} is not a host name, *.domain (a domain "
+                              "with a dot, not a whole top-level domain) or IP address")
     return hosts
 
 

@@ -14,6 +14,7 @@ body), so a server that drips one byte a second cannot hold a web worker.
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -96,6 +97,11 @@ def session(egress: Egress, *, resolver: AbstractResolver | None = None, limit: 
                                  timeout=timeout or aiohttp.ClientTimeout(total=60))
 
 
+def basic_auth(user: str, password: str) -> str:
+    """An HTTP Basic Authorization header value (RFC 7617)."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
 def refused_address(error: BaseException) -> AddressRefused | None:
     """The AddressRefused behind an aiohttp connection error, if that is what it was."""
     seen: BaseException | None = error
@@ -110,30 +116,32 @@ def refused_address(error: BaseException) -> AddressRefused | None:
 
 
 async def fetch(client: aiohttp.ClientSession, url: str, egress: Egress, *, max_bytes: int,
-                deadline: float, max_redirects: int = 3, auth: aiohttp.BasicAuth | None = None,
+                deadline: float, max_redirects: int = 3, authorization: str | None = None,
                 auth_hosts: Iterable[str] = ()) -> Fetched:
     """GET URL with CLIENT (a `session(EGRESS)`), following at most MAX_REDIRECTS redirects
-    that EGRESS allows, within DEADLINE seconds in all, reading at most MAX_BYTES. AUTH goes
-    only to hosts in AUTH_HOSTS, never along a redirect to another host. FetchRefused if not."""
+    that EGRESS allows, within DEADLINE seconds in all, reading at most MAX_BYTES. The
+    AUTHORIZATION header goes only to hosts in AUTH_HOSTS (patterns), so not along a redirect
+    to anyone else. FetchRefused if not fetched."""
     try:
         async with asyncio.timeout(deadline):
-            return await _follow(client, url, egress, max_bytes, max_redirects, auth,
+            return await _follow(client, url, egress, max_bytes, max_redirects, authorization,
                                  tuple(auth_hosts))
     except TimeoutError:
         raise FetchRefused("timeout", f"not fetched within {deadline:g} s") from None
 
 
 async def _follow(client: aiohttp.ClientSession, url: str, egress: Egress, max_bytes: int,
-                  max_redirects: int, auth: aiohttp.BasicAuth | None,
+                  max_redirects: int, authorization: str | None,
                   auth_hosts: tuple[str, ...]) -> Fetched:
     for _hop in range(max_redirects + 1):
         try:
             host = egress.check_url(url).hostname or ""
         except EgressRefused as refused:
             raise FetchRefused("url", str(refused)) from None
-        credentials = auth if host_matches(host, auth_hosts) else None
+        headers = ({"Authorization": authorization}
+                   if authorization and host_matches(host, auth_hosts) else {})
         try:
-            async with client.get(url, allow_redirects=False, auth=credentials) as response:
+            async with client.get(url, allow_redirects=False, headers=headers) as response:
                 if response.status in REDIRECTS and "Location" in response.headers:
                     url = urljoin(url, response.headers["Location"])
                     continue
