@@ -39,7 +39,7 @@ from core.models import (
     Tip,
     channel_mask,
 )
-from core.phone import normalize
+from core.phone import can_receive_sms, normalize
 
 CODE_TTL = timedelta(minutes=10)
 MAX_ATTEMPTS = 5
@@ -71,6 +71,13 @@ class TooManyCodes(RegistrationError):
     error_id = "too_many_codes"
 
 
+class NoSmsNumber(RegistrationError):
+    """A valid number that cannot receive the code by SMS: a fixed line, pager, service or
+    premium-rate number. Nothing is stored for it."""
+
+    error_id = "no_sms_number"
+
+
 @dataclass(frozen=True)
 class CodeToSend:
     """A verification code for the caller to send by SMS to PHONE (never stored in clear)."""
@@ -84,8 +91,12 @@ def register(session: Session, phone: str, *, secret: str, now: datetime,
              language: Language = Language.NL, email: str | None = None,
              channels: Iterable[str] = (Channel.SMS,), pc4: str | None = None,
              allow_fictional: bool = True) -> CodeToSend:
-    """Sign up PHONE, or re-send a code to it when it is known; the answer is the same."""
+    """Sign up PHONE, or re-send a code to it when it is known; the answer is the same.
+    Only a mobile number can sign up (NoSmsNumber): the code goes to it by SMS."""
     number = normalize(phone, allow_fictional=allow_fictional)
+    if not can_receive_sms(number):
+        raise NoSmsNumber(f"{phone.strip()!r} is not a mobile number; the sign-up code goes "
+                          "by SMS")
     participant = session.scalar(select(Participant).where(Participant.phone == number))
     if participant is None:
         participant = Participant(phone=number, status=ParticipantStatus.PENDING,
@@ -329,8 +340,9 @@ class HomeRequired(RegistrationError):
 
 
 def mobile_number(raw: str) -> str:
-    """RAW as E.164 if it is a Dutch mobile number; PhoneNumberError when it is no number
-    at all, NotDutchMobile for a landline, a foreign or a fictional demo number."""
+    """RAW as E.164 if it is a Dutch mobile (06) number; PhoneNumberError when it is no
+    number at all or a fictional demo number, NotDutchMobile for a landline, pager,
+    machine-to-machine (097) or foreign number."""
     text = (raw or "").strip()
     compact = re.sub(r"[\s\-().]", "", text)
     if not compact:
@@ -341,10 +353,10 @@ def mobile_number(raw: str) -> str:
         raise PhoneNumberError(f"{text!r} is not a phone number") from None
     if not phonenumbers.is_valid_number(number):
         raise PhoneNumberError(f"{text!r} is not a valid phone number")
-    if (phonenumbers.region_code_for_number(number) != "NL"
-            or phonenumbers.number_type(number) != phonenumbers.PhoneNumberType.MOBILE):
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if phonenumbers.region_code_for_number(number) != "NL" or not can_receive_sms(e164):
         raise NotDutchMobile(f"{text!r} is not a Dutch mobile number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return e164
 
 
 def postcode_area(session: Session, text: str) -> Postcode:
@@ -361,10 +373,12 @@ def postcode_area(session: Session, text: str) -> Postcode:
 def request_login_code(session: Session, phone: str, *, secret: str,
                        now: datetime) -> CodeToSend | None:
     """A code to log in with for a known number; None for an unknown one, which gets no SMS
-    (the caller gives the same answer either way, so registration does not show)."""
+    (the caller gives the same answer either way, so registration does not show), and None
+    for a number that cannot receive an SMS (registered as a fixed line before that was
+    refused): no code goes to a number that could earn someone money per message."""
     number = normalize(phone)
     participant = session.scalar(select(Participant).where(Participant.phone == number))
-    if participant is None:
+    if participant is None or not can_receive_sms(number):
         return None
     return CodeToSend(number, _issue_code(participant, secret, now), participant.language)
 

@@ -21,6 +21,25 @@ def is_fictional(e164: str) -> bool:
     return bool(FICTIONAL.match(e164))
 
 
+def can_receive_sms(e164: str) -> bool:
+    """True for a mobile number of the accepted countries, the only numbers a code by SMS may
+    go to: Dutch 06 (not 066 pagers, 067 data services or 097 machine-to-machine numbers),
+    Belgian and German mobile ranges for people living across the border, and the fictional
+    demo block. Fixed lines, free, premium-rate and service numbers are not: an SMS to them
+    is at best lost and at worst paid to whoever runs them (SMS pumping)."""
+    if is_fictional(e164):
+        return True
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return False
+    region = phonenumbers.region_code_for_number(number)
+    if (region not in ACCEPTED_REGIONS or not phonenumbers.is_valid_number(number)
+            or phonenumbers.number_type(number) != phonenumbers.PhoneNumberType.MOBILE):
+        return False
+    return region != "NL" or str(number.national_number).startswith("6")
+
+
 def normalize(raw: str, *, default_region: str = "NL", allow_fictional: bool = True) -> str:
     """RAW as an E.164 string (+31612345678); raises PhoneNumberError saying why not."""
     text = (raw or "").strip()

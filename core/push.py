@@ -15,12 +15,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.egress import PUSH_SERVICE_HOSTS, Egress, EgressRefused
 from core.models import Participant, PushSubscription
 from core.participants import RegistrationError, actor_of
 
 MAX_PUSH_SUBSCRIPTIONS = 10
 MAX_ENDPOINT = 1024
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+DEFAULT_EGRESS = Egress(PUSH_SERVICE_HOSTS)
 
 
 class PushTarget(NamedTuple):
@@ -35,16 +36,17 @@ class PushTarget(NamedTuple):
 def add_push_subscription(session: Session, participant: Participant,
                           subscription: dict[str, Any], now: datetime, *,
                           label: str | None = None,
-                          allow_http_loopback: bool = False) -> PushSubscription:
+                          egress: Egress = DEFAULT_EGRESS) -> PushSubscription:
     """Store a browser's PushSubscription (its `toJSON()`: endpoint, keys.p256dh, keys.auth).
 
     Subscribing again with the same endpoint refreshes the keys and enables it again; an
     endpoint known for another participant moves to this one (the endpoint is a secret of
-    the browser that made it, so whoever holds it uses that browser now). Plain http is
-    refused except, with ALLOW_HTTP_LOOPBACK, to a push service on this machine (tests)."""
+    the browser that made it, so whoever holds it uses that browser now). The endpoint must
+    be an https URL on one of EGRESS's push services (a browser's endpoint always is); the
+    addresses it resolves to are checked again at every send."""
     if not isinstance(subscription, dict):
         raise RegistrationError("a push subscription is an object with endpoint and keys")
-    endpoint = _push_endpoint(subscription.get("endpoint"), allow_http_loopback)
+    endpoint = _push_endpoint(subscription.get("endpoint"), egress)
     keys = subscription.get("keys")
     if not isinstance(keys, dict):
         raise RegistrationError("the push subscription has no keys (p256dh and auth)")
@@ -136,25 +138,17 @@ def record_push_results(session: Session, *, delivered: Iterable[int] = (),
                          subscription=subscription_id)
 
 
-def _push_endpoint(value: object, allow_http_loopback: bool) -> str:
+def _push_endpoint(value: object, egress: Egress) -> str:
     if not isinstance(value, str) or not value.strip():
         raise RegistrationError("the push subscription has no endpoint")
     endpoint = value.strip()
     if len(endpoint) > MAX_ENDPOINT:
         raise RegistrationError(f"the push endpoint is longer than {MAX_ENDPOINT} characters")
     try:
-        parts = urlsplit(endpoint)
-        host = parts.hostname
-        _ = parts.port  # raises ValueError on a port that is not a number
-    except ValueError:
-        raise RegistrationError(f"the push endpoint {endpoint[:80]!r} is not a URL") from None
-    if not host or parts.username is not None or parts.password is not None:
-        raise RegistrationError("the push endpoint must be a URL with a host and no login")
-    if parts.scheme == "https":
-        return endpoint
-    if parts.scheme == "http" and allow_http_loopback and host in LOOPBACK:
-        return endpoint
-    raise RegistrationError("the push endpoint must be an https:// URL")
+        egress.check_url(endpoint)
+    except EgressRefused as refused:
+        raise RegistrationError(f"the push endpoint is refused: {refused}") from None
+    return endpoint
 
 
 def _push_key(value: object, name: str, size: int) -> str:

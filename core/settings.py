@@ -12,6 +12,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from core.egress import MMS_MEDIA_HOSTS, PUSH_SERVICE_HOSTS, parse_hosts
 from core.errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -89,6 +90,15 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
      "hours an ended alert's Update or Cancel stays in the CAP feed (more than 0, at most 720)"),
     ("LOST_CREDENTIALS", "(none: /lost is open)",
      "user:password that LoST clients must send to /lost with HTTP Basic authentication"),
+    ("CODE_SMS_PER_HOUR", "300", "verification codes by SMS (sign-up and log-in) the portal "
+     "sends per hour in all; past it every code request is refused for the rest of the hour, "
+     "and an error is logged and audited once"),
+    ("PUSH_SERVICE_HOSTS", ", ".join(PUSH_SERVICE_HOSTS), "push services a participant's push "
+     "endpoint may point at (names or *.domain, comma-separated); https and public addresses "
+     "only"),
+    ("MMS_MEDIA_HOSTS", ", ".join(MMS_MEDIA_HOSTS), "hosts MMS photos are downloaded from and "
+     "redirected to (names or *.domain, comma-separated), besides TWILIO_BASE_URL's host; "
+     "https and public addresses only"),
 )
 
 
@@ -165,6 +175,12 @@ class Settings:
     cap_status: str = "Actual"
     cap_keep_hours: float = 24.0
     lost_credentials: str = field(default="", repr=False)
+    code_sms_per_hour: int = 300
+    push_service_hosts: tuple[str, ...] = PUSH_SERVICE_HOSTS
+    mms_media_hosts: tuple[str, ...] = MMS_MEDIA_HOSTS
+    #: Lets push endpoints and media links reach this machine, over http too: for tests
+    #: against local fakes only. Deliberately read from no environment variable.
+    test_only_allow_loopback: bool = False
 
     @property
     def var_dir(self) -> Path:
@@ -208,6 +224,7 @@ class Settings:
             **_sip(env),
             **_cap(env),
             lost_credentials=_credentials(env.get("LOST_CREDENTIALS", "")),
+            **_abuse(env),
         )
 
 
@@ -388,6 +405,19 @@ def _credentials(value: str) -> str:
         raise ConfigError("LOST_CREDENTIALS must be user:password (a user without a colon and "
                           "a password), or empty to leave /lost open")
     return value
+
+
+def _abuse(env: Mapping[str, str]) -> dict[str, object]:
+    """The global budget of code SMS and the hosts outside URLs may lead to."""
+    budget = env.get("CODE_SMS_PER_HOUR", "300").strip()
+    if not budget.isdigit() or int(budget) < 1:
+        raise ConfigError(f"CODE_SMS_PER_HOUR={budget!r} must be a whole number of at least 1")
+    hosts = {}
+    for name, default in (("PUSH_SERVICE_HOSTS", PUSH_SERVICE_HOSTS),
+                          ("MMS_MEDIA_HOSTS", MMS_MEDIA_HOSTS)):
+        value = env.get(name)
+        hosts[name.lower()] = default if value is None else parse_hosts(value, name)
+    return {"code_sms_per_hour": int(budget), **hosts}
 
 
 def _count(value: str, name: str) -> int:

@@ -3,8 +3,11 @@
 The code and the number travel sealed (Fernet, keyed from SECRET_KEY) through Redis, so
 neither the queue, RQ's job records and logs, nor ours hold them in clear; a job that runs
 after the code has expired sends nothing. The same module keeps the portal's request limits
-in Redis, per number (hashed) and per client, alike for known and unknown numbers, so that
-the answers never tell whether a number is registered.
+in Redis, per number and per client (both hashed; an IPv6 client is its /64), alike for known
+and unknown numbers, so that the answers never tell whether a number is registered, and a
+global budget per clock hour (CODE_SMS_PER_HOUR) that caps what SMS pumping from many numbers
+and many addresses can cost: once it is spent, every request is refused until the hour ends,
+and the first refusal of the hour is logged as an error.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
+from core.addresses import client_network
 from core.models import Channel, Language
 from core.participants import CODE_TTL, MAX_ATTEMPTS, MAX_SENDS_PER_DAY, RESEND_AFTER, CodeToSend
 from outbound.providers import Message, ProviderError
@@ -39,6 +43,9 @@ QUEUE = "sms-urgent"
 JOB = "outbound.codes.send_code"
 #: Code requests per client address per hour (SMS pumping: many numbers from one place).
 PER_CLIENT_PER_HOUR = 10
+#: Code requests per clock hour in all, unless the settings say otherwise.
+BUDGET_PER_HOUR = 300
+HOUR = 3600
 
 TEXT = {
     Language.NL: "Uw Burgernet-code is {code}. Hij is 10 minuten geldig; deel hem met niemand.",
@@ -130,14 +137,20 @@ async def _send(runtime: OutboundRuntime, message: Message) -> str:
 
 
 # Checked and counted in one step. KEYS: recent (exists for RESEND_AFTER), per-number day
-# count, per-client hour count; ARGV: resend seconds, per-day limit, per-client limit.
+# count, per-client hour count, this hour's global count, this hour's alarm; ARGV: resend
+# seconds, per-day limit, per-client limit, global budget. A refusal counts nothing.
 _ADMIT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'wait' end
 if tonumber(redis.call('GET', KEYS[2]) or '0') >= tonumber(ARGV[2]) then return 'today' end
 if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[3]) then return 'client' end
+if tonumber(redis.call('GET', KEYS[4]) or '0') >= tonumber(ARGV[4]) then
+  if redis.call('SET', KEYS[5], '1', 'NX', 'EX', 7200) then return 'budget-first' end
+  return 'budget'
+end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], 86400) end
 if redis.call('INCR', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], 3600) end
+if redis.call('INCR', KEYS[4]) == 1 then redis.call('EXPIRE', KEYS[4], 7200) end
 return 'ok'
 """
 
@@ -150,6 +163,7 @@ class CodeRequests:
     connection: redis.Redis
     secret: str
     prefix: str = "portal-code"
+    budget: int = BUDGET_PER_HOUR
 
     def __post_init__(self) -> None:
         self._admit = self.connection.register_script(_ADMIT)
@@ -158,14 +172,23 @@ class CodeRequests:
         digest = hmac.new(self.secret.encode(), phone.encode(), hashlib.sha256).hexdigest()
         return f"{self.prefix}:{kind}:{digest[:32]}"
 
-    def admit(self, phone: str, client: str | None) -> str | None:
+    def admit(self, phone: str, client: str | None, at: float | None = None) -> str | None:
         """None when a code may be sent to PHONE now (and count it), else why not:
-        'wait' (one a minute), 'today' (five a day) or 'client' (too many from CLIENT)."""
+        'wait' (one a minute), 'today' (five a day), 'client' (too many from CLIENT's
+        address, or its IPv6 /64), 'budget' (the hour's budget for all is spent) or
+        'budget-first' (the same, said for the first time this hour: raise the alarm)."""
+        hour = int((time.time() if at is None else at) // HOUR)
         answer = self._admit(keys=[self._key("recent", phone), self._key("day", phone),
-                                   f"{self.prefix}:client:{client or '-'}"],
+                                   self._key("client", client_network(client)),
+                                   f"{self.prefix}:budget:{hour}",
+                                   f"{self.prefix}:budget-alarm:{hour}"],
                              args=[int(RESEND_AFTER.total_seconds()), MAX_SENDS_PER_DAY,
-                                   PER_CLIENT_PER_HOUR])
+                                   PER_CLIENT_PER_HOUR, self.budget])
         answer = answer.decode() if isinstance(answer, bytes) else str(answer)
+        if answer == "budget-first":
+            log.error("the budget of %d verification codes by SMS per hour is spent: every "
+                      "code request is refused until %s UTC (SMS pumping?)", self.budget,
+                      time.strftime("%H:00", time.gmtime((hour + 1) * HOUR)))
         return None if answer == "ok" else answer
 
     def issued(self, phone: str) -> None:

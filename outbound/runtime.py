@@ -164,14 +164,17 @@ def build_runtime(settings: Settings) -> OutboundRuntime:
 
 
 def _webpush(settings: Settings, runtime: OutboundRuntime) -> Callable[[], Provider]:
+    from core.egress import Egress
     from core.settings import load_vapid_key
     from outbound.providers.webpush import WebPushProvider, database_report
 
     assert settings.vapid_private_key is not None
     vapid_key = load_vapid_key(settings.vapid_private_key)
     report = database_report(runtime.sessions)
+    egress = Egress(settings.push_service_hosts, settings.test_only_allow_loopback)
     return lambda: WebPushProvider(vapid_key, settings.vapid_subject,
-                                   public_url=settings.public_url, report=report)
+                                   public_url=settings.public_url, report=report,
+                                   egress=egress)
 
 
 def _sip(settings: Settings, runtime: OutboundRuntime) -> Callable[[], Provider]:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from werkzeug.routing import RequestRedirect
 
 from core import audit
+from core.addresses import client_network
 from core.db import transaction
 from core.models import (
     Action,
@@ -79,7 +80,7 @@ def _authenticate() -> None:
     and an address with too many gets 429 for the rest of the minute, whatever it sends."""
     if request.endpoint in PUBLIC_ENDPOINTS:
         return
-    failures = f"api-fail:ip:{request.remote_addr}"
+    failures = f"api-fail:ip:{client_network(request.remote_addr)}"
     if attempts.too_many(runtime().redis, {failures: FAILURES_PER_IP}):
         raise ApiError(429, "too_many_failures",
                        "Te veel mislukte aanmeldingen; probeer het over een minuut opnieuw.",

@@ -18,6 +18,7 @@ from wtforms import EmailField, PasswordField
 from wtforms.validators import InputRequired, Length
 
 from core import audit
+from core.addresses import client_network
 from core.models import Action, ActionKind, Role, User
 from web import attempts, db, runtime
 from web.i18n import translate
@@ -86,7 +87,7 @@ def acting_user() -> User:
 
 
 def _failure_keys(email: str) -> tuple[str, str]:
-    return f"login-fail:email:{email}", f"login-fail:ip:{request.remote_addr}"
+    return f"login-fail:email:{email}", f"login-fail:ip:{client_network(request.remote_addr)}"
 
 
 def _throttled(email: str) -> bool:

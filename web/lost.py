@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Response, request
 
+from core.addresses import client_network
 from routing import lost
 from web import attempts, csrf, db, runtime
 
@@ -54,7 +55,7 @@ def _refusal() -> Response | None:
     expected = runtime().settings.lost_credentials
     if not expected:
         return None
-    failures = f"lost-fail:ip:{request.remote_addr}"
+    failures = f"lost-fail:ip:{client_network(request.remote_addr)}"
     if attempts.too_many(runtime().redis, {failures: FAILURES_PER_IP}):
         return Response("too many failed attempts; try again in a minute\n", status=429,
                         mimetype="text/plain",

@@ -61,6 +61,8 @@ REFUSALS = {
     "today": "Voor dit nummer zijn vandaag te veel codes gevraagd. Probeer het morgen opnieuw.",
     "client": "Vanaf deze verbinding zijn te veel codes gevraagd. Probeer het over een uur "
               "opnieuw.",
+    "budget": "Er worden nu uitzonderlijk veel codes gevraagd, daarom sturen wij even geen "
+              "sms. Probeer het over een uur opnieuw.",
 }
 NO_SMS = "Wij kunnen nu geen sms versturen. Probeer het over een paar minuten opnieuw."
 
@@ -126,7 +128,12 @@ def _send_code(phone: str, purpose: str, issue: Callable[[], CodeToSend | None])
     if limits is None:
         raise CodeRefused(translate(NO_SMS), 503)
     try:
-        refusal = limits.admit(phone, request.remote_addr)
+        refusal = limits.admit(phone, request.remote_addr, at=now().timestamp())
+        if refusal in {"budget", "budget-first"}:
+            if refusal == "budget-first":
+                audit.record(db(), "code_budget_spent", "portal", actor="system",
+                             budget=limits.budget, purpose=purpose)
+            raise CodeRefused(translate(REFUSALS["budget"]), 503)
         if refusal is not None:
             raise CodeRefused(translate(REFUSALS[refusal]), 429)
         try:

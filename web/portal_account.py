@@ -5,13 +5,13 @@ participant only; another participant's place or device is a 404."""
 from __future__ import annotations
 
 from datetime import timedelta
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
+from core.egress import Egress
 from core.errors import BurgernetError
 from core.models import (
     Channel,
@@ -34,7 +34,6 @@ from core.participants import (
     stop,
 )
 from core.push import (
-    LOOPBACK,
     MAX_PUSH_SUBSCRIPTIONS,
     add_push_subscription,
     remove_push_subscription,
@@ -143,11 +142,11 @@ def add_device(participant: Participant) -> ResponseReturnValue:
     body = request.get_json(silent=True)
     subscription = body.get("subscription") if isinstance(body, dict) else None
     label = body.get("label") if isinstance(body, dict) else None
-    public = urlsplit(runtime().settings.public_url).hostname in LOOPBACK
+    settings = runtime().settings
+    egress = Egress(settings.push_service_hosts, settings.test_only_allow_loopback)
     try:
         add_push_subscription(db(), participant, subscription, now(),  # type: ignore[arg-type]
-                              label=label if isinstance(label, str) else None,
-                              allow_http_loopback=public)
+                              label=label if isinstance(label, str) else None, egress=egress)
     except RegistrationError:
         db().rollback()
         active = db().scalar(select(func.count()).select_from(PushSubscription).where(

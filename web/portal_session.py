@@ -47,7 +47,8 @@ def secret() -> str:
 def code_requests() -> CodeRequests | None:
     """The Redis-held limits on codes; None without Redis (then no code can be sent)."""
     client = runtime().redis
-    return None if client is None else CodeRequests(client, secret())
+    return None if client is None else CodeRequests(
+        client, secret(), budget=runtime().settings.code_sms_per_hour)
 
 
 def reset_session() -> None:

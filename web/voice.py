@@ -10,22 +10,25 @@ call on: if anything fails inside, the call is put through to the national fallb
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
 from flask import Blueprint, Response, abort, request, send_file
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 
+from core.egress import Egress
 from core.models import Delivery
 from core.reference import load_meldkamer_config
+from core.settings import Settings
 from ivr.flows import Flows, Incoming
 from ivr.inbound_sms import MAX_MEDIA_BYTES, Media, handle_sms
 from ivr.steps import CallState, DialResult, Digits, FlowError, Say
 from ivr.twiml import TwimlUrls, render, render_says
+from outbound import safe_fetch
 from outbound.templates import message_text
 from web import csrf, db, runtime
 from web.webhooks import signed_only
@@ -203,34 +206,46 @@ def sms() -> Response:
 
 
 MAX_MEDIA = 5
+#: One deadline for all of a message's photos, fetched together (connect, redirects and
+#: body): Twilio waits 15 seconds for the webhook's answer.
+MEDIA_DEADLINE = 10.0
+MEDIA_REDIRECTS = 3
+#: Our Twilio credentials go to Twilio's API only, never along a redirect to its CDN.
+TWILIO_API = ("*.twilio.com",)
 
 
 def _fetch_media(form: Any) -> tuple[list[Media], int]:
-    """Download the MMS attachments from the provider (only from its own host)."""
-    settings = runtime().settings
+    """Download the MMS attachments from the provider's own hosts (`outbound.safe_fetch`)."""
     try:
         count = min(int(form.get("NumMedia", "0") or 0), MAX_MEDIA)
     except ValueError:
         return [], 0
-    allowed = urlsplit(settings.twilio_base_url).hostname
+    urls = [form.get(f"MediaUrl{index}", "") for index in range(count)]
     media: list[Media] = []
     failed = 0
-    for index in range(count):
-        url = form.get(f"MediaUrl{index}", "")
-        host = urlsplit(url).hostname
-        if not url or host is None or not (host == allowed or host.endswith(".twilio.com")):
+    for index, result in enumerate(asyncio.run(_download(urls, runtime().settings))):
+        if isinstance(result, safe_fetch.FetchRefused):
+            log.warning("MMS attachment %d not fetched: %s", index, result)
             failed += 1
             continue
-        try:
-            with requests.get(url, auth=(settings.twilio_account_sid, settings.twilio_auth_token),
-                              timeout=10, stream=True) as answer:
-                answer.raise_for_status()
-                content = answer.raw.read(MAX_MEDIA_BYTES + 1, decode_content=True)
-                kind = answer.headers.get("Content-Type") or form.get(
-                    f"MediaContentType{index}", "")
-        except requests.RequestException:
-            log.warning("MMS attachment %d could not be fetched", index)
-            failed += 1
-            continue
-        media.append(Media(content, kind))
+        kind = result.content_type or form.get(f"MediaContentType{index}", "")
+        media.append(Media(result.content, kind))
     return media, failed
+
+
+async def _download(urls: list[str], settings: Settings
+                    ) -> list[safe_fetch.Fetched | safe_fetch.FetchRefused]:
+    api = urlsplit(settings.twilio_base_url).hostname or "api.twilio.com"
+    egress = Egress(settings.mms_media_hosts + (api,), settings.test_only_allow_loopback)
+    auth = safe_fetch.basic_auth(settings.twilio_account_sid, settings.twilio_auth_token)
+    async with safe_fetch.session(egress, limit=MAX_MEDIA) as client:
+        async def one(url: str) -> safe_fetch.Fetched:
+            return await safe_fetch.fetch(client, url, egress, max_bytes=MAX_MEDIA_BYTES,
+                                          deadline=MEDIA_DEADLINE, max_redirects=MEDIA_REDIRECTS,
+                                          authorization=auth, auth_hosts=(api, *TWILIO_API))
+
+        results = await asyncio.gather(*(one(url) for url in urls), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, safe_fetch.FetchRefused):
+            raise result
+    return results  # type: ignore[return-value]

@@ -2,9 +2,12 @@
 
 One delivery goes to every active subscription of the participant (their phone's PWA, a
 laptop's browser), all posted concurrently on one aiohttp session per batch; pywebpush
-encrypts each payload. The push services' answers per subscription (a success, a failure,
-or gone: 404/410) are collected during the batch and reported once, when the provider is
-closed, so that a batch writes the subscriptions in one transaction.
+encrypts each payload. The endpoints came from browsers, that is from anyone: they are
+posted to only on the configured push services, over https, at public addresses checked
+as the connection is made (`outbound.safe_fetch`), and a redirect is never followed. The
+push services' answers per subscription (a success, a failure, or gone: 404/410) are
+collected during the batch and reported once, when the provider is closed, so that a batch
+writes the subscriptions in one transaction.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02
@@ -28,8 +32,10 @@ from py_vapid.utils import b64urlencode
 from pywebpush import WebPusher, WebPushException
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.push import PushTarget, record_push_results
+from core.egress import Egress, EgressRefused
+from core.push import DEFAULT_EGRESS, PushTarget, record_push_results
 from core.settings import load_vapid_key
+from outbound import safe_fetch
 from outbound.providers import Message, ProviderError
 
 log = logging.getLogger("burgernet.webpush")
@@ -72,7 +78,8 @@ class WebPushProvider:
 
     def __init__(self, private_key: Path | ec.EllipticCurvePrivateKey, subject: str, *,
                  public_url: str = "", timeout: float = 10.0,
-                 report: Report | None = None) -> None:
+                 report: Report | None = None, egress: Egress = DEFAULT_EGRESS,
+                 resolver: AbstractResolver | None = None) -> None:
         key = load_vapid_key(private_key) if isinstance(private_key, Path) else private_key
         # our settings check the subject; py_vapid's own check refuses https URLs with a path
         self.vapid = Vapid02(key, conf={"no-strict": True})
@@ -80,6 +87,7 @@ class WebPushProvider:
         self.public_url = public_url.rstrip("/")
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.report = report
+        self.egress, self.resolver = egress, resolver
         self.answers = _Answers()
         self._tokens: dict[str, tuple[str, float]] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -134,28 +142,29 @@ class WebPushProvider:
         info = {"endpoint": target.endpoint,
                 "keys": {"p256dh": target.p256dh, "auth": target.auth}}
         try:
-            pusher = WebPusher(info, aiohttp_session=self._http())
-            response = await pusher.send_async(
-                payload, {**headers, **self._authorization(target.endpoint)}, ttl=ttl,
-                content_encoding="aes128gcm", timeout=self.timeout)
-        except WebPushException as exc:
+            self.egress.check_url(target.endpoint)
+            body = WebPusher(info).encode(payload, "aes128gcm")["body"]
+        except EgressRefused as exc:
+            return ProviderError(False, "endpoint_refused", None, str(exc)[:200])
+        except (WebPushException, ValueError, TypeError) as exc:
             return ProviderError(False, "bad_subscription", None, str(exc)[:200])
+        headers = {**headers, "TTL": str(ttl), "Content-Encoding": "aes128gcm",
+                   **self._authorization(target.endpoint)}
+        try:
+            async with self._http().post(target.endpoint, data=body, headers=headers,
+                                         allow_redirects=False,
+                                         timeout=self.timeout) as response:
+                return await _answer(response)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            refused = safe_fetch.refused_address(exc)
+            if refused is not None:
+                return ProviderError(False, "endpoint_refused", None, str(refused)[:200])
             return ProviderError(True, "network", None, type(exc).__name__)
-        assert isinstance(response, aiohttp.ClientResponse)
-        status = response.status
-        if 200 <= status < 300:
-            return _message_id(response.headers.get("Location"))
-        detail = (await response.text())[:200]
-        if status in {404, 410}:
-            return ProviderError(False, "subscription_gone", str(status), detail)
-        return ProviderError(status == 429 or status >= 500, f"http_{status}", str(status),
-                             detail)
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:  # inside the batch's event loop
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS))
+            self._session = safe_fetch.session(self.egress, resolver=self.resolver,
+                                               limit=MAX_CONNECTIONS)
         return self._session
 
     def _authorization(self, endpoint: str) -> dict[str, str]:
@@ -183,6 +192,18 @@ class WebPushProvider:
                 self.report(answers.delivered, answers.failed, answers.gone)
             except Exception:  # the deliveries' own outcomes matter more: record those
                 log.exception("could not record the push services' answers")
+
+
+async def _answer(response: aiohttp.ClientResponse) -> str | ProviderError:
+    """The push service's answer: the message id, or an error saying whether to retry (a
+    redirect is an error: push services do not redirect, and it is not followed)."""
+    status = response.status
+    if 200 <= status < 300:
+        return _message_id(response.headers.get("Location"))
+    detail = (await response.text(errors="replace"))[:200]
+    if status in {404, 410}:
+        return ProviderError(False, "subscription_gone", str(status), detail)
+    return ProviderError(status == 429 or status >= 500, f"http_{status}", str(status), detail)
 
 
 def _message_id(location: str | None) -> str:

@@ -22,6 +22,7 @@ from core.participants import (
     MAX_ATTEMPTS,
     HomeRequired,
     InvalidPostcode,
+    NoSmsNumber,
     NotDutchMobile,
     RegistrationError,
     TooManyCodes,
@@ -75,9 +76,29 @@ def test_a_signup_is_pending_until_the_sms_code_is_confirmed(db: Session) -> Non
     assert _reached(db, participant)
 
 
-@pytest.mark.parametrize("phone", ["+32 470 12 34 56", "+49 151 23456789", "020 123 4567"])
-def test_belgian_german_and_fixed_numbers_can_sign_up(db: Session, phone: str) -> None:
+@pytest.mark.parametrize("phone", ["+32 470 12 34 56", "+49 151 23456789"])
+def test_belgian_and_german_mobile_numbers_can_sign_up(db: Session, phone: str) -> None:
     assert _signup(db, phone).phone.startswith("+")
+
+
+@pytest.mark.parametrize("phone", ["020 123 4567", "+32 2 512 34 56", "+49 30 12345678",
+                                   "066 1234567", "0970 12345678", "0900 123456",
+                                   "0800 123456", "085 2123456"])
+def test_a_number_that_cannot_receive_the_code_by_sms_cannot_sign_up(db: Session,
+                                                                     phone: str) -> None:
+    with pytest.raises(NoSmsNumber, match="not a mobile number"):
+        _signup(db, phone)
+    assert db.scalar(select(Participant)) is None
+    assert db.scalar(select(AuditEvent).where(AuditEvent.verb == "register")) is None
+
+
+def test_no_login_code_goes_to_a_fixed_line_signed_up_before_that_was_refused(
+        db: Session) -> None:
+    db.add(Participant(phone="+31201234567", status=ParticipantStatus.VERIFIED,
+                       quiet_hours={}))
+    db.flush()
+    assert request_login_code(db, "020 123 4567", secret=SECRET, now=NOW) is None
+    assert _participant(db, "+31201234567").code_hash is None
 
 
 def test_a_malformed_number_is_refused_and_nothing_is_stored(db: Session) -> None:
@@ -219,7 +240,8 @@ def test_a_dutch_mobile_number_is_read_in_any_usual_notation(raw: str, expected:
     ("", PhoneNumberError), ("bel me", PhoneNumberError), ("06 123", PhoneNumberError),
     ("06 91234567", PhoneNumberError),  # the fictional demo block is no real number
     ("020 123 4567", NotDutchMobile), ("+32 470 12 34 56", NotDutchMobile),
-    ("+49 151 23456789", NotDutchMobile), ("+44 7911 123456", NotDutchMobile)])
+    ("+49 151 23456789", NotDutchMobile), ("+44 7911 123456", NotDutchMobile),
+    ("06 61234567", NotDutchMobile), ("0970 12345678", NotDutchMobile)])
 def test_only_dutch_mobile_numbers_pass_the_portal_s_check(raw: str, error: type) -> None:
     with pytest.raises(error):
         mobile_number(raw)

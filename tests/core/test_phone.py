@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.errors import PhoneNumberError
-from core.phone import is_fictional, normalize
+from core.phone import can_receive_sms, is_fictional, normalize
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
@@ -52,3 +52,19 @@ def test_dutch_mobile_numbers_round_trip(digits: int) -> None:
     e164 = f"+316{digits:08d}"
     assert normalize(e164) == e164
     assert normalize(f"06{digits:08d}") == e164
+
+
+@pytest.mark.parametrize(("e164", "sms"), [
+    ("+31612345678", True), ("+31687654321", True),  # Dutch mobile (06-1..5, 06-8)
+    ("+31690001234", True),  # the fictional demo block (the console provider takes it)
+    ("+32470123456", True), ("+4915123456789", True), ("+491621234567", True),  # BE, DE
+    ("+31201234567", False), ("+3225123456", False), ("+493012345678", False),  # fixed lines
+    ("+31661234567", False),  # 066: pagers
+    ("+3197012345678", False),  # 097: machine-to-machine
+    ("+31900123456", False), ("+31800123456", False),  # premium rate, free
+    ("+31852123456", False), ("+31842123456", False),  # VoIP, personal numbers
+    ("+447911123456", False), ("+12025550143", False),  # mobile, but another country
+    ("+3161234", False), ("not a number", False)])
+def test_only_mobile_numbers_of_the_accepted_countries_can_receive_sms(e164: str,
+                                                                        sms: bool) -> None:
+    assert can_receive_sms(e164) is sms

@@ -30,6 +30,10 @@ def test_defaults_put_sqlite_and_secrets_under_var(tmp_path: Path) -> None:
     ("LOST_CREDENTIALS", "s3cret", "must be user:password"),
     ("LOST_CREDENTIALS", ":s3cret", "must be user:password"),
     ("LOST_CREDENTIALS", "esrp:", "must be user:password"),
+    ("CODE_SMS_PER_HOUR", "0", "at least 1"),
+    ("CODE_SMS_PER_HOUR", "lots", "at least 1"),
+    ("PUSH_SERVICE_HOSTS", "fcm.googleapis.com, https://evil.example", "not a host name"),
+    ("MMS_MEDIA_HOSTS", "*.com", "not a host name"),
 ])
 def test_bad_values_are_named(tmp_path: Path, name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=f"{name}.*{message}"):
@@ -40,6 +44,20 @@ def test_lost_credentials_stay_out_of_the_settings_repr(tmp_path: Path) -> None:
     settings = Settings.from_env({"BURGERNET_HOME": str(tmp_path),
                                   "LOST_CREDENTIALS": "esrp:s3cret"})
     assert settings.lost_credentials == "esrp:s3cret" and "s3cret" not in repr(settings)
+
+
+def test_outside_urls_reach_only_the_known_services_unless_configured(tmp_path: Path) -> None:
+    settings = Settings.from_env({"BURGERNET_HOME": str(tmp_path)})
+    assert "fcm.googleapis.com" in settings.push_service_hosts
+    assert "api.twilio.com" in settings.mms_media_hosts and settings.code_sms_per_hour == 300
+    assert settings.test_only_allow_loopback is False
+    tuned = Settings.from_env({"BURGERNET_HOME": str(tmp_path), "CODE_SMS_PER_HOUR": "50",
+                               "PUSH_SERVICE_HOSTS": "fcm.googleapis.com",
+                               "MMS_MEDIA_HOSTS": "media.example.net, *.cdn.example.net",
+                               "TEST_ONLY_ALLOW_LOOPBACK": "1"})
+    assert tuned.code_sms_per_hour == 50 and tuned.push_service_hosts == ("fcm.googleapis.com",)
+    assert tuned.mms_media_hosts == ("media.example.net", "*.cdn.example.net")
+    assert tuned.test_only_allow_loopback is False  # no variable turns the test allowance on
 
 
 def test_readme_lists_every_variable() -> None:

@@ -188,7 +188,40 @@ def test_code_requests_are_limited_per_number_and_per_client(
         assert limits.admit(f"+3161234500{n}", "192.0.2.1") is None
     assert limits.admit("+31611111111", "192.0.2.1") == "client"
     assert limits.admit("+31611111111", "192.0.2.9") is None
-    assert b"612345678" not in _everything_in(redis_client)
+    stored = _everything_in(redis_client)
+    assert b"612345678" not in stored and b"192.0.2" not in stored
+
+
+#: 2026-11-23 12:00:00 UTC: the requests below fall in that clock hour, whatever the time.
+HOUR_START = 1795435200.0
+
+
+def test_an_ipv6_client_is_limited_by_its_64_not_by_each_address(
+        redis_client: redis.Redis) -> None:
+    limits = CodeRequests(redis_client, SECRET)
+    for n in range(PER_CLIENT_PER_HOUR):
+        assert limits.admit(f"+3161234500{n}", f"2001:db8:7:1::{n + 1:x}",
+                            at=HOUR_START) is None
+    assert limits.admit("+31611111111", "2001:db8:7:1:ffff:1:2:3", at=HOUR_START) == "client"
+    assert limits.admit("+31611111111", "2001:db8:7:2::1", at=HOUR_START) is None
+
+
+def test_the_hour_s_budget_holds_for_all_numbers_and_clients_and_alarms_once(
+        redis_client: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    limits = CodeRequests(redis_client, SECRET, budget=3)
+    for n in range(3):
+        assert limits.admit(f"+3161234500{n}", f"198.51.100.{n}", at=HOUR_START + n) is None
+    with caplog.at_level(logging.WARNING, logger="burgernet.codes"):
+        answers = [limits.admit(f"+3161234501{n}", f"203.0.113.{n}", at=HOUR_START + 60 + n)
+                   for n in range(4)]
+    assert answers == ["budget-first", "budget", "budget", "budget"]
+    [alarm] = caplog.records
+    assert alarm.levelno == logging.ERROR and "budget of 3 verification codes" in alarm.message
+    assert "13:00 UTC" in alarm.message
+    # a refusal counted nothing: the same number and client go through in the next hour
+    next_hour = HOUR_START + 3600
+    assert limits.admit("+31612345010", "203.0.113.0", at=next_hour) is None
+    assert limits.admit("+31612345011", "203.0.113.1", at=next_hour) is None
 
 
 def test_wrong_guesses_count_down_until_a_new_code_is_issued(

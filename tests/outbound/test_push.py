@@ -8,12 +8,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.egress import Egress
 from core.errors import ConfigError
 from core.models import (
     AuditEvent,
@@ -44,6 +46,7 @@ from outbound.fake_push import FakePushServer, Subscription, decrypt
 from outbound.fanout import start_action
 from outbound.feedback import end_action
 from outbound.jobs import enqueue, schedule
+from outbound.loopback import LoopbackServer
 from outbound.providers import Message, ProviderError
 from outbound.providers.webpush import (
     MAX_PLAINTEXT,
@@ -53,9 +56,13 @@ from outbound.providers.webpush import (
     generate_vapid_key,
 )
 from outbound.runtime import build_runtime
+from tests.fake_dns import StaticResolver
 from tests.outbound.conftest import NOW, UTRECHT
 
 SUBJECT = "mailto:beheer@burgernet.example"
+#: The local fake push service lives on 127.0.0.1 over http: only this test-only allowance
+#: lets a subscription or a push reach it.
+LOCAL_FAKE = Egress((), test_only_allow_loopback=True)
 _numbers = itertools.count(1)
 
 
@@ -75,7 +82,8 @@ def pushing(runtime, sessions, vapid_key, push_server):
     """The runtime's push channel on the Web Push provider, as build_runtime wires it."""
     report = database_report(sessions)
     runtime.providers[Channel.PUSH] = lambda: WebPushProvider(
-        vapid_key, SUBJECT, public_url="https://burgernet.example", report=report)
+        vapid_key, SUBJECT, public_url="https://burgernet.example", report=report,
+        egress=LOCAL_FAKE)
     return push_server.fake
 
 
@@ -96,7 +104,7 @@ def subscriber(db: Session, push_server, vapid_key):
                     for _ in range(devices)]
         for browser in browsers:
             add_push_subscription(db, participant, browser.info(), NOW,
-                                  allow_http_loopback=True, label="Firefox")
+                                  egress=LOCAL_FAKE, label="Firefox")
         db.commit()
         return participant, browsers
 
@@ -265,7 +273,8 @@ def _send(provider: WebPushProvider, *targets: PushTarget, body: str = "Tekst.",
 def test_answers_say_whether_to_retry(push_server, vapid_key, status, retryable,
                                       code) -> None:
     reports = []
-    provider = WebPushProvider(vapid_key, SUBJECT, report=lambda *a: reports.append(a))
+    provider = WebPushProvider(vapid_key, SUBJECT, report=lambda *a: reports.append(a),
+                               egress=LOCAL_FAKE)
     push_server.fake.behaviour.fail_next = [status]
     with pytest.raises(ProviderError) as caught:
         _send(provider, _target(push_server.fake.subscribe(), 7))
@@ -279,8 +288,61 @@ def test_an_unreachable_push_service_is_worth_a_retry(vapid_key) -> None:
     target = PushTarget(1, f"http://127.0.0.1:{free_port()}/push/x",
                         application_server_key(browser), "e0Vh2b3PJj2S4oF_T7XQ3A")
     with pytest.raises(ProviderError) as caught:
-        _send(WebPushProvider(vapid_key, SUBJECT), target)
+        _send(WebPushProvider(vapid_key, SUBJECT, egress=LOCAL_FAKE), target)
     assert caught.value.retryable and caught.value.code == "network"
+
+
+def test_a_push_to_this_machine_is_never_posted_without_the_test_allowance(
+        push_server, vapid_key) -> None:
+    browser = push_server.fake.subscribe()  # as if stored before endpoints were checked
+    with pytest.raises(ProviderError) as caught:
+        _send(WebPushProvider(vapid_key, SUBJECT), _target(browser))
+    assert caught.value.code == "endpoint_refused" and not caught.value.retryable
+    assert not push_server.fake.records and not push_server.fake.refused
+
+
+@pytest.mark.parametrize("addresses", [
+    ["127.0.0.1"], ["::1"], ["10.0.0.7"], ["192.168.1.20"], ["172.16.5.4"], ["169.254.169.254"],
+    ["fd00::1"], ["fe80::1"], ["100.64.0.1"], ["::ffff:127.0.0.1"], ["0.0.0.0"],
+    ["64:ff9b::a00:7"], ["8.8.8.8", "10.0.0.7"]])
+def test_a_push_service_name_that_resolves_inside_is_refused_when_sending(
+        vapid_key, addresses) -> None:
+    resolver = StaticResolver({"fcm.googleapis.com": addresses})
+    target = PushTarget(1, "https://fcm.googleapis.com/fcm/send/x",
+                        application_server_key(ec.generate_private_key(ec.SECP256R1())),
+                        "e0Vh2b3PJj2S4oF_T7XQ3A")
+    with pytest.raises(ProviderError) as caught:
+        _send(WebPushProvider(vapid_key, SUBJECT, resolver=resolver), target)
+    assert caught.value.code == "endpoint_refused" and not caught.value.retryable
+    assert resolver.asked == ["fcm.googleapis.com"]  # resolved at send time, then refused
+
+
+class Redirector(LoopbackServer):
+    """A 'push service' that answers every POST with a 307 to TARGET."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__()
+        self.target, self.hits = target, 0
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self.answer)
+        return app
+
+    async def answer(self, _request: web.Request) -> web.Response:
+        self.hits += 1
+        raise web.HTTPTemporaryRedirect(self.target)
+
+
+def test_a_redirect_from_a_push_service_is_not_followed(push_server, vapid_key) -> None:
+    browser = push_server.fake.subscribe()
+    with Redirector(browser.endpoint) as redirector:
+        target = _target(browser)._replace(endpoint=f"{redirector.url}/push/{browser.id}")
+        with pytest.raises(ProviderError) as caught:
+            _send(WebPushProvider(vapid_key, SUBJECT, egress=LOCAL_FAKE), target)
+    assert caught.value.code == "http_307" and not caught.value.retryable
+    assert redirector.hits == 1
+    assert not push_server.fake.records and not push_server.fake.refused
 
 
 def test_a_foreign_vapid_key_is_refused_by_a_bound_subscription(push_server,
@@ -288,13 +350,14 @@ def test_a_foreign_vapid_key_is_refused_by_a_bound_subscription(push_server,
     bound = push_server.fake.subscribe(application_server_key(ec.generate_private_key(
         ec.SECP256R1())))
     with pytest.raises(ProviderError) as caught:
-        _send(WebPushProvider(vapid_key, SUBJECT), _target(bound))
+        _send(WebPushProvider(vapid_key, SUBJECT, egress=LOCAL_FAKE), _target(bound))
     assert caught.value.code == "http_403" and not caught.value.retryable
 
 
 def test_a_long_text_is_shortened_to_fit_one_record(push_server, vapid_key) -> None:
     browser = push_server.fake.subscribe()
-    _send(WebPushProvider(vapid_key, SUBJECT), _target(browser), body="Zoë ziet € " * 900)
+    _send(WebPushProvider(vapid_key, SUBJECT, egress=LOCAL_FAKE), _target(browser),
+          body="Zoë ziet € " * 900)
     [record] = push_server.fake.received(browser)
     assert len(record.payload) <= MAX_PLAINTEXT and record.json["body"].endswith("…")
 
@@ -304,7 +367,7 @@ def test_the_fake_refuses_what_it_cannot_decrypt(push_server, vapid_key) -> None
     other = push_server.fake.subscribe()
     wrong = _target(browser)._replace(auth=other.info()["keys"]["auth"])
     with pytest.raises(ProviderError) as caught:
-        _send(WebPushProvider(vapid_key, SUBJECT), wrong)
+        _send(WebPushProvider(vapid_key, SUBJECT, egress=LOCAL_FAKE), wrong)
     assert caught.value.code == "http_400" and "decrypt" in str(caught.value)
     with pytest.raises(ValueError, match="aes128gcm header"):
         decrypt(b"short", ec.generate_private_key(ec.SECP256R1()), b"0" * 16)
@@ -312,7 +375,7 @@ def test_the_fake_refuses_what_it_cannot_decrypt(push_server, vapid_key) -> None
 
 # --- subscriptions ----------------------------------------------------------------------
 
-def _info(endpoint: str = "https://push.example.net/wpush/v2/abc", **keys: str) -> dict:
+def _info(endpoint: str = "https://fcm.googleapis.com/wpush/v2/abc", **keys: str) -> dict:
     browser = ec.generate_private_key(ec.SECP256R1())
     return {"endpoint": endpoint, "expirationTime": None,
             "keys": {"p256dh": application_server_key(browser),
@@ -329,18 +392,18 @@ def person(db: Session) -> Participant:
 
 
 @pytest.mark.parametrize(("subscription", "message"), [
-    (_info("http://push.example.net/x"), "must be an https:// URL"),
-    (_info("ftp://push.example.net/x"), "must be an https:// URL"),
-    (_info("https://user:pw@push.example.net/x"), "no login"),
-    (_info("https://push.example.net/" + "x" * 1024), "longer than 1024"),
+    (_info("http://fcm.googleapis.com/x"), "must be an https:// URL"),
+    (_info("ftp://fcm.googleapis.com/x"), "must be an https:// URL"),
+    (_info("https://user:pw@fcm.googleapis.com/x"), "no login"),
+    (_info("https://fcm.googleapis.com/" + "x" * 1024), "longer than 1024"),
     (_info(""), "has no endpoint"),
-    ({"endpoint": "https://push.example.net/x"}, "has no keys"),
+    ({"endpoint": "https://fcm.googleapis.com/x"}, "has no keys"),
     (_info(p256dh="BAAA"), "p256dh key has 3 bytes, not 65"),
     (_info(p256dh="B" + "A" * 86), "not an uncompressed P-256 public key"),
     (_info(p256dh="not base64!"), "p256dh key is not base64url"),
     (_info(auth="AAAA"), "auth key has 3 bytes, not 16"),
     (_info(auth=""), "no auth key"),
-    ("https://push.example.net/x", "an object with endpoint and keys"),
+    ("https://fcm.googleapis.com/x", "an object with endpoint and keys"),
 ])
 def test_a_bad_subscription_is_refused_clearly(db: Session, person, subscription,
                                                message) -> None:
@@ -348,14 +411,41 @@ def test_a_bad_subscription_is_refused_clearly(db: Session, person, subscription
         add_push_subscription(db, person, subscription, NOW)
 
 
-def test_loopback_http_only_when_allowed(db: Session, person) -> None:
-    with pytest.raises(RegistrationError, match="https"):
-        add_push_subscription(db, person, _info("http://127.0.0.1:8710/push/a"), NOW)
+@pytest.mark.parametrize(("endpoint", "message"), [
+    ("https://push.example.net/send/x", "not a known host"),
+    ("https://fcm.googleapis.com.evil.example/x", "not a known host"),
+    ("https://evilfcm.googleapis.com/x", "not a known host"),
+    ("https://notify.windows.com/x", "not a known host"),
+    ("https://localhost/push", "not a known host"),
+    ("https://127.0.0.1/push", "not a public address"),
+    ("https://[::1]/push", "not a public address"),
+    ("https://10.0.0.7/push", "not a public address"),
+    ("https://169.254.169.254/latest/meta-data", "not a public address"),
+    ("https://[::ffff:192.168.1.1]/push", "not a public address"),
+    ("http://127.0.0.1:8710/push/a", "https"),
+])
+def test_an_endpoint_off_the_browsers_push_services_is_refused(db: Session, person, endpoint,
+                                                               message) -> None:
+    with pytest.raises(RegistrationError, match=message):
+        add_push_subscription(db, person, _info(endpoint), NOW)
+    assert db.scalar(select(PushSubscription)) is None
+
+
+@pytest.mark.parametrize("endpoint", [
+    "https://fcm.googleapis.com/fcm/send/abc",
+    "https://updates.push.services.mozilla.com/wpush/v2/a",
+    "https://wns2-par02p.notify.windows.com/w/?token=abc", "https://web.push.apple.com/QGu1"])
+def test_the_browsers_push_services_are_accepted(db: Session, person, endpoint) -> None:
+    assert add_push_subscription(db, person, _info(endpoint), NOW).endpoint == endpoint
+
+
+def test_the_test_only_allowance_opens_loopback_and_nothing_else(db: Session, person) -> None:
     add_push_subscription(db, person, _info("http://127.0.0.1:8710/push/a"), NOW,
-                          allow_http_loopback=True)
-    with pytest.raises(RegistrationError, match="https"):
-        add_push_subscription(db, person, _info("http://push.example.net/a"), NOW,
-                              allow_http_loopback=True)
+                          egress=LOCAL_FAKE)
+    for endpoint in ("http://fcm.googleapis.com/a", "https://10.0.0.7/a",
+                     "https://169.254.169.254/a", "https://push.example.net/a"):
+        with pytest.raises(RegistrationError):
+            add_push_subscription(db, person, _info(endpoint), NOW, egress=LOCAL_FAKE)
 
 
 def test_subscribing_twice_is_one_subscription_enabled_again(db: Session, person) -> None:
@@ -368,7 +458,7 @@ def test_subscribing_twice_is_one_subscription_enabled_again(db: Session, person
     assert again.p256dh == info["keys"]["p256dh"] and again.label == "Chrome op Android"
     events = db.scalars(select(AuditEvent).where(AuditEvent.verb == "add_push_subscription",
                                                  AuditEvent.object_id == str(person.id))).all()
-    assert len(events) == 2 and events[0].details["service"] == "push.example.net"
+    assert len(events) == 2 and events[0].details["service"] == "fcm.googleapis.com"
 
 
 def test_a_subscription_moves_with_its_browser(db: Session, person) -> None:
@@ -386,14 +476,14 @@ def test_a_subscription_moves_with_its_browser(db: Session, person) -> None:
 
 
 def test_at_most_ten_devices_and_removing_one_makes_room(db: Session, person) -> None:
-    infos = [_info(f"https://push.example.net/{n}") for n in range(MAX_PUSH_SUBSCRIPTIONS)]
+    infos = [_info(f"https://fcm.googleapis.com/{n}") for n in range(MAX_PUSH_SUBSCRIPTIONS)]
     for info in infos:
         add_push_subscription(db, person, info, NOW)
     with pytest.raises(RegistrationError, match="at most 10 devices"):
-        add_push_subscription(db, person, _info("https://push.example.net/11"), NOW)
+        add_push_subscription(db, person, _info("https://fcm.googleapis.com/11"), NOW)
     assert remove_push_subscription(db, person, infos[0]["endpoint"]) is True
     assert remove_push_subscription(db, person, infos[0]["endpoint"]) is False
-    add_push_subscription(db, person, _info("https://push.example.net/11"), NOW)
+    add_push_subscription(db, person, _info("https://fcm.googleapis.com/11"), NOW)
     assert len(active_push_targets(db, [person.id])[person.id]) == MAX_PUSH_SUBSCRIPTIONS
     assert db.scalar(select(AuditEvent).where(AuditEvent.verb == "remove_push_subscription"))
 

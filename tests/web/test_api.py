@@ -147,6 +147,20 @@ def test_too_many_failures_from_one_address_get_429_for_a_minute(
     assert elsewhere.status_code == 200
 
 
+def test_failures_from_one_ipv6_64_count_together(client: FlaskClient, token: str) -> None:
+    """A client holds its whole /64: new addresses from it are the same client."""
+    for n in range(20):
+        assert client.get("/api/v1/actions", headers=bearer("bn_guess"),
+                          environ_base={"REMOTE_ADDR": f"2001:db8:5:6::{n + 1:x}"}
+                          ).status_code == 401
+    blocked = client.get("/api/v1/actions", headers=bearer(token),
+                         environ_base={"REMOTE_ADDR": "2001:db8:5:6:ffff::1"})
+    assert blocked.status_code == 429
+    elsewhere = client.get("/api/v1/actions", headers=bearer(token),
+                           environ_base={"REMOTE_ADDR": "2001:db8:5:7::1"})
+    assert elsewhere.status_code == 200
+
+
 # --- organisation scoping -------------------------------------------------------------------
 
 def test_a_token_sees_and_changes_only_its_own_organisations_actions(

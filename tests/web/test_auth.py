@@ -89,6 +89,16 @@ def test_too_many_failures_pause_the_address_even_with_the_right_password(
     assert login(client, "gemeente@example.org", DEMO_PASSWORD).status_code == 302
 
 
+def test_failed_logins_from_one_ipv6_64_count_together(client: FlaskClient) -> None:
+    for n in range(20):
+        client.environ_base["REMOTE_ADDR"] = f"2001:db8:9:1::{n + 1:x}"
+        assert login(client, f"nobody{n}@example.org", "guess").status_code == 401
+    client.environ_base["REMOTE_ADDR"] = "2001:db8:9:1:aaaa:bbbb:cccc:dddd"
+    assert login(client, "centralist@example.org", DEMO_PASSWORD).status_code == 429
+    client.environ_base["REMOTE_ADDR"] = "2001:db8:9:2::1"
+    assert login(client, "centralist@example.org", DEMO_PASSWORD).status_code == 302
+
+
 def test_the_menu_shows_only_what_the_role_may_use(client: FlaskClient) -> None:
     page = login_as(client, "municipality_officer").get("/").get_data(as_text=True)
     assert "Auditlog" not in page

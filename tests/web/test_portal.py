@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -346,6 +346,49 @@ def test_codes_are_limited_per_connection(client: FlaskClient, sms: Sms) -> None
     assert "Vanaf deze verbinding zijn te veel codes gevraagd." in _page(refused)
 
 
+def test_codes_are_limited_per_ipv6_64_not_per_address(client: FlaskClient, sms: Sms) -> None:
+    for n in range(10):
+        response = _post(client, "/deelnemen/inloggen", {"phone": f"06 1234560{n}"},
+                         environ_base={"REMOTE_ADDR": f"2001:db8:42:7:{n + 1:x}::9"})
+        assert response.status_code == 302
+    refused = _post(client, "/deelnemen/inloggen", {"phone": "06 23456789"},
+                    environ_base={"REMOTE_ADDR": "2001:db8:42:7:abcd:ef01:2345:6789"})
+    assert refused.status_code == 429
+    assert "Vanaf deze verbinding zijn te veel codes gevraagd." in _page(refused)
+
+
+def test_when_the_hour_s_code_budget_is_spent_nobody_gets_a_code_and_nothing_is_stored(
+        settings: Settings, engine, sessions: sessionmaker[Session], db: Session,
+        redis_client: redis.Redis, sms: Sms, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr("web.portal.now", lambda: datetime(2026, 11, 23, 12, 5, tzinfo=UTC))
+    seed_demo(sessions, size=0)
+    app = create_app(runtime=Runtime(replace(settings, code_sms_per_hour=2), engine, sessions,
+                                     redis_client))
+    def client_at(address: str) -> FlaskClient:
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = address
+        return client
+
+    for n, phone in enumerate((PHONE, OTHER)):
+        assert _signup(client_at(f"198.51.100.{n}"), phone).status_code == 302
+    late = [client_at(f"203.0.113.{n}") for n in range(3)]
+    refused = _signup(late[0], "06 11112222")
+    assert refused.status_code == 503
+    assert ("Er worden nu uitzonderlijk veel codes gevraagd, daarom sturen wij even geen sms."
+            in _page(refused))
+    assert _post(late[1], "/deelnemen/inloggen", {"phone": "06 55556666"}).status_code == 503
+    english = _signup(late[2], "06 33334444", query="?lang=en")
+    assert english.status_code == 503
+    assert "An unusually large number of codes is being asked for" in _page(english)
+    assert _participant(db, "+31611112222") is None and _participant(db, "+31633334444") is None
+    assert len(sms.received(E164)) == 1 and len(sms.received(OTHER_E164)) == 1
+    [event] = db.scalars(select(AuditEvent).where(AuditEvent.verb == "code_budget_spent")).all()
+    assert event.actor == "system" and event.details == {"budget": 2, "purpose": "signup"}
+    alarms = [r for r in caplog.records if r.name == "burgernet.codes"]
+    assert [r.levelname for r in alarms] == ["ERROR"] and "13:00 UTC" in alarms[0].message
+
+
 # --- 3. logging in later ---------------------------------------------------------------
 
 def test_logging_in_answers_alike_for_registered_and_unknown_numbers(
@@ -566,7 +609,7 @@ def test_at_most_five_places(client: FlaskClient, sms: Sms, db: Session) -> None
     assert _place(client, "home", "1001").status_code == 302  # a new home replaces the old
 
 
-def _subscription(endpoint: str = "https://push.example.net/send/abc123") -> dict:
+def _subscription(endpoint: str = "https://fcm.googleapis.com/fcm/send/abc123") -> dict:
     key = ec.generate_private_key(ec.SECP256R1()).public_key()
     return {"endpoint": endpoint, "keys": {
         "p256dh": b64urlencode(key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)),
@@ -604,6 +647,20 @@ def test_a_browser_s_push_subscription_is_stored_through_a_csrf_checked_call(
     assert db.scalar(select(func.count()).select_from(PushSubscription)) == 0
     verbs = db.scalars(select(AuditEvent.verb).where(AuditEvent.verb.like("%push%"))).all()
     assert sorted(verbs) == ["add_push_subscription", "remove_push_subscription"]
+
+
+@pytest.mark.parametrize("endpoint", [
+    "http://127.0.0.1:8710/push/a",  # this server's own machine (PUBLIC_URL is loopback here)
+    "https://127.0.0.1/push/a", "https://[::1]/push/a", "https://10.1.2.3/push/a",
+    "https://169.254.169.254/latest/meta-data", "https://localhost/push/a",
+    "https://push.example.net/send/a", "https://fcm.googleapis.com.evil.example/send/a"])
+def test_a_push_endpoint_off_the_browsers_push_services_is_refused(
+        client: FlaskClient, sms: Sms, db: Session, endpoint: str) -> None:
+    _join(client, sms)
+    response = _add_device(client, {"subscription": _subscription(endpoint)})
+    assert response.status_code == 400 and response.get_json()["error"] == \
+        "Dit apparaat kon niet worden aangemeld voor app-meldingen."
+    assert db.scalar(select(func.count()).select_from(PushSubscription)) == 0
 
 
 def test_the_push_button_carries_the_vapid_key_when_the_server_has_one(

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import io
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import pytest
 import redis
-import responses
 from flask.testing import FlaskClient
 from PIL import Image
 from sqlalchemy import Engine, select
@@ -37,6 +37,7 @@ from core.settings import Settings
 from ivr.prompts import load_catalogue
 from ivr.tts import key_for
 from outbound.fake_twilio import AUTH_TOKEN
+from tests.media_server import MediaServer
 from web import create_app
 from web.runtime import Runtime
 
@@ -236,32 +237,77 @@ def test_a_text_from_someone_without_an_action_is_not_kept(client, db):
     assert db.scalar(select(Tip.id).where(Tip.text == "Ik zag iets")) is None
 
 
-@responses.activate
-def test_an_mms_photo_is_fetched_stripped_of_its_metadata_and_kept(client, db, voice_delivery,
-                                                                    settings_signed):
+@pytest.fixture
+def media() -> Iterator[MediaServer]:
+    with MediaServer() as server:
+        yield server
+
+
+@pytest.fixture
+def media_client(settings_signed: Settings, engine: Engine, sessions: sessionmaker[Session],
+                 redis_client: redis.Redis, media: MediaServer) -> FlaskClient:
+    """The webhooks with the provider's API and media on a local host: reachable over http
+    on loopback through the test-only allowance alone."""
+    settings = replace(settings_signed, twilio_base_url=media.url,
+                       test_only_allow_loopback=True)
+    return create_app(runtime=Runtime(settings, engine, sessions, redis_client)).test_client()
+
+
+def _jpeg_with_exif() -> bytes:
     image = Image.new("RGB", (40, 30), "red")
     exif = Image.Exif()
     exif[0x010F] = "PhoneMaker"  # Make
     raw = io.BytesIO()
     image.save(raw, format="JPEG", exif=exif)
-    url = "https://api.twilio.com/2010-04-01/Accounts/AC0/Messages/MM1/Media/ME1"
-    responses.get(url, body=raw.getvalue(), content_type="image/jpeg")
-    responses.get(url + "2", body=b"MZ\x90\x00 not an image", content_type="image/jpeg")
-    sms(client, "+31690005151", "Foto van de auto", NumMedia="2", MediaUrl0=url,
-        MediaContentType0="image/jpeg", MediaUrl1=url + "2", MediaContentType1="image/jpeg")
+    return raw.getvalue()
+
+
+def test_an_mms_photo_is_fetched_stripped_of_its_metadata_and_kept(
+        media_client, media, db, voice_delivery, settings_signed):
+    media.files["ME1"] = (_jpeg_with_exif(), "image/jpeg")
+    media.files["ME2"] = (b"MZ\x90\x00 not an image", "image/jpeg")
+    sms(media_client, "+31690005151", "Foto van de auto", NumMedia="2",
+        MediaUrl0=f"{media.url}/api/ME1", MediaContentType0="image/jpeg",
+        MediaUrl1=f"{media.url}/media/ME2", MediaContentType1="image/jpeg")
     tips = db.scalars(select(Tip).where(Tip.action_id == voice_delivery.action_id)).all()
     assert len(tips) == 1 and tips[0].source == "mms" and tips[0].text == "Foto van de auto"
     stored = settings_signed.var_dir / "media" / "tips" / tips[0].media_path
     with Image.open(stored) as saved:
         assert saved.size == (40, 30) and not saved.getexif()
-    assert responses.calls[0].request.headers["Authorization"].startswith("Basic ")
+    requests = dict(media.requests)
+    assert requests["/api/ME1"].startswith("Basic ")  # the provider's API gets our login
+    assert requests["/media/ME1"] is None  # its CDN, another host, does not
 
 
-def test_media_from_another_host_is_never_fetched(client, db, voice_delivery):
-    with responses.RequestsMock() as mocked:  # any request would fail the test
-        sms(client, "+31690005151", "kijk", NumMedia="1",
-            MediaUrl0="http://169.254.169.254/latest/meta-data", MediaContentType0="image/png")
-        assert not mocked.calls
+@pytest.mark.parametrize("path", [
+    "/redirect?to=https://evil.example/x.jpg",  # a redirect off the provider's hosts
+    "/redirect?to=https://169.254.169.254/latest/meta-data",
+    "/loop/0",  # redirects without end
+    "/drip",  # a body that never ends
+    "/big",  # more than 5 MB
+])
+def test_a_bad_media_link_keeps_the_text_and_drops_the_photo(
+        media_client, media, db, voice_delivery, monkeypatch, caplog, path):
+    monkeypatch.setattr("web.voice.MEDIA_DEADLINE", 1.0)
+    reply = sms(media_client, "+31690005151", "kijk", NumMedia="1",
+                MediaUrl0=f"{media.url}{path}", MediaContentType0="image/jpeg")
+    assert "tip is doorgegeven" in reply
+    [tip] = db.scalars(select(Tip).where(Tip.action_id == voice_delivery.action_id)).all()
+    assert tip.source == "sms" and tip.media_path is None
+    assert len(media.requests) <= 4  # at most three redirects followed
+    assert "MMS attachment 0 not fetched" in caplog.text
+
+
+@pytest.mark.parametrize("url", [
+    "http://169.254.169.254/latest/meta-data", "https://169.254.169.254/latest/meta-data",
+    "http://api.twilio.com/2010-04-01/Accounts/AC0/Messages/MM1/Media/ME1",
+    "https://evil.example/x.jpg", "https://10.0.0.1/x.jpg", "file:///etc/passwd"])
+def test_media_off_the_provider_s_https_hosts_is_never_fetched(client, db, voice_delivery,
+                                                                caplog, url):
+    sms(client, "+31690005151", "kijk", NumMedia="1", MediaUrl0=url,
+        MediaContentType0="image/png")
+    assert "not fetched: url:" in caplog.text  # refused before any connection was made
+    assert db.scalar(select(Tip).where(Tip.action_id == voice_delivery.action_id)).source == "sms"
 
 
 def test_a_failure_inside_the_flow_still_puts_the_caller_through(client, monkeypatch):
