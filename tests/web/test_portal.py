@@ -829,6 +829,23 @@ def test_no_participant_audit_event_names_a_phone_number(client: FlaskClient, sm
     assert all(e.actor.startswith("participant:") for e in events)
 
 
+def test_no_redis_key_names_a_number_or_address_and_every_limit_expires(
+        app: Flask, client: FlaskClient, sms: Sms, redis_client: redis.Redis) -> None:
+    _signup(client)
+    _enter(client, _wrong(sms.code()))
+    _post(app.test_client(), "/deelnemen/inloggen", {"phone": OTHER})
+    staff = app.test_client()
+    staff.post("/login", data={"email": "Iemand@Example.org", "password": "raden",
+                               "csrf_token": csrf_token(staff)})
+    keys = [k.decode() for k in redis_client.scan_iter() if not k.startswith(b"rq:")]
+    assert {k.split(":")[0] for k in keys} >= {"portal-code", "login-fail"}
+    for key in keys:
+        assert redis_client.pttl(key) != -1, key  # -1: no expiry (-2: expired meanwhile)
+        stored = key + repr(redis_client.dump(key))
+        for secret in ("612345678", "687654321", "iemand@example.org", "Iemand@Example"):
+            assert secret not in stored, key
+
+
 def test_the_start_page_leads_to_sign_up_and_log_in(client: FlaskClient) -> None:
     page = _page(client.get("/deelnemen/"))
     assert 'id="signup-link"' in page and 'id="login-link"' in page
