@@ -10,6 +10,8 @@ own log.
 
 from __future__ import annotations
 
+import re
+from functools import cache
 from typing import Any
 
 from gunicorn.glogging import Logger
@@ -30,7 +32,8 @@ class PrivateLogger(Logger):  # type: ignore[misc]
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any],
               request_time: Any) -> dict[str, Any]:
-        return private_atoms(super().atoms(resp, req, environ, request_time))
+        used = used_atoms(self.cfg.access_log_format)
+        return private_atoms(super().atoms(resp, req, environ, request_time), used)
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
@@ -38,10 +41,20 @@ class PrivateLogger(Logger):  # type: ignore[misc]
             install_redaction(log)
 
 
-def private_atoms(atoms: dict[str, Any]) -> dict[str, Any]:
-    """ATOMS with every text that may hold a URL, header or query string redacted."""
+@cache
+def used_atoms(log_format: str) -> frozenset[str]:
+    """The atoms LOG_FORMAT names (headers and variables in lower case, as gunicorn reads)."""
+    return frozenset(name.lower() if name.startswith("{") else name
+                     for name in re.findall(r"%\(([^)]+)\)", log_format))
+
+
+def private_atoms(atoms: dict[str, Any], used: frozenset[str] | None = None) -> dict[str, Any]:
+    """ATOMS (only those USED, when given: gunicorn writes '-' for the rest) with every text
+    that may hold a URL, header or query string redacted."""
     cleaned = {}
     for key, value in atoms.items():
+        if used is not None and key not in used:
+            continue
         if not isinstance(value, str) or key in PLAIN_ATOMS:
             cleaned[key] = value
         elif key in SECRET_ATOMS:

@@ -19,6 +19,7 @@ import pytest
 from core.redis_server import EmbeddedRedis, free_port
 from outbound.links import reaction_token
 from tests.conftest import MELDKAMER_CONFIG
+from web.access_log import private_atoms, used_atoms
 
 SECRET = "test-secret-key"
 TOKEN = reaction_token(SECRET, 987654)
@@ -106,3 +107,15 @@ def test_the_access_log_holds_no_reaction_token_code_or_number(web: Web) -> None
     everything = access + web.error_log.read_text()
     for secret in (TOKEN, TOKEN.split(".")[0], CODE, PHONE, "612345678"):
         assert secret not in everything, secret
+
+
+def test_a_custom_log_format_gets_its_query_referrer_cookie_and_environment_masked() -> None:
+    link = f"/reactie/{TOKEN}"
+    atoms = {"q": f"code={CODE}&lang=en", "{referer}i": f"https://bn.example{link}",
+             "{cookie}i": "session=eyJwb3J0YWxfcGVuZGluZyI6eyJwaG9uZSI6IiszMTYxMjM0NTY3OCJ9fQ",
+             "{raw_uri}e": f"{link}?phone={PHONE}", "{x-forwarded-for}i": "192.0.2.7",
+             "s": "200", "B": 1287}
+    used = used_atoms('%(q)s "%({Referer}i)s" %({Cookie}i)s %({RAW_URI}e)s %(s)s %(B)s')
+    assert private_atoms(atoms, used) == {
+        "q": "code=***&lang=en", "{referer}i": "https://bn.example/reactie/***",
+        "{cookie}i": "***", "{raw_uri}e": "/reactie/***?phone=***", "s": "200", "B": 1287}
