@@ -90,7 +90,7 @@ QUIET_LOGGERS = ("alembic", "twilio")
 
 def configure_logging(level: str, stream: TextIO | None = None) -> None:
     """Log at LEVEL to STREAM (default stderr, unless logging is set up already), every line
-    through the redacting filter: no number, code, address or personal link in clear.
+    redacted (`core.privacy`): no number, code, address or personal link in clear.
     Chatty libraries speak from WARNING, unless the level is DEBUG."""
     root = logging.getLogger()
     if stream is not None or not root.handlers:

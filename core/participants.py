@@ -474,9 +474,9 @@ PURGE_BATCH = 500
 def purge_unverified(session: Session, now: datetime, *,
                      limit: int = PURGE_BATCH) -> list[Erased]:
     """Erase up to LIMIT sign-ups never confirmed whose code has expired (or that are older
-    than UNVERIFIED_MAX_AGE), with their calls' link and number. Rows another transaction
-    is purging are skipped (PostgreSQL) or waited for (SQLite's one writer), and the delete
-    checks the condition again, so several workers and a second run are harmless."""
+    than UNVERIFIED_MAX_AGE), with their calls' link and number. The rows are locked as they
+    are chosen: another transaction purging skips them (PostgreSQL) or waits for the one
+    writer (SQLite), so several workers and a second run are harmless."""
     unverified = _unverified(now)
     rows = session.execute(
         select(Participant.id, Participant.phone, Participant.email).where(*unverified)
@@ -511,7 +511,7 @@ def _erase(session: Session, erased: list[Erased], only_if: Iterable[Any] = (), 
         session.execute(delete(model).where(model.participant_id.in_(ids)))
     _scrub_calls(session, gone, mentions)
     _scrub_tips(session, gone, mentions)
-    session.execute(delete(Participant).where(Participant.id.in_(ids), *only_if))
+    session.execute(delete(Participant).where(Participant.id.in_(ids)))
     return gone
 
 
