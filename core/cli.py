@@ -6,7 +6,7 @@ import logging
 import sys
 from functools import cached_property
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, TextIO
 
 import click
 from sqlalchemy import Engine
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import make_engine, session_factory, transaction
 from core.errors import BurgernetError
+from core.privacy import install_redaction
 from core.reference import count_rows, load_reference
 from core.schema import current_revision, ensure_schema, head_revision
 from core.settings import Settings
@@ -80,10 +81,27 @@ class Group(click.Group):
 def main(ctx: click.Context) -> None:
     """Burgernet: alert participants, route their calls to the right meldkamer."""
     context = ctx.ensure_object(Context)
-    logging.basicConfig(level=context.settings.log_level,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if context.settings.log_level != "DEBUG":
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging(context.settings.log_level)
+
+
+#: Libraries whose INFO lines are noise, and in Twilio's case name the numbers it looks up.
+QUIET_LOGGERS = ("alembic", "twilio")
+
+
+def configure_logging(level: str, stream: TextIO | None = None) -> None:
+    """Log at LEVEL to STREAM (default stderr, unless logging is set up already), every line
+    redacted (`core.privacy`): no number, code, address or personal link in clear.
+    Chatty libraries speak from WARNING, unless the level is DEBUG."""
+    root = logging.getLogger()
+    if stream is not None or not root.handlers:
+        handler = logging.StreamHandler(stream or sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(level)
+    install_redaction(root)
+    if level != "DEBUG":
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @main.group()

@@ -18,7 +18,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from core import audit
@@ -40,6 +40,7 @@ from core.models import (
     channel_mask,
 )
 from core.phone import can_receive_sms, normalize
+from core.privacy import national_digits, strip_number
 
 CODE_TTL = timedelta(minutes=10)
 MAX_ATTEMPTS = 5
@@ -100,7 +101,7 @@ def register(session: Session, phone: str, *, secret: str, now: datetime,
     participant = session.scalar(select(Participant).where(Participant.phone == number))
     if participant is None:
         participant = Participant(phone=number, status=ParticipantStatus.PENDING,
-                                  consent_at=now, quiet_hours={})
+                                  consent_at=now, created_at=now, quiet_hours={})
         session.add(participant)
         set_preferences(session, participant, channels=channels, language=language,
                         email=email)
@@ -455,28 +456,129 @@ def remove_location(session: Session, participant: Participant, location_id: int
     return True
 
 
-def forget(session: Session, participant: Participant) -> None:
-    """Delete my data: the participant, their places, devices and messages go; calls and
-    tips stay for the police without the link to them or their number. The audit event
-    keeps the participant's id only."""
-    participant_id = participant.id
-    forms = _phone_forms(participant.phone)
-    deliveries = select(Delivery.id).where(Delivery.participant_id == participant_id)
+@dataclass(frozen=True)
+class Erased:
+    """A participant just erased: what the caller may still have to clear outside the
+    database (the demo's record of sent messages)."""
+
+    participant_id: int
+    phone: str
+    email: str | None
+
+
+def forget(session: Session, participant: Participant) -> Erased:
+    """Delete my data: the participant, their places, devices, messages and reactions go;
+    calls and tips stay for the police and the statistics, without the link to them and
+    without their number (or address) in any of their texts. The audit event keeps their
+    id only."""
+    erased = Erased(participant.id, participant.phone, participant.email)
+    session.expire(participant, ["locations"])
+    _erase(session, [erased], mentions=True)
+    audit.record(session, "delete", "participant", erased.participant_id,
+                 actor=f"participant:{erased.participant_id}")
+    return erased
+
+
+#: A sign-up that was never confirmed is gone once its code has expired, and after a day
+#: whatever its code.
+UNVERIFIED_MAX_AGE = timedelta(hours=24)
+PURGE_BATCH = 500
+
+
+def purge_unverified(session: Session, now: datetime, *,
+                     limit: int = PURGE_BATCH) -> list[Erased]:
+    """Erase up to LIMIT sign-ups never confirmed whose code has expired (or that are older
+    than UNVERIFIED_MAX_AGE), with their calls' link and number. The rows are locked as they
+    are chosen: another transaction purging skips them (PostgreSQL) or waits for the one
+    writer (SQLite), so several workers and a second run are harmless."""
+    unverified = _unverified(now)
+    rows = session.execute(
+        select(Participant.id, Participant.phone, Participant.email).where(*unverified)
+        .order_by(Participant.id).limit(limit).with_for_update(skip_locked=True)).all()
+    gone = _erase(session, [Erased(*row) for row in rows], unverified, mentions=False)
+    if gone:
+        audit.record(session, "purge_unverified", "participant", actor="system",
+                     participants=[one.participant_id for one in gone])
+    return gone
+
+
+def _unverified(now: datetime) -> tuple[Any, ...]:
+    return (Participant.status == ParticipantStatus.PENDING,
+            Participant.verified_at.is_(None),
+            or_(Participant.code_expires_at.is_(None), Participant.code_expires_at <= now,
+                Participant.created_at <= now - UNVERIFIED_MAX_AGE))
+
+
+def _erase(session: Session, erased: list[Erased], only_if: Iterable[Any] = (), *,
+           mentions: bool) -> list[Erased]:
+    """Remove the participants ERASED for whom ONLY_IF still holds, and everything of
+    theirs; returns those removed. MENTIONS: also take their number out of call records and
+    tips that are not linked to them (someone who typed it), at the cost of a table scan."""
+    ids = set(session.scalars(select(Participant.id).where(
+        Participant.id.in_([one.participant_id for one in erased]), *only_if)))
+    gone = [one for one in erased if one.participant_id in ids]
+    if not gone:
+        return []
+    deliveries = select(Delivery.id).where(Delivery.participant_id.in_(ids))
     session.execute(delete(InquiryReaction).where(InquiryReaction.delivery_id.in_(deliveries)))
     for model in (Delivery, PushSubscription, ParticipantLocation):
-        session.execute(delete(model).where(model.participant_id == participant_id))
-    for model in (CallRecord, Tip):
-        session.execute(update(model).where(model.participant_id == participant_id)
-                        .values(participant_id=None))
-    for column in (CallRecord.caller, CallRecord.called):
-        session.execute(update(CallRecord)
-                        .where(or_(*(column.contains(form, autoescape=True) for form in forms)))
-                        .values({column: None}))
-    session.expire(participant, ["locations"])
-    session.delete(participant)
+        session.execute(delete(model).where(model.participant_id.in_(ids)))
+    _scrub_calls(session, gone, mentions)
+    _scrub_tips(session, gone, mentions)
+    session.execute(delete(Participant).where(Participant.id.in_(ids)))
+    return gone
+
+
+def _scrub_calls(session: Session, erased: list[Erased], mentions: bool) -> None:
+    """Call records keep their times, meldkamer and outcome for the statistics; the link to
+    the participant and their number (as caller, in the called URI, in the routing reason)
+    go."""
+    ids = [one.participant_id for one in erased]
+    found = [CallRecord.participant_id.in_(ids),
+             CallRecord.caller.in_([one.phone for one in erased])]
+    if mentions:
+        for one in erased:
+            found += [column.contains(form, autoescape=True) for form in _phone_forms(one.phone)
+                      for column in (CallRecord.caller, CallRecord.called)]
+            found.append(_digits_of(CallRecord.routing_reason).contains(
+                national_digits(one.phone)))
+    for record in session.scalars(select(CallRecord).where(or_(*found))):
+        if record.participant_id in ids:
+            record.participant_id = None
+        for one in erased:
+            forms = _phone_forms(one.phone)
+            if record.caller and any(form in record.caller for form in forms):
+                record.caller = None
+            if record.called and any(form in record.called for form in forms):
+                record.called = None
+            if record.routing_reason:
+                record.routing_reason = strip_number(record.routing_reason, one.phone)[:255]
     session.flush()
-    audit.record(session, "delete", "participant", participant_id,
-                 actor=f"participant:{participant_id}")
+
+
+def _scrub_tips(session: Session, erased: list[Erased], mentions: bool) -> None:
+    """A tip stays for the investigation, without the link to its sender and without their
+    number or e-mail address in its text."""
+    ids = [one.participant_id for one in erased]
+    found = [Tip.participant_id.in_(ids)]
+    if mentions:
+        for one in erased:
+            found.append(_digits_of(Tip.text).contains(national_digits(one.phone)))
+            if one.email:
+                found.append(func.lower(Tip.text).contains(one.email.lower(), autoescape=True))
+    for tip in session.scalars(select(Tip).where(or_(*found))):
+        if tip.participant_id in ids:
+            tip.participant_id = None
+        for one in erased:
+            tip.text = strip_number(tip.text, one.phone, one.email)
+    session.flush()
+
+
+def _digits_of(column: Any) -> Any:
+    """COLUMN without the characters a written number is split by, in SQL (both databases)."""
+    for separator in (" ", "-", ".", "(", ")", "/", "\t", "\u00a0"):
+        column = func.replace(column, separator, "")
+    return column
 
 
 def _phone_forms(e164: str) -> list[str]:

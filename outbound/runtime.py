@@ -18,7 +18,7 @@ from core.models import Channel
 from core.settings import Settings
 from outbound.progress import channel_rate
 from outbound.providers import Provider
-from outbound.providers.console import ConsoleProvider
+from outbound.providers.console import OUTBOX, ConsoleProvider
 from outbound.providers.smtp import SmtpProvider
 from outbound.providers.twilio_rest import TwilioRestProvider
 from outbound.throttle import CallSlots, SendWindow, Throttle
@@ -134,7 +134,7 @@ def build_runtime(settings: Settings) -> OutboundRuntime:
     runtime = OutboundRuntime(settings, session_factory(make_engine(settings.database_url),
                                                         writer=True),
                               connection, Throttle(connection))
-    console = ConsoleProvider(settings.var_dir / "console-outbox.jsonl")
+    console = ConsoleProvider(settings.var_dir / OUTBOX)
 
     def twilio() -> Provider:
         return TwilioRestProvider(

@@ -13,6 +13,7 @@ from rq.serializers import JSONSerializer
 from core.cli import Context, pass_context
 from outbound.fanout import resume_outboxes
 from outbound.jobs import enqueue, reclaim
+from outbound.purge import purge_unconfirmed
 from outbound.queues import queue_names
 from outbound.runtime import OutboundRuntime, build_runtime, connect_redis, install
 
@@ -86,7 +87,19 @@ def _reclaim_once(runtime: OutboundRuntime) -> None:
                     "%d orphaned ones enqueued", done.recorded, done.requeued, done.orphans)
 
 
+def _purge_once(runtime: OutboundRuntime) -> None:
+    try:
+        count = purge_unconfirmed(runtime.sessions, runtime.settings.var_dir, datetime.now(UTC))
+    except Exception:  # a failed round is retried at the next one
+        log.exception("purging unconfirmed sign-ups failed")
+        return
+    if count:
+        log.info("erased %d sign-up(s) never confirmed", count)
+
+
 def _reclaim_forever(runtime: OutboundRuntime, stop: threading.Event) -> None:
-    """Deliveries a dead worker left in `sending` come back once their lease has run out."""
+    """Deliveries a dead worker left in `sending` come back once their lease has run out;
+    sign-ups whose code expired unconfirmed are erased."""
     while not stop.wait(RECLAIM_EVERY):
         _reclaim_once(runtime)
+        _purge_once(runtime)

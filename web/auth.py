@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
@@ -87,7 +88,9 @@ def acting_user() -> User:
 
 
 def _failure_keys(email: str) -> tuple[str, str]:
-    return f"login-fail:email:{email}", f"login-fail:ip:{client_network(request.remote_addr)}"
+    """The Redis keys of failed logins: the address only hashed, so no key names a person."""
+    hashed = hashlib.sha256(email.strip().casefold().encode()).hexdigest()[:32]
+    return f"login-fail:email:{hashed}", f"login-fail:ip:{client_network(request.remote_addr)}"
 
 
 def _throttled(email: str) -> bool:

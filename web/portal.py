@@ -87,9 +87,8 @@ def signup() -> ResponseReturnValue:
         status = 200 if request.method == "GET" else 400
         return render_template("portal/signup.html", form=form), status
     try:
-        _send_code(form.e164, "signup", lambda: register(
-            db(), form.e164, secret=secret(), now=now(), language=form.language.data,
-            pc4=form.area.pc4, allow_fictional=False))
+        _send_code(form.e164, "signup", _signup_of(form.e164, form.area.pc4, form.language.data),
+                   {"pc4": form.area.pc4, "language": form.language.data})
     except CodeRefused as refused:
         return render_template("portal/signup.html", form=form,
                                error=refused.message), refused.status
@@ -122,8 +121,16 @@ class CodeRefused(Exception):
         self.message, self.status = message, status
 
 
-def _send_code(phone: str, purpose: str, issue: Callable[[], CodeToSend | None]) -> None:
-    """Issue a code and queue its SMS, within the limits; CodeRefused if not."""
+def _signup_of(phone: str, pc4: str, language: str) -> Callable[[], CodeToSend]:
+    """Sign PHONE up (again: an unconfirmed sign-up is purged when its code expires)."""
+    return lambda: register(db(), phone, secret=secret(), now=now(), language=language,
+                            pc4=pc4, allow_fictional=False)
+
+
+def _send_code(phone: str, purpose: str, issue: Callable[[], CodeToSend | None],
+               signup: dict[str, str] | None = None) -> None:
+    """Issue a code and queue its SMS, within the limits; CodeRefused if not. SIGNUP (the
+    postcode and language) is kept with the pending code, for a new code to sign up again."""
     limits = code_requests()
     if limits is None:
         raise CodeRefused(translate(NO_SMS), 503)
@@ -148,7 +155,8 @@ def _send_code(phone: str, purpose: str, issue: Callable[[], CodeToSend | None])
     except redis.RedisError:
         db().rollback()
         raise CodeRefused(translate(NO_SMS), 503) from None
-    session[PENDING] = {"phone": phone, "purpose": purpose, "sent_at": int(time.time())}
+    session[PENDING] = {"phone": phone, "purpose": purpose, "sent_at": int(time.time()),
+                        **(signup or {})}
 
 
 @bp.route("/code", methods=["GET", "POST"])
@@ -218,9 +226,12 @@ def resend() -> ResponseReturnValue:
         return redirect(url_for("portal.login"))
     db(write=True)
     phone, purpose = str(pending["phone"]), str(pending["purpose"])
+    signup = {key: str(pending[key]) for key in ("pc4", "language") if key in pending}
+    issue: Callable[[], CodeToSend | None] = (
+        _signup_of(phone, signup["pc4"], signup["language"]) if len(signup) == 2
+        else lambda: request_login_code(db(), phone, secret=secret(), now=now()))
     try:
-        _send_code(phone, purpose, lambda: request_login_code(
-            db(), phone, secret=secret(), now=now()))
+        _send_code(phone, purpose, issue, signup or None)
     except CodeRefused as refused:
         flash(refused.message, "error")
     else:

@@ -39,6 +39,7 @@ from core.push import (
     remove_push_subscription,
 )
 from core.targeting import QUIET_HOURS_RULE
+from outbound.providers.console import forget_sent
 from outbound.providers.webpush import application_server_key
 from web import db, runtime
 from web.i18n import current_language, translate
@@ -203,7 +204,9 @@ def delete(participant: Participant) -> ResponseReturnValue:
     """Delete my data, after a confirmation."""
     form = DeleteForm()
     if form.validate_on_submit():
-        forget(db(), participant)
+        erased = forget(db(), participant)
+        db().commit()  # the demo's record of sent messages goes only once the data has
+        forget_sent(runtime().settings.var_dir, [erased])
         reset_session()
         flash("Uw gegevens zijn verwijderd. Bedankt dat u meedeed met Burgernet.")
         return redirect(url_for("portal.index"))

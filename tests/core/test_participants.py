@@ -1,7 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.errors import PhoneNumberError
@@ -36,6 +36,7 @@ from core.participants import (
     log_in,
     mobile_number,
     postcode_area,
+    purge_unverified,
     register,
     remove_location,
     request_login_code,
@@ -346,3 +347,41 @@ def test_forgetting_a_participant_leaves_calls_and_tips_without_them(db: Session
         f"participant:{participant_id}", str(participant_id), {})
     assert sent.phone not in str([(e.actor, e.details) for e in
                                   db.scalars(select(AuditEvent)).all()])
+
+
+def test_a_sign_up_never_confirmed_is_erased_once_its_code_has_expired(db: Session) -> None:
+    unconfirmed = _signup(db)
+    confirmed = _signup(db, "0687654321")
+    verify(db, confirmed.phone, confirmed.code, secret=SECRET, now=NOW)
+    stopped = _signup(db, "0611111111")
+    verify(db, stopped.phone, stopped.code, secret=SECRET, now=NOW)
+    stop(db, _participant(db, stopped.phone), NOW)
+    register(db, "0622222222", secret=SECRET, now=NOW - timedelta(hours=25), pc4="3511")
+    day_old = register(db, "0622222222", secret=SECRET, now=NOW - timedelta(minutes=1))
+    day_old_id = _participant(db, day_old.phone).id
+    pending = _participant(db)
+    call = CallRecord(direction=CallDirection.INBOUND, transport="twilio", caller=pending.phone,
+                      participant_id=pending.id, outcome="connected", routing_reason=(
+                          "national_fallback: keyed input ignored: postcode '06 12345678#' "
+                          "has 10 digits, not 4"))
+    db.add(call)
+    db.flush()
+
+    assert [e.phone for e in purge_unverified(db, NOW + timedelta(minutes=5))] == [day_old.phone]
+    assert _participant(db, day_old.phone) is None  # a day old: gone whatever its code
+    assert _participant(db) is not None  # its code still holds
+    gone = purge_unverified(db, NOW + timedelta(minutes=11))
+    assert [(e.participant_id, e.phone) for e in gone] == [(pending.id, unconfirmed.phone)]
+    assert purge_unverified(db, NOW + timedelta(minutes=12)) == []
+    db.expire_all()
+    assert sorted(db.scalars(select(Participant.phone))) == sorted([confirmed.phone,
+                                                                  stopped.phone])
+    assert db.scalar(select(func.count()).select_from(ParticipantLocation).where(
+        ParticipantLocation.participant_id == pending.id)) == 0
+    assert (call.participant_id, call.caller, call.outcome) == (None, None, "connected")
+    assert call.routing_reason == ("national_fallback: keyed input ignored: postcode "
+                                   "'[nummer verwijderd]#' has 10 digits, not 4")
+    events = db.scalars(select(AuditEvent).where(AuditEvent.verb == "purge_unverified")
+                        .order_by(AuditEvent.id)).all()
+    assert [(e.actor, e.details) for e in events] == [
+        ("system", {"participants": [day_old_id]}), ("system", {"participants": [pending.id]})]

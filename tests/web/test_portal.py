@@ -44,7 +44,7 @@ from core.models import (
     Tip,
     Urgency,
 )
-from core.participants import MAX_ATTEMPTS, RESEND_AFTER
+from core.participants import MAX_ATTEMPTS, RESEND_AFTER, purge_unverified
 from core.seed import seed_demo
 from core.settings import Settings
 from core.targeting import QUIET_HOURS_RULE
@@ -300,6 +300,25 @@ def test_an_expired_code_offers_a_new_one(client: FlaskClient, sms: Sms, db: Ses
     _post(client, "/deelnemen/code/opnieuw", form_page="/deelnemen/code")
     assert "Wij hebben een nieuwe code gestuurd." in _page(client.get("/deelnemen/code"))
     assert _enter(client, sms.code()).headers["Location"] == "/deelnemen/mijn"
+
+
+def test_a_sign_up_purged_when_its_code_expired_is_made_again_by_a_new_code(
+        client: FlaskClient, sms: Sms, db: Session, redis_client: redis.Redis) -> None:
+    _signup(client, postcode="3512", language="en")
+    sms.code()
+    participant = _participant(db)
+    participant.code_expires_at = datetime.now(UTC) - timedelta(minutes=1)
+    db.commit()
+    assert [e.phone for e in purge_unverified(db, datetime.now(UTC))] == [E164]
+    db.commit()
+    assert _participant(db) is None
+    _forget_resend_wait(redis_client, db)
+    _post(client, "/deelnemen/code/opnieuw", form_page="/deelnemen/code")
+    assert "We have sent a new code." in _page(client.get("/deelnemen/code?lang=en"))
+    assert _enter(client, sms.code()).headers["Location"] == "/deelnemen/mijn"
+    again = _participant(db)
+    assert again.status == ParticipantStatus.VERIFIED and again.language == "en"
+    assert [(p.kind, p.pc4) for p in again.locations] == [(LocationKind.HOME, "3512")]
 
 
 def test_the_code_page_without_a_code_asked_for_goes_to_the_login(client: FlaskClient) -> None:
@@ -706,9 +725,18 @@ def test_unsubscribing_stops_the_messages_keeps_the_data_and_can_be_undone(
 
 # --- 6. deleting ----------------------------------------------------------------------------
 
+#: The participant's number as people and systems write it inside texts.
+WRITTEN = ("+31612345678", "06-12345678", "0612345678", "+31 6 1234 5678", "06 123 456 78",
+           "0031 6 12345678", "sip:31612345678@trunk.example")
+#: What of those would show in a column, were any left.
+NEEDLES = ("612345678", "12345678", "1234 5678", "123 456 78", "6 1234", "deelnemer@example")
+
+
 def _traces(db: Session, participant: Participant) -> None:
     """What a participant leaves behind: an e-mail address, a device, messages (one with an
-    inquiry reaction that gave the address), calls either way, and a tip."""
+    inquiry reaction that gave the address), calls either way with their number in the
+    routing reason, their tips with their number and address in the text, and a tip and a
+    call of someone else that mention their number."""
     participant.email = "deelnemer@example.org"
     meldkamer = db.scalar(select(Meldkamer).where(Meldkamer.code == "MN"))
     organisation = db.scalar(select(Organisation).limit(1))
@@ -732,8 +760,20 @@ def _traces(db: Session, participant: Participant) -> None:
                    called="sip:31612345678@trunk.example", participant_id=participant.id),
         CallRecord(direction=CallDirection.INBOUND, transport="twilio", caller="0612345678",
                    called="0800-0011"),
+        CallRecord(direction=CallDirection.INBOUND, transport="sip", caller=E164,
+                   participant_id=participant.id, meldkamer_id=meldkamer.id,
+                   outcome="connected", routing_reason=(
+                       f"postcode: keyed postcode 3511 lies in Utrecht; keys {WRITTEN[3]} "
+                       f"during the greeting not used; postcode '{WRITTEN[2]}#' has 10 digits")),
+        CallRecord(direction=CallDirection.INBOUND, transport="sip", caller=OTHER_E164,
+                   meldkamer_id=meldkamer.id, outcome="connected", routing_reason=(
+                       f"national_fallback: caller id '{WRITTEN[6]};x' is not a phone number; "
+                       f"keyed input ignored: postcode '{WRITTEN[4]}' has 9 digits, not 4")),
         Tip(action_id=action.id, participant_id=participant.id, source="sms",
-            text="Rode auto"),
+            text=f"Rode auto, kenteken 12-ABC-3. Bel me op {WRITTEN[1]} of {WRITTEN[3]}."),
+        Tip(action_id=action.id, participant_id=participant.id, source="mms",
+            text=f"Foto. Mail: deelnemer@example.org, of {WRITTEN[5]}; buurman {OTHER_E164}"),
+        Tip(action_id=action.id, source="sms", text=f"Mijn buurvrouw ({WRITTEN[0]}) zag het ook"),
     ])
     db.commit()
 
@@ -765,9 +805,10 @@ def test_delete_my_data_asks_first_then_leaves_no_phone_number_or_address_anywhe
     participant = _participant(db)
     participant_id = participant.id
     _traces(db, participant)
-    assert _rows_containing(db, "612345678") and _rows_containing(db, "deelnemer@example")
+    assert all(_rows_containing(db, needle) for needle in NEEDLES)
     page = _page(client.get("/deelnemen/mijn/verwijderen"))
     assert 'id="confirm"' in page and 'id="delete-submit"' in page
+    assert "Wat blijft: de tekst van tips die u gaf" in page
     refused = _post(client, "/deelnemen/mijn/verwijderen")
     assert refused.status_code == 400
     assert "Vink aan dat u uw gegevens echt wilt verwijderen." in _page(refused)
@@ -779,13 +820,25 @@ def test_delete_my_data_asks_first_then_leaves_no_phone_number_or_address_anywhe
         assert "participant_id" not in session
     db.expire_all()
     assert _participant(db) is None
-    assert _rows_containing(db, "612345678") == []
-    assert _rows_containing(db, "deelnemer@example.org") == []
+    for needle in NEEDLES:
+        assert _rows_containing(db, needle) == [], needle
     for model in (ParticipantLocation, PushSubscription, Delivery, InquiryReaction):
         assert db.scalar(select(func.count()).select_from(model)) == 0, model
-    calls = db.scalars(select(CallRecord)).all()
-    assert len(calls) == 3 and all(c.participant_id is None and c.caller is None for c in calls)
-    assert db.scalar(select(Tip)).participant_id is None
+    calls = db.scalars(select(CallRecord).order_by(CallRecord.id)).all()
+    assert len(calls) == 5 and all(c.participant_id is None for c in calls)
+    assert [c.caller for c in calls] == [None, None, None, None, OTHER_E164]
+    assert [(c.outcome, c.meldkamer_id is not None) for c in calls[3:]] == [("connected", True)] * 2
+    assert calls[3].routing_reason == (
+        "postcode: keyed postcode 3511 lies in Utrecht; keys [nummer verwijderd] during the "
+        "greeting not used; postcode '[nummer verwijderd]#' has 10 digits")
+    assert calls[4].routing_reason.startswith(
+        "national_fallback: caller id 'sip:[nummer verwijderd]@trunk.example;x' is not")
+    tips = db.scalars(select(Tip).order_by(Tip.id)).all()
+    assert all(t.participant_id is None for t in tips)
+    assert [t.text for t in tips] == [
+        "Rode auto, kenteken 12-ABC-3. Bel me op [nummer verwijderd] of [nummer verwijderd].",
+        f"Foto. Mail: ***, of [nummer verwijderd]; buurman {OTHER_E164}",
+        "Mijn buurvrouw ([nummer verwijderd]) zag het ook"]
     event = db.scalar(select(AuditEvent).where(AuditEvent.verb == "delete"))
     assert (event.actor, event.object_id) == (f"participant:{participant_id}",
                                               str(participant_id))
@@ -831,6 +884,23 @@ def test_no_participant_audit_event_names_a_phone_number(client: FlaskClient, sm
     text = " ".join(f"{e.actor} {e.object_id} {e.details}" for e in events)
     assert "612345678" not in text and "a@example.org" not in text
     assert all(e.actor.startswith("participant:") for e in events)
+
+
+def test_no_redis_key_names_a_number_or_address_and_every_limit_expires(
+        app: Flask, client: FlaskClient, sms: Sms, redis_client: redis.Redis) -> None:
+    _signup(client)
+    _enter(client, _wrong(sms.code()))
+    _post(app.test_client(), "/deelnemen/inloggen", {"phone": OTHER})
+    staff = app.test_client()
+    staff.post("/login", data={"email": "Iemand@Example.org", "password": "raden",
+                               "csrf_token": csrf_token(staff)})
+    keys = [k.decode() for k in redis_client.scan_iter() if not k.startswith(b"rq:")]
+    assert {k.split(":")[0] for k in keys} >= {"portal-code", "login-fail"}
+    for key in keys:
+        assert redis_client.pttl(key) != -1, key  # -1: no expiry (-2: expired meanwhile)
+        stored = key + repr(redis_client.dump(key))
+        for secret in ("612345678", "687654321", "iemand@example.org", "Iemand@Example"):
+            assert secret not in stored, key
 
 
 def test_the_start_page_leads_to_sign_up_and_log_in(client: FlaskClient) -> None:
