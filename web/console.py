@@ -26,6 +26,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from core.db import transaction
 from core.images import CleanImage, store_image
 from core.models import Action, ActionStatus, Role, Tip, User
+from core.permissions import NotPermitted, actor_for_user
 from outbound.actions import (
     ActionDraft,
     ActionInvalid,
@@ -99,7 +100,7 @@ def new() -> ResponseReturnValue:
     form = ActionForm.for_user(acting_user())
     if not form.is_submitted():
         return render_template("console/new.html", form=form, errors={})
-    errors = form.check(acting_user())
+    errors = form.check()
     photo: CleanImage | None = None
     try:
         photo = read_upload(request.files.get("photo"))
@@ -135,8 +136,8 @@ def _store_draft(form: ActionForm, errors: dict[str, str],
             assert user is not None
             try:
                 action = create_action(session, ActionDraft(**form.draft_values()),
-                                       user.organisation, user=user)
-            except ActionInvalid as exc:
+                                       actor_for_user(user))
+            except (ActionInvalid, NotPermitted) as exc:
                 raise _Refused({**exc.errors, **errors}) from None
             if errors:
                 raise _Refused(errors)
@@ -203,7 +204,11 @@ def start(action_id: int) -> ResponseReturnValue:
         return target
     try:
         started = start_for_request(writer(), connection, action.id, now=_now(),
-                                    user=acting_user())
+                                    who=actor_for_user(acting_user()))
+    except NotPermitted as exc:
+        for message in exc.errors.values():
+            flash(message, "error")
+        return target
     except redis.RedisError:
         flash("De actie is gestart, maar de wachtrij was niet bereikbaar. De worker verstuurt "
               "de berichten alsnog binnen enkele minuten.", "error")
@@ -235,8 +240,8 @@ def end(action_id: int) -> ResponseReturnValue:
         try:
             end_and_queue(writer(), connection, action.id,  # type: ignore[arg-type]
                           form.outcome.data or "", (form.text.data or "").strip() or None,
-                          now=_now(), user=acting_user())
-        except ActionInvalid as exc:
+                          now=_now(), who=actor_for_user(acting_user()))
+        except (ActionInvalid, NotPermitted) as exc:
             errors = exc.errors
         except ActionError:
             flash("Deze actie is al beëindigd.", "error")
