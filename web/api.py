@@ -28,7 +28,7 @@ from core.models import (
     Organisation,
     Tip,
 )
-from core.permissions import Actor, actor_for_token
+from core.permissions import Actor, NotPermitted, actor_for_token
 from core.tokens import TokenIdentity, needs_touch, touch_token, verify_token
 from outbound.actions import (
     ActionDraft,
@@ -43,6 +43,7 @@ from web import api_contract as contract
 from web import attempts, csrf, runtime, writer
 from web.api_contract import ApiError
 from web.api_idempotency import Idempotency
+from web.auth import record_refusal
 from web.places import places_json
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -61,6 +62,8 @@ REALM = 'Bearer realm="burgernet"'
 
 @bp.errorhandler(Exception)
 def _error(exc: Exception) -> Response:
+    if isinstance(exc, NotPermitted) and "api_token" in g:
+        record_refusal(exc, (request.view_args or {}).get("action_id"), actor=_token().actor)
     return contract.error_response(contract.as_api_error(exc))
 
 

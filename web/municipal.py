@@ -42,7 +42,13 @@ from outbound.inquiry import (
 )
 from outbound.templates import message_text
 from web import db, runtime, writer
-from web.auth import acting_user, action_or_404, roles_required, visible_actions
+from web.auth import (
+    acting_user,
+    action_or_404,
+    record_refusal,
+    roles_required,
+    visible_actions,
+)
 from web.console_forms import LABELS
 from web.console_live import area_of_form, local_time
 from web.i18n import translate
@@ -174,11 +180,13 @@ def _expired(_error: CSRFError) -> ResponseReturnValue:
 
 
 class _Refused(Exception):
-    """Rolls the draft's transaction back; ERRORS go to the form."""
+    """Rolls the draft's transaction back; ERRORS go to the form, a REFUSAL of the
+    permission rules to the audit trail."""
 
-    def __init__(self, errors: dict[str, str]) -> None:
+    def __init__(self, errors: dict[str, str], refusal: NotPermitted | None = None) -> None:
         super().__init__(errors)
         self.errors = errors
+        self.refusal = refusal
 
 
 def _store(form: MunicipalForm, kind: ActionKind, errors: dict[str, str],
@@ -193,13 +201,16 @@ def _store(form: MunicipalForm, kind: ActionKind, errors: dict[str, str],
                 action = create_action(session, form.draft(kind), actor_for_user(user))
             except (ActionInvalid, NotPermitted) as exc:
                 raise _Refused({**{FIELD.get(k, k): v for k, v in exc.errors.items()},
-                                **errors}) from None
+                                **errors}, exc if isinstance(exc, NotPermitted) else None
+                               ) from None
             if errors:
                 raise _Refused(errors)
             if replaces is not None:
                 _discard(session, replaces, user, replaced_by=action.id)
             return action.id, {}
     except _Refused as refused:
+        if refused.refusal is not None:
+            record_refusal(refused.refusal)
         return None, refused.errors
 
 
@@ -277,6 +288,7 @@ def start(action_id: int) -> ResponseReturnValue:
         started = start_for_request(writer(), connection, action.id, now=_now(),
                                     who=actor_for_user(acting_user()))
     except NotPermitted as exc:
+        record_refusal(exc, action.id)
         for message in exc.errors.values():
             flash(message, "error")
         return target
@@ -311,6 +323,7 @@ def end(action_id: int) -> ResponseReturnValue:
         end_and_queue(writer(), connection, action.id, Outcome.CANCELLED, None, now=_now(),
                       who=actor_for_user(acting_user()))
     except NotPermitted as exc:
+        record_refusal(exc, action.id)
         for message in exc.errors.values():
             flash(message, "error")
         return target
@@ -342,6 +355,7 @@ def send_update(action_id: int) -> ResponseReturnValue:
         update_and_queue(writer(), connection, action.id, form.update_nl.data,
                          form.update_en.data, now=_now(), who=actor_for_user(acting_user()))
     except NotPermitted as exc:
+        record_refusal(exc, action.id)
         for message in exc.errors.values():
             flash(message, "error")
         return target

@@ -104,6 +104,10 @@ def test_the_cap_feed_never_shows_an_alert_a_municipality_key_tried_to_create(
     assert entries(client) == {}
     assert client.get(FEED).get_data(as_text=True).count("<entry") == 0
     assert count_actions(db) == 0
+    refused = db.scalars(select(AuditEvent).where(AuditEvent.verb == "forbidden")).all()
+    assert [(e.actor, e.details["error"]) for e in refused] == \
+        [("api:Gemeente-app", "action_not_permitted")] * 3
+    assert "may not make amber actions" in refused[0].details["reasons"]["kind"]
 
 
 def test_a_municipality_key_makes_inquiries_for_its_own_meldkamer_only(
@@ -348,6 +352,9 @@ def test_an_officer_cannot_send_a_draft_from_before_the_rules_reaching_the_count
     assert "hoogstens 500 meter over de grens gaan." in response.get_data(as_text=True)
     db.expire_all()
     assert db.get(Action, draft.id).status == ActionStatus.DRAFT
+    event = db.scalar(select(AuditEvent).where(AuditEvent.verb == "forbidden"))
+    assert (event.object_id, event.details["error"]) == (str(draft.id),
+                                                         "area_outside_municipality")
 
 
 # --- the console asks the same rules ----------------------------------------------------------
@@ -381,6 +388,8 @@ def test_the_console_asks_the_same_rule_as_the_api(client: FlaskClient, db: Sess
     assert response.status_code == 400
     assert "Deze soort actie valt buiten uw bevoegdheid." in response.get_data(as_text=True)
     assert count_actions(db) == 0
+    event = db.scalar(select(AuditEvent).where(AuditEvent.verb == "forbidden"))
+    assert event.actor == municipal_centralist and event.details["reasons"]["kind"]
 
 
 # --- keys and their scopes -------------------------------------------------------------------
