@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+import numpy as np
 import shapely
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
@@ -203,3 +204,48 @@ def national_area() -> Polygon:
 def in_netherlands(lat: float, lon: float) -> bool:
     """True for a point on Dutch land (by the reference outline)."""
     return bool(netherlands().covers(shapely.Point(lon, lat)))
+
+
+#: Straight lon/lat edges are cut at this length (degrees, ~150–220 m here) before they are
+#: projected, so the projected shape follows them where the projection bends.
+SEGMENT_DEG = 0.002
+
+
+def metres_around(lat0: float, lon0: float) -> Any:
+    """Lon/lat (an N×2 array) to metres east and north of (LAT0, LON0): the azimuthal
+    equidistant projection on the unit sphere, scaled east and north by the WGS84
+    ellipsoid's radii of curvature at LAT0. Any distance between points within 30 km of the
+    centre is then true to 1e-4 (tests/core/test_geo.py measures it against pyproj's
+    geodesics), so a margin in metres is one in metres, not in degrees."""
+    s = math.sin(math.radians(lat0))
+    w = math.sqrt(1 - WGS84_E2 * s * s)
+    stretch = np.array([WGS84_A / w, WGS84_A * (1 - WGS84_E2) / w**3])
+    phi0, lam0 = math.radians(lat0), math.radians(lon0)
+
+    def project(lonlat: np.ndarray) -> np.ndarray:
+        phi, dlam = np.radians(lonlat[:, 1]), np.radians(lonlat[:, 0]) - lam0
+        cos_c = np.clip(math.sin(phi0) * np.sin(phi)
+                        + math.cos(phi0) * np.cos(phi) * np.cos(dlam), -1.0, 1.0)
+        c = np.arccos(cos_c)
+        k = np.where(c > 1e-12, c / np.sin(np.maximum(c, 1e-12)), 1.0)
+        east = k * np.cos(phi) * np.sin(dlam)
+        north = k * (math.cos(phi0) * np.sin(phi) - math.sin(phi0) * np.cos(phi) * np.cos(dlam))
+        return np.column_stack((east, north)) * stretch
+
+    return project
+
+
+def within_boundary(area: Area, boundary: dict[str, Any], margin_m: float) -> bool:
+    """True when AREA lies within BOUNDARY (a GeoJSON Polygon or MultiPolygon) widened by
+    MARGIN_M metres. Measured in a projection centred on BOUNDARY, so the margin is in metres
+    whatever the latitude, not in degrees."""
+    region = shapely.make_valid(shape(boundary))
+    centre = region.centroid
+    project = metres_around(centre.y, centre.x)
+    region_m = shapely.transform(shapely.segmentize(region, SEGMENT_DEG), project)
+    if isinstance(area, Circle):
+        middle = shapely.transform(shapely.Point(area.lon, area.lat), project)
+        area_m = middle.buffer(area.radius_m, quad_segs=64)
+    else:
+        area_m = shapely.transform(shapely.segmentize(area.geometry, SEGMENT_DEG), project)
+    return bool(region_m.buffer(margin_m, quad_segs=16).covers(area_m))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session, joinedload
 from core import audit
 from core.errors import BurgernetError
 from core.models import ApiToken, Organisation, User
+from core.permissions import ALLOWED_SCOPES, DEFAULT_SCOPES, SCOPES, parse_scopes, scope_text
 
 #: Marks our tokens, so secret scanners and people recognise one in a log or a repository.
 PREFIX = "bn_"
@@ -26,6 +28,8 @@ NAME_MAX = 120
 PLAIN_MAX = 200
 #: `last_used_at` is written at most this often per token, not on every request.
 TOUCH_EVERY = timedelta(minutes=1)
+SCOPE_UNKNOWN = "Kies alleen bevoegdheden uit de lijst."
+SCOPE_NOT_ALLOWED = "Deze soort organisatie kan niet alle gekozen bevoegdheden krijgen."
 
 
 class TokenInvalid(BurgernetError, ValueError):
@@ -33,9 +37,12 @@ class TokenInvalid(BurgernetError, ValueError):
 
     error_id = "invalid_token_request"
 
-    def __init__(self, errors: dict[str, str]) -> None:
+    def __init__(self, errors: dict[str, str], details: dict[str, str] | None = None) -> None:
         self.errors = errors
-        super().__init__("; ".join(f"{name}: {message}" for name, message in errors.items()))
+        self.details = details or {}
+        super().__init__("; ".join(f"{name}: {message}" + (f" ({self.details[name]})"
+                                                           if name in self.details else "")
+                                   for name, message in errors.items()))
 
 
 class TokenNotFound(BurgernetError, LookupError):
@@ -52,6 +59,7 @@ class TokenIdentity:
     name: str
     organisation_id: int
     last_used_at: datetime | None
+    scopes: frozenset[str] = frozenset()
 
     @property
     def actor(self) -> str:
@@ -65,11 +73,13 @@ def hash_token(plain: str) -> str:
 
 
 def create_token(session: Session, organisation: Organisation, name: str, *, now: datetime,
-                 user: User | None = None, actor: str | None = None,
-                 ip: str | None = None) -> tuple[ApiToken, str]:
-    """A new token for ORGANISATION; returns the row and the plain token, which is not stored
-    and cannot be shown again. Names are unique among an organisation's live tokens, since
-    the audit trail tells tokens apart by name."""
+                 scopes: Iterable[str] | None = None, user: User | None = None,
+                 actor: str | None = None, ip: str | None = None) -> tuple[ApiToken, str]:
+    """A new token for ORGANISATION with SCOPES (none given: the defaults of its kind);
+    returns the row and the plain token, which is not stored and cannot be shown again.
+    Names are unique among an organisation's live tokens, since the audit trail tells tokens
+    apart by name."""
+    chosen = check_scopes(organisation, scopes)
     name = (name or "").strip()
     if not name:
         raise TokenInvalid({"name": "Vul een naam in."})
@@ -82,12 +92,44 @@ def create_token(session: Session, organisation: Organisation, name: str, *, now
         raise TokenInvalid({"name": "Deze organisatie heeft al een sleutel met deze naam."})
     plain = PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(name=name, token_hash=hash_token(plain), organisation_id=organisation.id,
-                     created_by_id=user.id if user else None, created_at=now)
+                     scopes=scope_text(chosen), created_by_id=user.id if user else None,
+                     created_at=now)
     session.add(token)
     session.flush()
     audit.record(session, "create", "api_token", token.id, user=user, actor=actor, ip=ip,
-                 name=name, organisation=organisation.name)
+                 name=name, organisation=organisation.name, scopes=token.scopes)
     return token, plain
+
+
+def check_scopes(organisation: Organisation, scopes: Iterable[str] | None) -> frozenset[str]:
+    """SCOPES checked against what ORGANISATION's kind allows; none given: its defaults."""
+    chosen = frozenset(scopes or ())
+    if not chosen:
+        return DEFAULT_SCOPES[organisation.kind]
+    unknown = sorted(chosen - set(SCOPES))
+    if unknown:
+        raise TokenInvalid({"scopes": SCOPE_UNKNOWN},
+                           {"scopes": f"unknown: {', '.join(unknown)}; known: "
+                                      f"{', '.join(SCOPES)}"})
+    allowed = ALLOWED_SCOPES[organisation.kind]
+    if chosen - allowed:
+        raise TokenInvalid({"scopes": SCOPE_NOT_ALLOWED}, {
+            "scopes": f"a {organisation.kind.value} organisation cannot get "
+                      f"{scope_text(chosen - allowed)}; it may get {scope_text(allowed)}"})
+    return chosen
+
+
+def set_scopes(session: Session, token_id: int, scopes: Iterable[str] | None, *,
+               user: User | None = None, actor: str | None = None,
+               ip: str | None = None) -> ApiToken:
+    """Give a live token other SCOPES (none given: the defaults of its organisation's kind)."""
+    token = session.get(ApiToken, token_id)
+    if token is None or token.revoked_at is not None:
+        raise TokenNotFound(f"no live API token {token_id}")
+    before, token.scopes = token.scopes, scope_text(check_scopes(token.organisation, scopes))
+    audit.record(session, "change_scopes", "api_token", token_id, user=user, actor=actor,
+                 ip=ip, name=token.name, before=before, after=token.scopes)
+    return token
 
 
 def verify_token(session: Session, plain: str) -> TokenIdentity | None:
@@ -100,7 +142,8 @@ def verify_token(session: Session, plain: str) -> TokenIdentity | None:
         return None
     if token.revoked_at is not None:
         return None
-    return TokenIdentity(token.id, token.name, token.organisation_id, token.last_used_at)
+    return TokenIdentity(token.id, token.name, token.organisation_id, token.last_used_at,
+                         parse_scopes(token.scopes))
 
 
 def needs_touch(identity: TokenIdentity, now: datetime) -> bool:

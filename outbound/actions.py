@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit
 from core.errors import BurgernetError
-from core.geo import AreaError, parse_area
+from core.geo import Area, AreaError, parse_area
 from core.models import (
     Action,
     ActionKind,
@@ -25,12 +25,19 @@ from core.models import (
     Urgency,
     User,
 )
+from core.permissions import (
+    NON_URGENT_KINDS,
+    Actor,
+    NotPermitted,
+    check_area,
+    may_create,
+    may_manage,
+    meldkamer_code,
+)
 from outbound.fanout import ActionError, StartResult, activate_action, start_action
 from outbound.feedback import Ending, end_action
 from outbound.jobs import enqueue, enqueue_outbox, schedule
 
-#: Kinds that are not urgent unless asked: they respect quiet hours and go by e-mail and push.
-NON_URGENT_KINDS = frozenset({ActionKind.NEIGHBOURHOOD_INQUIRY, ActionKind.PREVENTIVE})
 TITLE_MAX = 200
 TEXT_MAX = 2000
 
@@ -73,15 +80,19 @@ def default_urgency(kind: ActionKind) -> Urgency:
     return Urgency.NORMAL if kind in NON_URGENT_KINDS else Urgency.URGENT
 
 
-def create_action(session: Session, draft: ActionDraft, organisation: Organisation, *,
-                  user: User | None = None, actor: str | None = None) -> Action:
-    """Store DRAFT as a draft action of ORGANISATION, or raise ActionInvalid naming every
-    wrong field at once."""
+def create_action(session: Session, draft: ActionDraft, who: Actor) -> Action:
+    """Store DRAFT as a draft action of WHO's organisation. Raises NotPermitted when WHO may
+    not make it (core.permissions: kind, national, urgency, meldkamer, area), else
+    ActionInvalid naming every wrong field at once."""
     errors: dict[str, str] = {}
     details: dict[str, str] = {}
     kind = _choice(ActionKind, draft.kind, "kind", "Kies een soort actie.", errors)
     urgency = (_choice(Urgency, draft.urgency, "urgency", "Kies een urgentie.", errors)
                if draft.urgency else (default_urgency(kind) if kind else None))
+    national = bool(draft.national)
+    if kind is not None:
+        may_create(who, kind, national, urgency)
+    code = meldkamer_code(who, draft.meldkamer_code)
     texts = {name: (getattr(draft, name) or "").strip() for name in
              ("title_nl", "title_en", "description_nl", "description_en",
               "instruction_nl", "instruction_en")}
@@ -91,40 +102,50 @@ def create_action(session: Session, draft: ActionDraft, organisation: Organisati
         limit = TITLE_MAX if name.startswith("title") else TEXT_MAX
         if len(value) > limit:
             errors[name] = f"Te lang: hoogstens {limit} tekens."
-    meldkamer = session.scalar(select(Meldkamer).where(Meldkamer.code == draft.meldkamer_code))
+    meldkamer = session.scalar(select(Meldkamer).where(Meldkamer.code == code))
     if meldkamer is None:
         errors["meldkamer"] = "Kies een bestaande meldkamer."
-    national = bool(draft.national)
-    area: dict[str, Any] = {}
+    parsed: Area | None = None
     if national:
         if kind is not None and kind != ActionKind.AMBER:
             errors["area"] = "Alleen een AMBER Alert kan landelijk zijn."
     else:
         try:
-            polygon = draft.polygon
-            if isinstance(polygon, str):
-                polygon = json.loads(polygon) if polygon.strip() else None
-            parsed = parse_area(lat=None if polygon else draft.lat,
-                                lon=None if polygon else draft.lon,
-                                radius_m=None if polygon else draft.radius_m, geojson=polygon)
-            area = ({"polygon": parsed.geojson} if hasattr(parsed, "geojson") else
-                    {"center_lat": parsed.lat, "center_lon": parsed.lon,  # type: ignore[union-attr]
-                     "radius_m": parsed.radius_m})  # type: ignore[union-attr]
+            parsed = _parse_area(draft)
         except (AreaError, json.JSONDecodeError) as exc:
             errors["area"] = _area_message(exc)
             details["area"] = str(exc)
     if errors:
         raise ActionInvalid(errors, details)
     assert kind is not None and urgency is not None and meldkamer is not None
+    check_area(session, who, parsed)
+    organisation = session.get(Organisation, who.organisation_id)
     action = Action(kind=kind, urgency=urgency, national=national, meldkamer=meldkamer,
-                    organisation=organisation, creator=user,
+                    organisation=organisation, creator=who.user,
                     **{name: value or (None if name.endswith("_en") else "")
-                       for name, value in texts.items()}, **area)
+                       for name, value in texts.items()}, **_area_columns(parsed))
     session.add(action)
     session.flush()
-    audit.record(session, "create", "action", action.id, user=user, actor=actor,
+    audit.record(session, "create", "action", action.id, user=who.user, actor=who.name,
                  kind=kind.value, urgency=urgency.value, national=national)
     return action
+
+
+def _parse_area(draft: ActionDraft) -> Area:
+    polygon = draft.polygon
+    if isinstance(polygon, str):
+        polygon = json.loads(polygon) if polygon.strip() else None
+    return parse_area(lat=None if polygon else draft.lat, lon=None if polygon else draft.lon,
+                      radius_m=None if polygon else draft.radius_m, geojson=polygon)
+
+
+def _area_columns(area: Area | None) -> dict[str, Any]:
+    if area is None:
+        return {}
+    if hasattr(area, "geojson"):
+        return {"polygon": area.geojson}
+    return {"center_lat": area.lat, "center_lon": area.lon,  # type: ignore[union-attr]
+            "radius_m": area.radius_m}  # type: ignore[union-attr]
 
 
 def _choice(enum: Any, value: str | None, name: str, message: str,
@@ -150,29 +171,30 @@ def _area_message(exc: Exception) -> str:
 
 
 def start_and_queue(writer: sessionmaker[Session], connection: redis.Redis, action_id: int, *,
-                    now: datetime, user: User | None = None,
+                    now: datetime, who: Actor | None = None, user: User | None = None,
                     actor: str | None = None) -> StartResult:
-    """Start a draft action, queueing each outbox chunk as it is written."""
-    return start_action(writer, action_id, now=now, user=user, actor=actor,
+    """Start a draft action, queueing each outbox chunk as it is written. With WHO, it starts
+    only if WHO may start it (core.permissions.may_start; NotPermitted otherwise)."""
+    return start_action(writer, action_id, now=now, user=user, actor=actor, who=who,
                         dispatch=lambda batches: enqueue(connection, batches))
 
 
 def start_in_background(writer: sessionmaker[Session], connection: redis.Redis,
-                        action_id: int, *, now: datetime, user: User | None = None,
-                        actor: str | None = None) -> bool:
+                        action_id: int, *, now: datetime, who: Actor | None = None,
+                        user: User | None = None, actor: str | None = None) -> bool:
     """Activate a draft action now and have a worker write and queue its outbox; False when
     it was not a draft (started before: nothing is done twice). For the web and the API,
     which must answer at once even for a national alert."""
-    if not activate_action(writer, action_id, now=now, user=user, actor=actor):
+    if not activate_action(writer, action_id, now=now, user=user, actor=actor, who=who):
         return False
     enqueue_outbox(connection, action_id)
     return True
 
 
 def start_for_request(writer: sessionmaker[Session], connection: redis.Redis, action_id: int, *,
-                      now: datetime, user: User | None = None,
-                      actor: str | None = None) -> bool:
-    """How the console and the API start an action; False when it was started before.
+                      now: datetime, who: Actor) -> bool:
+    """How the console, the municipal pages and the API start an action for WHO; False when
+    it was started before, NotPermitted when WHO may not start it.
 
     A regional action's outbox is written right here, chunk by chunk, so its first messages
     leave within a second even while every worker is busy sending; a national alert's million
@@ -181,23 +203,27 @@ def start_for_request(writer: sessionmaker[Session], connection: redis.Redis, ac
     with writer() as session:
         national = require_action(session, action_id).national
     if national:
-        return start_in_background(writer, connection, action_id, now=now, user=user,
-                                   actor=actor)
-    return start_and_queue(writer, connection, action_id, now=now, user=user,
-                           actor=actor).started
+        return start_in_background(writer, connection, action_id, now=now, who=who)
+    return start_and_queue(writer, connection, action_id, now=now, who=who).started
 
 
 def end_and_queue(sessions: sessionmaker[Session], connection: redis.Redis, action_id: int,
                   outcome: Outcome | str, text: str | None, *, now: datetime,
-                  user: User | None = None, actor: str | None = None) -> Ending:
-    """End an active action and queue its result messages (those in quiet hours are held)."""
+                  who: Actor | None = None, user: User | None = None,
+                  actor: str | None = None) -> Ending:
+    """End an active action and queue its result messages (those in quiet hours are held).
+    With WHO, only an action WHO may manage (core.permissions.may_manage)."""
     try:
         outcome = Outcome(outcome)
     except ValueError:
         raise ActionInvalid({"outcome": "Kies een afloop."}) from None
     if text is not None and len(text) > TEXT_MAX:
         raise ActionInvalid({"outcome_text": f"Te lang: hoogstens {TEXT_MAX} tekens."})
+    if who is not None:
+        user, actor = who.user, who.name
     with sessions() as session, session.begin():
+        if who is not None:
+            may_manage(who, require_action(session, action_id))
         ending = end_action(session, action_id, outcome, text, now=now, user=user, actor=actor)
     enqueue(connection, ending.batches)
     with sessions() as session:
@@ -212,6 +238,6 @@ def require_action(session: Session, action_id: int) -> Action:
     return action
 
 
-__all__ = ["ActionDraft", "ActionError", "ActionInvalid", "ActionStatus", "create_action",
-           "default_urgency", "end_and_queue", "require_action", "start_and_queue",
-           "start_for_request", "start_in_background"]
+__all__ = ["ActionDraft", "ActionError", "ActionInvalid", "ActionStatus", "NotPermitted",
+           "create_action", "default_urgency", "end_and_queue", "require_action",
+           "start_and_queue", "start_for_request", "start_in_background"]

@@ -21,6 +21,7 @@ from core.models import (
     Outcome,
     Urgency,
 )
+from core.permissions import actor_for_organisation
 from core.settings import vapid_key_path
 from outbound.actions import (
     ActionDraft,
@@ -66,7 +67,8 @@ def create(context: Context, kind: str, urgency: str | None, title: str, title_e
            instruction_en: str | None, lat: float | None, lon: float | None,
            radius_m: float | None, polygon_file: Path | None, national: bool,
            meldkamer_code: str, organisation: str) -> None:
-    """Create a draft action; prints its id."""
+    """Create a draft action of ORGANISATION; prints its id. The organisation's rules hold
+    here too: a municipality makes only inquiries and messages, within its boundary."""
     draft = ActionDraft(kind=kind, urgency=urgency, title_nl=title, title_en=title_en,
                         description_nl=description, description_en=description_en,
                         instruction_nl=instruction, instruction_en=instruction_en,
@@ -78,7 +80,7 @@ def create(context: Context, kind: str, urgency: str | None, title: str, title_e
         org = session.scalar(select(Organisation).where(Organisation.name == organisation))
         if org is None:
             raise ActionError(f"unknown organisation {organisation!r}")
-        action = create_action(session, draft, org, actor="cli")
+        action = create_action(session, draft, actor_for_organisation(org, "cli"))
         click.echo(action.id)
 
 

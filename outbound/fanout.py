@@ -33,6 +33,7 @@ from core.models import (
     Urgency,
     User,
 )
+from core.permissions import Actor, may_start
 from core.targeting import Preview, RecipientGroup, preview, rule_for, select_recipient_groups
 
 BATCH_SIZE = 250
@@ -102,7 +103,8 @@ Dispatch = Callable[[list[Batch]], object]
 
 def start_action(sessions: sessionmaker[Session], action_id: int, *, now: datetime,
                  dispatch: Dispatch = lambda _batches: None,
-                 user: User | None = None, actor: str | None = None) -> StartResult:
+                 user: User | None = None, actor: str | None = None,
+                 who: Actor | None = None) -> StartResult:
     """Activate a draft action and write its outbox; a second call changes nothing.
 
     The outbox is written in chunks as the selection streams: each chunk is committed and
@@ -110,22 +112,28 @@ def start_action(sessions: sessionmaker[Session], action_id: int, *, now: dateti
     out while the rest is still being written. If this is interrupted, the action stays
     active without `outbox_done_at`, and `resume_outboxes` completes it.
     """
-    if not activate_action(sessions, action_id, now=now, user=user, actor=actor):
+    if not activate_action(sessions, action_id, now=now, user=user, actor=actor, who=who):
         return StartResult(action_id, started=False)
     return write_outbox(sessions, action_id, now, dispatch)
 
 
 def activate_action(sessions: sessionmaker[Session], action_id: int, *, now: datetime,
-                    user: User | None = None, actor: str | None = None) -> bool:
+                    user: User | None = None, actor: str | None = None,
+                    who: Actor | None = None) -> bool:
     """Mark a draft action active (one short transaction); False if it was not a draft.
-    Its outbox is then written by `write_outbox`, here or in a worker."""
+    With WHO, only if WHO may start it as it stands (NotPermitted otherwise), and WHO is
+    recorded. Its outbox is then written by `write_outbox`, here or in a worker."""
+    if who is not None:
+        user, actor = who.user, who.name
     with sessions() as session, session.begin():
         action = session.get(Action, action_id, with_for_update=True)
         if action is None:
             raise ActionError(f"no action {action_id}")
         if action.status != ActionStatus.DRAFT:
             return False
-        area_of(action)  # an action without a valid area is refused before it goes live
+        area = area_of(action)  # an action without a valid area is refused before it goes live
+        if who is not None:
+            may_start(session, who, action, None if action.national else area)
         claimed = session.execute(
             update(Action).where(Action.id == action_id, Action.status == ActionStatus.DRAFT)
             .values(status=ActionStatus.ACTIVE, started_at=now))

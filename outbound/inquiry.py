@@ -30,11 +30,10 @@ from core.models import (
     DeliveryStatus,
     InquiryReaction,
     Language,
-    Meldkamer,
-    Organisation,
     User,
 )
 from core.participants import EMAIL
+from core.permissions import Actor, may_manage, meldkamer_for
 from core.phone import normalize
 from outbound.actions import TEXT_MAX, ActionInvalid
 from outbound.fanout import ActionError
@@ -70,14 +69,6 @@ class ReactionInvalid(BurgernetError, ValueError):
     def __init__(self, errors: dict[str, str]) -> None:
         self.errors = errors
         super().__init__("; ".join(f"{name}: {message}" for name, message in errors.items()))
-
-
-def meldkamer_for(organisation: Organisation) -> Meldkamer | None:
-    """The meldkamer an organisation's inquiries and messages belong to: a municipality's
-    is that of its safety region, any other organisation's its own (None if it has none)."""
-    if organisation.municipality is not None:
-        return organisation.municipality.safety_region.meldkamer
-    return organisation.meldkamer
 
 
 @dataclass(frozen=True)
@@ -219,11 +210,18 @@ def clean_update(text_nl: str | None, text_en: str | None) -> tuple[str, str | N
 
 def update_and_queue(sessions: sessionmaker[Session], connection: redis.Redis, action_id: int,
                      text_nl: str | None, text_en: str | None, *, now: datetime,
-                     user: User | None = None) -> Ending:
+                     who: Actor | None = None, user: User | None = None) -> Ending:
     """Send an inquiry's one update to everyone its e-mail reached; ActionInvalid for bad
-    text, ActionError when it was sent before or the inquiry has not started."""
+    text, ActionError when it was sent before or the inquiry has not started, NotPermitted
+    when WHO may not manage it."""
     text_nl, text_en = clean_update(text_nl, text_en)
     with sessions() as session, session.begin():
+        if who is not None:
+            action = session.get(Action, action_id)
+            if action is None:
+                raise ActionError(f"no action {action_id}")
+            may_manage(who, action)
+            user = who.user
         ending = write_update(session, action_id, text_nl, text_en, now=now, user=user)
     enqueue(connection, ending.batches)
     with sessions() as session:

@@ -29,6 +29,7 @@ from core.models import (
     Organisation,
     Tip,
 )
+from core.permissions import Actor, NotPermitted, actor_for_token
 from core.tokens import TokenIdentity, needs_touch, touch_token, verify_token
 from outbound.actions import (
     ActionDraft,
@@ -43,6 +44,7 @@ from web import api_contract as contract
 from web import attempts, csrf, runtime, writer
 from web.api_contract import ApiError
 from web.api_idempotency import Idempotency
+from web.auth import record_refusal
 from web.places import places_json
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -61,6 +63,8 @@ REALM = 'Bearer realm="burgernet"'
 
 @bp.errorhandler(Exception)
 def _error(exc: Exception) -> Response:
+    if isinstance(exc, NotPermitted) and "api_token" in g:
+        record_refusal(exc, (request.view_args or {}).get("action_id"), actor=_token().actor)
     return contract.error_response(contract.as_api_error(exc))
 
 
@@ -119,6 +123,14 @@ def _no_store(response: Response) -> Response:
 
 def _token() -> TokenIdentity:
     return g.api_token  # type: ignore[no-any-return]
+
+
+def _actor(session: Session) -> Actor:
+    """The token as the permission rules see it: its organisation and its scopes."""
+    token = _token()
+    organisation = session.get(Organisation, token.organisation_id)
+    assert organisation is not None
+    return actor_for_token(organisation, token.scopes, token.actor)
 
 
 @contextmanager
@@ -223,12 +235,12 @@ def end(action_id: str) -> Response:
     checked = contract.check("endAction", {"action_id": action_id})
     with _reader() as session:
         action = _owned(session, checked.params["action_id"])
-        found, current = action.id, action.status
+        found, current, who = action.id, action.status, _actor(session)
     if current != ActionStatus.ACTIVE:
         raise ApiError(409, "action_not_active", NOT_ACTIVE[current])
     outcome, text = checked.body["outcome"], checked.body.get("text")
     ending = end_and_queue(writer(), _queue(), found, outcome, text, now=datetime.now(UTC),
-                           actor=_token().actor)
+                           who=who)
     return jsonify({"id": found, "status": ActionStatus.ENDED.value, "outcome": outcome,
                     "results": ending.results, "withdrawn": ending.withdrawn})
 
@@ -255,14 +267,12 @@ def _idempotency_key(checked: contract.Checked) -> str | None:
 
 
 def _create(body: dict[str, Any]) -> int:
-    """Store the draft in its own committed transaction, so starting it can see it."""
-    token = _token()
+    """Store the draft in its own committed transaction, so starting it can see it; whether
+    the token may make it is the action service's to judge (NotPermitted: 403)."""
     with transaction(writer()) as session:
-        organisation = session.get(Organisation, token.organisation_id)
-        assert organisation is not None
-        draft, errors = _draft(body, organisation)
+        draft, errors = _draft(body)
         try:
-            action = create_action(session, draft, organisation, actor=token.actor)
+            action = create_action(session, draft, _actor(session))
         except ActionInvalid as exc:
             raise ActionInvalid({**exc.errors, **errors}, exc.details) from None
         if errors:
@@ -270,14 +280,9 @@ def _create(body: dict[str, Any]) -> int:
         return action.id
 
 
-def _draft(body: dict[str, Any], organisation: Organisation) -> tuple[ActionDraft, dict[str, str]]:
+def _draft(body: dict[str, Any]) -> tuple[ActionDraft, dict[str, str]]:
     """The draft the body describes, and what is wrong beyond what `create_action` checks."""
     errors: dict[str, str] = {}
-    own = organisation.meldkamer.code if organisation.meldkamer else None
-    asked = body.get("meldkamer")
-    if own and asked and asked != own:
-        errors["meldkamer"] = contract.translate(
-            "Deze organisatie maakt alleen acties van haar eigen meldkamer ({code}).", code=own)
     area = body.get("area") or {}
     if body.get("national") and area:
         errors["area"] = contract.translate("Een landelijke actie heeft geen gebied.")
@@ -285,7 +290,7 @@ def _draft(body: dict[str, Any], organisation: Organisation) -> tuple[ActionDraf
              for name in ("title", "description", "instruction") for lang in ("nl", "en")}
     circle = area.get("type") == "circle"
     draft = ActionDraft(
-        kind=body["kind"], urgency=body.get("urgency"), meldkamer_code=own or asked or "",
+        kind=body["kind"], urgency=body.get("urgency"), meldkamer_code=body.get("meldkamer") or "",
         title_nl=texts["title_nl"] or "", title_en=texts["title_en"] or None,
         description_nl=texts["description_nl"] or "", description_en=texts["description_en"],
         instruction_nl=texts["instruction_nl"] or "", instruction_en=texts["instruction_en"],
@@ -296,8 +301,9 @@ def _draft(body: dict[str, Any], organisation: Organisation) -> tuple[ActionDraf
 
 
 def _start(action_id: int) -> bool:
-    return start_for_request(writer(), _queue(), action_id, now=datetime.now(UTC),
-                             actor=_token().actor)
+    with _reader() as session:
+        who = _actor(session)
+    return start_for_request(writer(), _queue(), action_id, now=datetime.now(UTC), who=who)
 
 
 def _time(value: datetime | None) -> str | None:

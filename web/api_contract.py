@@ -28,6 +28,7 @@ from werkzeug.exceptions import (
 )
 
 from core.errors import BurgernetError
+from core.permissions import NotPermitted
 from outbound.actions import ActionError, ActionInvalid
 from routing.places import PlaceQueryError
 from web.i18n import ENGLISH, LANGUAGES
@@ -292,6 +293,11 @@ def as_api_error(exc: BaseException) -> ApiError:
     errors (with their stable error_id) become HTTP statuses."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, NotPermitted):
+        return ApiError(403, exc.error_id, "Dit valt buiten de bevoegdheid van deze API-sleutel; "
+                        "zie de velden.",
+                        fields={FIELD_NAMES.get(n, n): translate(m) for n, m in exc.errors.items()},
+                        details={FIELD_NAMES.get(n, n): d for n, d in exc.details.items()})
     if isinstance(exc, ActionInvalid):
         return ApiError(422, exc.error_id, "De actie is niet geldig; zie de velden.",
                         fields={FIELD_NAMES.get(n, n): translate(m) for n, m in exc.errors.items()},

@@ -20,8 +20,10 @@ from wtforms.validators import InputRequired, Length
 
 from core import audit
 from core.addresses import client_network
+from core.db import transaction
 from core.models import Action, ActionKind, Role, User
-from web import attempts, db, runtime
+from core.permissions import NotPermitted
+from web import attempts, db, runtime, writer
 from web.i18n import translate
 
 bp = Blueprint("auth", __name__)
@@ -80,6 +82,16 @@ def action_or_404(action_id: int, kinds: Collection[ActionKind] | None = None) -
     if action is None or (kinds is not None and action.kind not in kinds):
         abort(404)
     return action  # type: ignore[no-any-return]
+
+
+def record_refusal(refusal: NotPermitted, action_id: object = None, *,
+                   actor: str | None = None) -> None:
+    """Keep an attempt the permission rules refused in the audit trail, in a transaction of
+    its own (what was attempted was rolled back): by the logged-in user, or ACTOR (a key)."""
+    user = None if actor or not current_user.is_authenticated else acting_user()
+    with transaction(writer()) as session:
+        audit.record(session, "forbidden", "action", action_id, user=user, actor=actor,
+                     ip=request.remote_addr, error=refusal.error_id, reasons=refusal.details)
 
 
 def acting_user() -> User:

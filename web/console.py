@@ -26,6 +26,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from core.db import transaction
 from core.images import CleanImage, store_image
 from core.models import Action, ActionStatus, Role, Tip, User
+from core.permissions import NotPermitted, actor_for_user
 from outbound.actions import (
     ActionDraft,
     ActionInvalid,
@@ -37,7 +38,13 @@ from outbound.fanout import ActionError, preview_action
 from outbound.progress import forecast, progress
 from routing.places import PlaceQueryError, search_places
 from web import db, runtime, writer
-from web.auth import acting_user, action_or_404, roles_required, visible_actions
+from web.auth import (
+    acting_user,
+    action_or_404,
+    record_refusal,
+    roles_required,
+    visible_actions,
+)
 from web.boundaries import BaseLayer, build_base_layer
 from web.console_forms import CONSOLE_KINDS, LABELS, ActionForm, EndForm
 from web.console_live import area_of_form, duration, live_data, local_time, sms_sizes
@@ -99,7 +106,7 @@ def new() -> ResponseReturnValue:
     form = ActionForm.for_user(acting_user())
     if not form.is_submitted():
         return render_template("console/new.html", form=form, errors={})
-    errors = form.check(acting_user())
+    errors = form.check()
     photo: CleanImage | None = None
     try:
         photo = read_upload(request.files.get("photo"))
@@ -116,11 +123,13 @@ def new() -> ResponseReturnValue:
 
 
 class _Refused(Exception):
-    """Rolls the draft's transaction back; ERRORS go to the form."""
+    """Rolls the draft's transaction back; ERRORS go to the form, a REFUSAL of the
+    permission rules to the audit trail."""
 
-    def __init__(self, errors: dict[str, str]) -> None:
+    def __init__(self, errors: dict[str, str], refusal: NotPermitted | None = None) -> None:
         super().__init__(errors)
         self.errors = errors
+        self.refusal = refusal
 
 
 def _store_draft(form: ActionForm, errors: dict[str, str],
@@ -135,7 +144,9 @@ def _store_draft(form: ActionForm, errors: dict[str, str],
             assert user is not None
             try:
                 action = create_action(session, ActionDraft(**form.draft_values()),
-                                       user.organisation, user=user)
+                                       actor_for_user(user))
+            except NotPermitted as exc:
+                raise _Refused({**exc.errors, **errors}, exc) from None
             except ActionInvalid as exc:
                 raise _Refused({**exc.errors, **errors}) from None
             if errors:
@@ -145,6 +156,8 @@ def _store_draft(form: ActionForm, errors: dict[str, str],
                 action.photo_path, action.photo_type = name, photo.content_type
             action_id = action.id
     except _Refused as refused:
+        if refused.refusal is not None:
+            record_refusal(refused.refusal)
         return None, refused.errors
     except BaseException:
         discard(directory, name)
@@ -203,7 +216,12 @@ def start(action_id: int) -> ResponseReturnValue:
         return target
     try:
         started = start_for_request(writer(), connection, action.id, now=_now(),
-                                    user=acting_user())
+                                    who=actor_for_user(acting_user()))
+    except NotPermitted as exc:
+        record_refusal(exc, action.id)
+        for message in exc.errors.values():
+            flash(message, "error")
+        return target
     except redis.RedisError:
         flash("De actie is gestart, maar de wachtrij was niet bereikbaar. De worker verstuurt "
               "de berichten alsnog binnen enkele minuten.", "error")
@@ -235,7 +253,10 @@ def end(action_id: int) -> ResponseReturnValue:
         try:
             end_and_queue(writer(), connection, action.id,  # type: ignore[arg-type]
                           form.outcome.data or "", (form.text.data or "").strip() or None,
-                          now=_now(), user=acting_user())
+                          now=_now(), who=actor_for_user(acting_user()))
+        except NotPermitted as exc:
+            record_refusal(exc, action.id)
+            errors = exc.errors
         except ActionInvalid as exc:
             errors = exc.errors
         except ActionError:

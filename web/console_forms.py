@@ -16,7 +16,8 @@ from wtforms import (
     TextAreaField,
 )
 
-from core.models import ActionKind, Meldkamer, Outcome, Role, Urgency, User
+from core.models import ActionKind, Meldkamer, Outcome, Urgency, User
+from core.permissions import NATIONAL_AMBER, Actor, actor_for_user
 from web import db
 
 #: What this console creates; inquiries and preventive messages have their own pages.
@@ -82,9 +83,11 @@ class AreaFields:
 
 
 class ActionForm(AreaFields, FlaskForm):
-    """A new search action or AMBER Alert; create_action decides what is valid."""
+    """A new search action or AMBER Alert; create_action decides what is valid and what the
+    user may make (it offers only that, but judges what is sent)."""
 
-    kind_choices = [(k.value, LABELS["kind"][k.value]) for k in CONSOLE_KINDS]
+    kind_choices: list[tuple[str, str]] = []
+    national_allowed = False
     urgency_choices = [(u.value, LABELS["urgency"][u.value]) for u in Urgency]
     #: Options are rendered by the template and judged by check() and create_action.
     kind = StringField(default=ActionKind.SUSPECT.value)
@@ -106,25 +109,24 @@ class ActionForm(AreaFields, FlaskForm):
 
     @classmethod
     def for_user(cls, user: User, **kwargs: Any) -> ActionForm:
-        """The form with the meldkamers USER may choose; their organisation's preselected."""
-        choices = meldkamer_choices(user)
-        own = user.organisation.meldkamer.code if user.organisation.meldkamer else None
-        form = cls(meldkamer=own or (choices[0][0] if choices else None), **kwargs)
+        """The form with the kinds and meldkamers USER may choose; their own preselected."""
+        actor = actor_for_user(user)
+        choices = meldkamer_choices(actor)
+        form = cls(meldkamer=actor.meldkamer_code or (choices[0][0] if choices else None),
+                   **kwargs)
         form.meldkamer_choices = choices
+        form.kind_choices = [(k.value, LABELS["kind"][k.value]) for k in CONSOLE_KINDS
+                             if k.value in actor.scopes]
+        form.national_allowed = NATIONAL_AMBER in actor.scopes
         return form
 
-    def check(self, user: User) -> dict[str, str]:
-        """Errors the service does not judge: numbers, the kind, whose meldkamer."""
+    def check(self) -> dict[str, str]:
+        """Errors the service does not judge: numbers, the kinds this page makes."""
         self.validate()
         errors = {name: str(messages[0]) for name, messages in self.errors.items()
                   if name not in {"csrf_token", "photo"} and messages}
         if self.kind.data not in {kind.value for kind in CONSOLE_KINDS}:
             errors["kind"] = "Kies een soort actie."
-        if not self.meldkamer_choices:
-            errors["meldkamer"] = "Uw organisatie heeft geen meldkamer; vraag de beheerder."
-        elif self.meldkamer.data not in {code for code, _name in self.meldkamer_choices}:
-            errors["meldkamer"] = ("Kies een meldkamer." if user.role == Role.ADMIN else
-                                   "U kunt alleen de meldkamer van uw eigen organisatie kiezen.")
         if len(self.polygon.data or "") > POLYGON_MAX_CHARS:
             errors["area"] = "Het getekende gebied heeft te veel punten."
             self.polygon.data = ""
@@ -156,9 +158,10 @@ class EndForm(FlaskForm):
     text = TextAreaField()
 
 
-def meldkamer_choices(user: User) -> list[tuple[str, str]]:
-    """Every meldkamer for an admin; anyone else only their organisation's own."""
+def meldkamer_choices(actor: Actor) -> list[tuple[str, str]]:
+    """The meldkamers ACTOR may name (core.permissions.meldkamer_code): its own, or every one
+    for an admin; none for an organisation without one."""
     statement = select(Meldkamer.code, Meldkamer.name).order_by(Meldkamer.name)
-    if user.role != Role.ADMIN:
-        statement = statement.where(Meldkamer.id == user.organisation.meldkamer_id)
+    if not (actor.unrestricted or actor.any_meldkamer):
+        statement = statement.where(Meldkamer.code == actor.meldkamer_code)
     return [(code, f"{name} ({code})") for code, name in db().execute(statement)]

@@ -26,6 +26,7 @@ from core.models import (
     Outcome,
     User,
 )
+from core.permissions import MUNICIPAL_MARGIN_M, NotPermitted, actor_for_user
 from outbound.actions import (
     ActionInvalid,
     create_action,
@@ -41,7 +42,13 @@ from outbound.inquiry import (
 )
 from outbound.templates import message_text
 from web import db, runtime, writer
-from web.auth import acting_user, action_or_404, roles_required, visible_actions
+from web.auth import (
+    acting_user,
+    action_or_404,
+    record_refusal,
+    roles_required,
+    visible_actions,
+)
 from web.console_forms import LABELS
 from web.console_live import area_of_form, local_time
 from web.i18n import translate
@@ -124,12 +131,21 @@ def edit(action_id: int) -> ResponseReturnValue:
 def _form_page(form: MunicipalForm, kind: ActionKind, errors: dict[str, str],
                replaces: Action | None = None, status: int = 200) -> ResponseReturnValue:
     return render_template("municipal/form.html", form=form, kind=kind.value, errors=errors,
-                           area=form.area_values(), replaces=replaces), status
+                           area=form.area_values(), replaces=replaces,
+                           municipality=_bound_to(), margin=f"{MUNICIPAL_MARGIN_M:.0f}"), status
+
+
+def _bound_to() -> str | None:
+    """The municipality whose boundary the user's areas must keep to, if any."""
+    user = acting_user()
+    if not actor_for_user(user).bounded or user.organisation.municipality is None:
+        return None
+    return user.organisation.municipality.name  # type: ignore[no-any-return]
 
 
 def _save(form: MunicipalForm, kind: ActionKind,
           replaces: Action | None) -> ResponseReturnValue:
-    errors = form.check(kind, acting_user())
+    errors = form.check(kind)
     action_id, errors = _store(form, kind, errors, replaces.id if replaces else None)
     if action_id is None:
         return _form_page(form, kind, errors, replaces, 400)
@@ -164,11 +180,13 @@ def _expired(_error: CSRFError) -> ResponseReturnValue:
 
 
 class _Refused(Exception):
-    """Rolls the draft's transaction back; ERRORS go to the form."""
+    """Rolls the draft's transaction back; ERRORS go to the form, a REFUSAL of the
+    permission rules to the audit trail."""
 
-    def __init__(self, errors: dict[str, str]) -> None:
+    def __init__(self, errors: dict[str, str], refusal: NotPermitted | None = None) -> None:
         super().__init__(errors)
         self.errors = errors
+        self.refusal = refusal
 
 
 def _store(form: MunicipalForm, kind: ActionKind, errors: dict[str, str],
@@ -180,17 +198,19 @@ def _store(form: MunicipalForm, kind: ActionKind, errors: dict[str, str],
             user = session.get(User, current_user.id)
             assert user is not None
             try:
-                action = create_action(session, form.draft(kind, user), user.organisation,
-                                       user=user)
-            except ActionInvalid as exc:
+                action = create_action(session, form.draft(kind), actor_for_user(user))
+            except (ActionInvalid, NotPermitted) as exc:
                 raise _Refused({**{FIELD.get(k, k): v for k, v in exc.errors.items()},
-                                **errors}) from None
+                                **errors}, exc if isinstance(exc, NotPermitted) else None
+                               ) from None
             if errors:
                 raise _Refused(errors)
             if replaces is not None:
                 _discard(session, replaces, user, replaced_by=action.id)
             return action.id, {}
     except _Refused as refused:
+        if refused.refusal is not None:
+            record_refusal(refused.refusal)
         return None, refused.errors
 
 
@@ -266,7 +286,12 @@ def start(action_id: int) -> ResponseReturnValue:
         return target
     try:
         started = start_for_request(writer(), connection, action.id, now=_now(),
-                                    user=acting_user())
+                                    who=actor_for_user(acting_user()))
+    except NotPermitted as exc:
+        record_refusal(exc, action.id)
+        for message in exc.errors.values():
+            flash(message, "error")
+        return target
     except redis.RedisError:
         flash("Het versturen is begonnen, maar de wachtrij was niet bereikbaar. De worker "
               "verstuurt de berichten alsnog binnen enkele minuten.", "error")
@@ -296,7 +321,12 @@ def end(action_id: int) -> ResponseReturnValue:
         return target
     try:
         end_and_queue(writer(), connection, action.id, Outcome.CANCELLED, None, now=_now(),
-                      user=acting_user())
+                      who=actor_for_user(acting_user()))
+    except NotPermitted as exc:
+        record_refusal(exc, action.id)
+        for message in exc.errors.values():
+            flash(message, "error")
+        return target
     except ActionError:
         flash("Dit is al gesloten.", "error")
         return target
@@ -323,7 +353,12 @@ def send_update(action_id: int) -> ResponseReturnValue:
     assert connection is not None
     try:
         update_and_queue(writer(), connection, action.id, form.update_nl.data,
-                         form.update_en.data, now=_now(), user=acting_user())
+                         form.update_en.data, now=_now(), who=actor_for_user(acting_user()))
+    except NotPermitted as exc:
+        record_refusal(exc, action.id)
+        for message in exc.errors.values():
+            flash(message, "error")
+        return target
     except ActionInvalid as exc:
         return _show_page(action, form, exc.errors, 400)
     except ActionError:

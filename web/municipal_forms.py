@@ -9,9 +9,9 @@ from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import HiddenField, SelectField, StringField, TextAreaField
 
-from core.models import Action, ActionKind, Meldkamer, Role, User
+from core.models import Action, ActionKind, Meldkamer, User
+from core.permissions import actor_for_user
 from outbound.actions import ActionDraft
-from outbound.inquiry import meldkamer_for
 from web import db
 from web.console_forms import POLYGON_MAX_CHARS, AreaFields, Number
 
@@ -39,11 +39,13 @@ class MunicipalForm(AreaFields, FlaskForm):
 
     @classmethod
     def for_user(cls, user: User, **kwargs: Any) -> MunicipalForm:
-        """The form; a meldkamer to choose only for an organisation that has none of its own."""
+        """The form; a meldkamer to choose only for whoever may name any (an admin)."""
         form = cls(**kwargs)
-        form.meldkamer.choices = [] if meldkamer_for(user.organisation) else [
+        actor = actor_for_user(user)
+        form.meldkamer.choices = [
             (code, f"{name} ({code})") for code, name in
-            db().execute(select(Meldkamer.code, Meldkamer.name).order_by(Meldkamer.name))]
+            db().execute(select(Meldkamer.code, Meldkamer.name).order_by(Meldkamer.name))
+        ] if actor.unrestricted or actor.any_meldkamer else []
         return form
 
     @classmethod
@@ -57,16 +59,14 @@ class MunicipalForm(AreaFields, FlaskForm):
         form.meldkamer.data = action.meldkamer.code
         return form
 
-    def check(self, kind: ActionKind, user: User) -> dict[str, str]:
-        """Errors create_action does not judge: numbers, the text, the meldkamer."""
+    def check(self, kind: ActionKind) -> dict[str, str]:
+        """Errors create_action does not judge: numbers, the text (whose meldkamer and
+        which area are the permission rules', core.permissions)."""
         self.validate()
         errors = {name: str(messages[0]) for name, messages in self.errors.items()
                   if name != "csrf_token" and messages}
         if not (self.text_nl.data or "").strip():
             errors["text_nl"] = TEXT_MISSING[kind]
-        if meldkamer_for(user.organisation) is None and user.role != Role.ADMIN:
-            errors["meldkamer"] = ("Uw organisatie hoort bij geen meldkamer of gemeente; "
-                                   "vraag de beheerder.")
         if not (self.polygon.data or "").strip() and "lat" not in errors \
                 and "lon" not in errors and (self.lat.data is None or self.lon.data is None):
             errors["area"] = "Klik op de kaart voor het midden van het gebied en geef een straal."
@@ -75,10 +75,8 @@ class MunicipalForm(AreaFields, FlaskForm):
             self.polygon.data = ""
         return errors
 
-    def draft(self, kind: ActionKind, user: User) -> ActionDraft:
-        """The fields as create_action takes them."""
-        own = meldkamer_for(user.organisation)
-
+    def draft(self, kind: ActionKind) -> ActionDraft:
+        """The fields as create_action takes them (no meldkamer chosen: the user's own)."""
         def text(field: Any) -> str:
             return (field.data or "").strip()
 
@@ -86,7 +84,7 @@ class MunicipalForm(AreaFields, FlaskForm):
                            title_en=text(self.title_en) or None,
                            description_nl=text(self.text_nl),
                            description_en=text(self.text_en) or None,
-                           meldkamer_code=own.code if own else (self.meldkamer.data or ""),
+                           meldkamer_code=self.meldkamer.data or "",
                            lat=self.lat.data, lon=self.lon.data, radius_m=self.radius_m.data,
                            polygon=text(self.polygon) or None)
 

@@ -13,10 +13,11 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from wtforms import SelectField, StringField
+from wtforms import SelectField, SelectMultipleField, StringField
 from wtforms.validators import InputRequired, Length
 
 from core.models import Organisation, Role
+from core.permissions import SCOPES, parse_scopes
 from core.targeting import LOCAL_TIME
 from core.tokens import (
     NAME_MAX,
@@ -40,11 +41,20 @@ def _id_or_none(value: object) -> int | None:
         return None
 
 
+#: The Dutch name of each scope (English in admin.toml).
+SCOPE_LABELS = {"suspect": "Verdachte", "vehicle": "Voertuig",
+                "missing_person": "Vermiste persoon", "amber": "AMBER Alert (regionaal)",
+                "neighbourhood_inquiry": "Buurtonderzoek", "preventive": "Preventief bericht",
+                "amber_national": "AMBER Alert (landelijk)"}
+
+
 class TokenForm(FlaskForm):
     organisation = SelectField("Organisatie", coerce=_id_or_none, validate_choice=False)
     name = StringField("Naam", validators=[
         InputRequired("Vul een naam in."),
         Length(max=NAME_MAX, message=f"Te lang: hoogstens {NAME_MAX} tekens.")])
+    #: Judged by core.tokens.check_scopes against the organisation's kind.
+    scopes = SelectMultipleField("Bevoegdheden", validate_choice=False)
 
 
 class RevokeForm(FlaskForm):
@@ -60,14 +70,17 @@ def _form() -> TokenForm:
     form = TokenForm()
     organisations = db().scalars(select(Organisation).order_by(Organisation.name)).all()
     form.organisation.choices = [(o.id, o.name) for o in organisations]
+    form.scopes.choices = [(scope, SCOPE_LABELS[scope]) for scope in SCOPES]
     return form
 
 
 def _page(form: TokenForm, status: int = 200, new_token: str | None = None,
-          new_name: str | None = None) -> ResponseReturnValue:
+          new_name: str | None = None, new_scopes: str = "") -> ResponseReturnValue:
     response = render_template("tokens/index.html", form=form, tokens=list_tokens(db()),
-                               local_time=local_time,
-                               new_token=new_token, new_name=new_name)
+                               local_time=local_time, scope_labels=SCOPE_LABELS,
+                               parse_scopes=parse_scopes, scope_order=SCOPES,
+                               new_token=new_token, new_name=new_name,
+                               new_scopes=parse_scopes(new_scopes))
     # The page may carry a secret shown once: no cache may keep it.
     return response, status, {"Cache-Control": "no-store"}
 
@@ -94,18 +107,22 @@ def create() -> ResponseReturnValue:
         return _page(form, 400)
     try:
         token, plain = create_token(session, organisation, form.name.data,
-                                    now=datetime.now(UTC), user=current_user,
-                                    ip=request.remote_addr)
+                                    now=datetime.now(UTC), scopes=form.scopes.data,
+                                    user=current_user, ip=request.remote_addr)
     except TokenInvalid as exc:
-        form.name.errors = [*form.name.errors, *exc.errors.values()]
+        form.name.errors = [*form.name.errors, *(message for field, message
+                                                 in exc.errors.items() if field == "name")]
+        form.scopes.errors = [message for field, message in exc.errors.items()
+                              if field == "scopes"]
         return _page(form, 400)
     name = f"{token.name} ({organisation.name})"
-    return _page(_blank_form(), 201, new_token=plain, new_name=name)
+    return _page(_blank_form(), 201, new_token=plain, new_name=name, new_scopes=token.scopes)
 
 
 def _blank_form() -> TokenForm:
     form = _form()
     form.name.data = ""
+    form.scopes.data = []
     return form
 
 

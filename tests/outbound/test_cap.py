@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.errors import ConfigError
 from core.geo import national_area
 from core.models import Action, Organisation, OrganisationKind
+from core.permissions import actor_for_organisation
 from core.settings import Settings
 from outbound import cap
 from outbound.actions import ActionDraft, create_action, end_and_queue, start_and_queue
@@ -129,7 +130,7 @@ def publish(db: Session, sessions: sessionmaker[Session], redis_client: redis.Re
             fields.setdefault("lat", 52.0907)
             fields.setdefault("lon", 5.1214)
             fields.setdefault("radius_m", 3000)
-        action = create_action(db, ActionDraft(**fields), organisation)
+        action = create_action(db, ActionDraft(**fields), actor_for_organisation(organisation))
         db.commit()
         start_and_queue(sessions, redis_client, action.id, now=start)
         return reload(db, action.id)
@@ -343,7 +344,7 @@ def test_only_started_search_actions_and_amber_alerts_are_public(
     preventive = publish(kind="preventive", title_nl="Let op inbraken")
     draft = create_action(db, ActionDraft(kind="suspect", title_nl="Nog niet gestart",
                                           meldkamer_code="MN", lat=52.09, lon=5.12,
-                                          radius_m=1000), organisation)
+                                          radius_m=1000), actor_for_organisation(organisation))
     db.commit()
     public = {a.id for a in cap.public_actions(db, now, KEEP)}
     assert {running.id, amber.id, ended.id} <= public

@@ -46,12 +46,14 @@ MakeToken = Callable[..., str]
 
 @pytest.fixture
 def make_token(sessions: sessionmaker[Session]) -> MakeToken:
-    """A plain API token for the organisation named ORGANISATION."""
+    """A plain API token for the organisation named ORGANISATION, with SCOPES (none: the
+    defaults of its kind)."""
 
-    def make(organisation: str = MN, name: str = "GMS") -> str:
+    def make(organisation: str = MN, name: str = "GMS", scopes: tuple[str, ...] = ()) -> str:
         with transaction(sessions) as session:
             org = session.scalar(select(Organisation).where(Organisation.name == organisation))
-            _token, plain = create_token(session, org, name, now=datetime.now(UTC))
+            _token, plain = create_token(session, org, name, now=datetime.now(UTC),
+                                         scopes=scopes)
         return plain
 
     return make
@@ -93,7 +95,7 @@ def test_the_documents_own_examples_are_valid_and_create_actions(
         client: FlaskClient, make_token: MakeToken) -> None:
     operation = api_contract.document()["paths"]["/actions"]["post"]
     examples = operation["requestBody"]["content"]["application/json"]["examples"]
-    plain = make_token(MN, "voorbeeld")
+    plain = make_token(MN, "voorbeeld", ("suspect", "vehicle", "amber", "amber_national"))
     for name, example in examples.items():
         response = create(client, plain, example["value"])
         assert response.status_code == 201, (name, response.get_json())
@@ -184,9 +186,12 @@ def test_an_organisation_with_a_meldkamer_may_not_name_another(client: FlaskClie
     response = create(client, token, {**DRAFT, "meldkamer": "RO", "title": {"nl": ""}})
     assert response.status_code == 400  # the empty title breaks the document first
     response = create(client, token, {**DRAFT, "meldkamer": "RO"})
-    assert response.status_code == 422
-    assert response.get_json()["error"]["fields"] == {
-        "meldkamer": "Deze organisatie maakt alleen acties van haar eigen meldkamer (MN)."}
+    assert response.status_code == 403
+    error = response.get_json()["error"]
+    assert error["id"] == "action_not_permitted"
+    assert error["fields"] == {
+        "meldkamer": "Deze organisatie maakt alleen acties van haar eigen meldkamer."}
+    assert error["details"] == {"meldkamer": "RO is not MN, the organisation's own"}
     own = create(client, token, {**DRAFT, "meldkamer": "MN"})
     assert own.status_code == 201 and own.get_json()["meldkamer"] == "MN"
 
@@ -385,7 +390,8 @@ def test_messages_are_english_when_asked(client: FlaskClient, token: str) -> Non
 
 
 def test_the_action_services_own_checks_come_back_per_field(client: FlaskClient,
-                                                           token: str) -> None:
+                                                           make_token: MakeToken) -> None:
+    token = make_token(MN, "GMS", ("suspect", "amber", "amber_national"))
     response = create(client, token, {**DRAFT, "area": OPEN_RING})
     assert response.status_code == 422
     error = response.get_json()["error"]
@@ -495,7 +501,8 @@ def test_every_message_the_api_can_give_has_an_english_translation() -> None:
     from web.i18n import ENGLISH
 
     dutch = set(api_contract.MESSAGES.values()) | _domain_messages("outbound/actions.py") \
-        | _domain_messages("web/api.py")
+        | _domain_messages("web/api.py") | _domain_messages("core/permissions.py") \
+        | _domain_messages("core/tokens.py")
     for module in ("web/api.py", "web/api_contract.py", "web/api_idempotency.py"):
         dutch |= _dutch_literals(module, {"ApiError"}, 2)
         dutch |= _dutch_literals(module, {"translate"}, 0)

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.models import Action, Organisation
+from core.permissions import actor_for_organisation
 from outbound import cap
 from outbound.actions import ActionDraft, create_action, end_and_queue, start_and_queue
 from tests.outbound.test_cap import assert_conforms
@@ -35,7 +36,8 @@ def publish(app, sessions: sessionmaker[Session], redis_client: redis.Redis):
         with sessions() as session:
             org = session.scalar(select(Organisation).where(
                 Organisation.name == "Politie Midden-Nederland"))
-            action_id = create_action(session, ActionDraft(**fields), org).id
+            action_id = create_action(session, ActionDraft(**fields),
+                                      actor_for_organisation(org)).id
             session.commit()
         if ago is not None:
             start_and_queue(sessions, redis_client, action_id, now=datetime.now(UTC) - ago)

@@ -193,7 +193,7 @@ def test_the_form_preselects_the_own_meldkamer_and_offers_no_other(centralist):
 def test_a_centralist_cannot_choose_another_meldkamer(centralist, db):
     before = db.scalar(select(func.count(Action.id)))
     page = create(centralist, meldkamer="RT").get_data(as_text=True)
-    assert "U kunt alleen de meldkamer van uw eigen organisatie kiezen." in page
+    assert "Deze organisatie maakt alleen acties van haar eigen meldkamer." in page
     assert db.scalar(select(func.count(Action.id))) == before
 
 

@@ -39,6 +39,7 @@ from core.models import (
     User,
     channel_mask,
 )
+from core.permissions import SCOPES, Actor, actor_for_organisation
 from core.redis_server import free_port
 from core.settings import Settings
 from outbound.actions import ActionDraft, create_action
@@ -76,6 +77,13 @@ def quiet_now() -> list[str]:
     local = datetime.now(ZoneInfo("Europe/Amsterdam"))
     return [(local - timedelta(hours=1)).strftime("%H:%M"),
             (local + timedelta(hours=2)).strftime("%H:%M")]
+
+
+def unrestricted(organisation: Organisation) -> Actor:
+    """Someone who may make anything for ORGANISATION: how a row from before the permission
+    rules, or an administrator's, comes about."""
+    return Actor(organisation.id, organisation.kind, frozenset(SCOPES), any_meldkamer=True,
+                 unrestricted=True, name="test")
 
 
 def form_data(client: FlaskClient, path: str, **values: str) -> dict[str, str]:
@@ -146,7 +154,7 @@ def test_the_menu_entry_lists_the_organisations_inquiries_and_messages(
     police = db.scalar(select(Organisation).where(Organisation.name == "Politie Midden-Nederland"))
     theirs = create_action(db, ActionDraft(kind="neighbourhood_inquiry", title_nl="Van de politie",
                                            meldkamer_code="MN", lat=CENTRE[0], lon=CENTRE[1],
-                                           radius_m=500), police)
+                                           radius_m=500), actor_for_organisation(police))
     db.commit()
     home = officer.get("/").get_data(as_text=True)
     assert 'href="/gemeente/"' in home and "Buurtonderzoek en berichten" in home
@@ -228,11 +236,11 @@ def test_another_organisations_inquiry_and_any_search_action_are_not_found(
     police = db.scalar(select(Organisation).where(Organisation.name == "Politie Midden-Nederland"))
     inquiry = create_action(db, ActionDraft(kind="neighbourhood_inquiry", title_nl="Elders",
                                             meldkamer_code="MN", lat=CENTRE[0], lon=CENTRE[1],
-                                            radius_m=500), police)
+                                            radius_m=500), actor_for_organisation(police))
     utrecht = db.scalar(select(Organisation).where(Organisation.name == "Gemeente Utrecht"))
     search = create_action(db, ActionDraft(kind="suspect", title_nl="Zoekactie",
                                            meldkamer_code="MN", lat=CENTRE[0], lon=CENTRE[1],
-                                           radius_m=500), utrecht)
+                                           radius_m=500), unrestricted(utrecht))
     db.commit()
     own = create(officer)
     for action_id in (inquiry.id, search.id):

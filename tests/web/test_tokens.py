@@ -157,3 +157,66 @@ def test_the_cli_makes_a_key_that_works_on_the_api(cli_env: dict[str, str]) -> N
     assert "revoked" in revoked.stdout
     assert app.test_client().get("/api/v1/actions", headers={
         "Authorization": f"Bearer {plain}"}).status_code == 401
+
+
+# --- scopes ---------------------------------------------------------------------------------
+
+UTRECHT = "Gemeente Utrecht"
+
+
+def _create_with(client: FlaskClient, db: Session, name: str, organisation: str,
+                 scopes: list[str]):
+    return client.post(PAGE, data={"csrf_token": csrf_token(client, PAGE), "name": name,
+                                   "organisation": _organisation_id(db, organisation),
+                                   "scopes": scopes})
+
+
+def test_an_admin_chooses_a_keys_scopes_within_what_its_organisation_may(
+        client: FlaskClient, db: Session) -> None:
+    login_as(client, "admin")
+    form = client.get(PAGE).get_data(as_text=True)
+    assert 'id="scope-amber_national"' in form and "Niets aangevinkt" in form
+    made = _create_with(client, db, "Landelijk", MN, ["suspect", "amber", "amber_national"])
+    assert made.status_code == 201
+    assert "Verdachte, AMBER Alert (regionaal), AMBER Alert (landelijk)" in made.get_data(
+        as_text=True)
+    assert db.scalar(select(ApiToken.scopes).where(ApiToken.name == "Landelijk")) == \
+        "suspect amber amber_national"
+    refused = _create_with(client, db, "Gemeente-app", UTRECHT, ["preventive", "amber"])
+    assert refused.status_code == 400
+    page = refused.get_data(as_text=True)
+    assert "Deze soort organisatie kan niet alle gekozen bevoegdheden krijgen." in page
+    assert 'id="scope-amber" value="amber" checked' in page  # what was ticked stays
+    assert db.scalar(select(ApiToken.id).where(ApiToken.name == "Gemeente-app")) is None
+    assert _create_with(client, db, "Gemeente-app", UTRECHT, []).status_code == 201
+    assert db.scalar(select(ApiToken.scopes).where(ApiToken.name == "Gemeente-app")) == \
+        "neighbourhood_inquiry preventive"
+    listing = client.get(PAGE + "?lang=en").get_data(as_text=True)
+    assert "Neighbourhood inquiry, Preventive message" in listing and "Permissions" in listing
+
+
+def test_the_cli_gives_scopes_and_changes_them(cli_env: dict[str, str]) -> None:
+    runner = CliRunner(mix_stderr=False)
+    made = runner.invoke(main, ["api", "token", "create", "--organisation", MN, "--name", "GMS"],
+                         env=cli_env)
+    assert made.exit_code == 0 and "scopes: suspect vehicle missing_person amber" in made.stderr
+    plain = made.stdout.strip()
+    app = create_app(Settings.from_env(cli_env))
+    amber = {"kind": "amber", "title": {"nl": "Vermist kind"}, "national": True}
+    headers = {"Authorization": f"Bearer {plain}"}
+    assert app.test_client().post("/api/v1/actions", headers=headers,
+                                  json=amber).status_code == 403
+    granted = runner.invoke(main, ["api", "token", "scopes", "1", "--scope", "amber",
+                                   "--scope", "amber_national"], env=cli_env)
+    assert granted.exit_code == 0 and "amber amber_national" in granted.stdout
+    assert app.test_client().post("/api/v1/actions", headers=headers,
+                                  json=amber).status_code == 201
+    listed = runner.invoke(main, ["api", "token", "list"], env=cli_env)
+    assert "scopes: amber amber_national" in listed.stdout
+    refused = runner.invoke(main, ["api", "token", "create", "--organisation", UTRECHT,
+                                   "--name", "x", "--scope", "amber"], env=cli_env)
+    assert refused.exit_code == 1
+    assert "a municipality organisation cannot get amber" in refused.stderr
+    unknown = runner.invoke(main, ["api", "token", "create", "--organisation", MN,
+                                   "--name", "y", "--scope", "everything"], env=cli_env)
+    assert unknown.exit_code == 2  # click names the choices
