@@ -266,8 +266,8 @@ def _participant(pid: int, number: int, rng: random.Random, now: datetime) -> tu
     if rng.random() < 0.45:
         channels.add(Channel.PUSH)
     roll = rng.random()
-    status = (ParticipantStatus.VERIFIED if roll < 0.94 else
-              ParticipantStatus.PENDING if roll < 0.98 else ParticipantStatus.STOPPED)
+    # No pending sign-ups: the workers erase those once their code has expired.
+    status = ParticipantStatus.VERIFIED if roll < 0.96 else ParticipantStatus.STOPPED
     joined = now - timedelta(days=rng.uniform(1, 3650))
     quiet = ({c.value: ["23:00", "07:00"] for c in channels} if rng.random() < 0.25 else {})
     return (
@@ -279,7 +279,7 @@ def _participant(pid: int, number: int, rng: random.Random, now: datetime) -> tu
         quiet,
         status.value,
         joined,
-        joined if status != ParticipantStatus.PENDING else None,
+        joined,
         now if status == ParticipantStatus.STOPPED else None,
         joined,
     )

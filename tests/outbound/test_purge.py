@@ -54,7 +54,7 @@ def test_a_worker_round_erases_an_expired_sign_up_and_its_demo_messages(
     assert [json.loads(line)["to"] for line in outbox.read_text().splitlines()] == [fresh.phone]
 
 
-def test_burgernet_purge_erases_the_demo_s_unconfirmed_sign_ups_and_a_second_run_none(
+def test_burgernet_purge_erases_expired_sign_ups_beside_the_demo_and_a_second_run_none(
         tmp_path: Path, new_database_url: Callable[[], str],
         redis_server: EmbeddedRedis) -> None:
     url = new_database_url()
@@ -67,16 +67,22 @@ def test_burgernet_purge_erases_the_demo_s_unconfirmed_sign_ups_and_a_second_run
         return result.output
 
     run("load-reference")
-    run("seed-demo", "--participants", "1000")
+    run("seed-demo", "--participants", "500")
     engine = make_engine(url)
-    with Session(engine) as db:
-        pending, total = _pending(db), db.scalar(select(func.count(Participant.id)))
-    assert pending > 0
-    assert run("purge").strip() == f"{pending} unconfirmed sign-up(s) erased"
+    now = datetime.now(UTC)  # the command reads the clock; the codes are far from the edge
+    with transaction(session_factory(engine)) as db:
+        assert _pending(db) == 0  # the demo has no sign-ups waiting for a code
+        total = db.scalar(select(func.count(Participant.id)))
+        for n, expires in enumerate([-50, -50, -50, 9]):
+            db.add(Participant(phone=f"+316123400{n:02d}", status=ParticipantStatus.PENDING,
+                               created_at=now - timedelta(hours=1), code_hash="x" * 64,
+                               code_expires_at=now + timedelta(minutes=expires),
+                               quiet_hours={}))
+    assert run("purge").strip() == "3 unconfirmed sign-up(s) erased"
     assert run("purge").strip() == "0 unconfirmed sign-up(s) erased"
     with Session(engine) as db:
-        assert _pending(db) == 0
-        assert db.scalar(select(func.count(Participant.id))) == total - pending
+        assert _pending(db) == 1
+        assert db.scalar(select(func.count(Participant.id))) == total + 1
     engine.dispose()
 
 
