@@ -22,13 +22,17 @@ bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
 
 def signed() -> bool:
-    """Twilio signs the public URL it called plus the form fields with our auth token."""
+    """Twilio signs the public URL it called plus the form fields with our auth token.
+
+    The whole form goes to the validator: a name may come more than once, and Twilio signs
+    every value of it (a plain dict would keep only the first, and refuse a genuine request).
+    """
     token = runtime().settings.twilio_auth_token
     if not token:
         return False
     url = runtime().settings.public_url + request.full_path.rstrip("?")
     signature = request.headers.get("X-Twilio-Signature", "")
-    return RequestValidator(token).validate(url, request.form.to_dict(), signature)
+    return RequestValidator(token).validate(url, request.form, signature)
 
 
 def signed_only(view: Callable[..., Response]) -> Callable[..., Response]:

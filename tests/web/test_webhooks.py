@@ -6,6 +6,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 from twilio.request_validator import RequestValidator
+from werkzeug.datastructures import MultiDict
 
 from core.models import (
     Action,
@@ -169,3 +170,30 @@ def test_a_late_repeat_is_not_kept_for_later(client, db, delivery, redis_client)
     _post(client, {"MessageSid": delivery.provider_id, "MessageStatus": "delivered"})
     _post(client, {"MessageSid": delivery.provider_id, "MessageStatus": "sent"})
     assert not redis_client.keys("early-status:*")
+
+
+# --- every value of a repeated parameter is signed ----------------------------------------
+
+def _post_multi(client: FlaskClient, signed: MultiDict, sent: MultiDict | None = None):
+    """Signed by the official validator over every value, as Twilio signs a repeated name."""
+    signature = RequestValidator(AUTH_TOKEN).compute_signature("https://bn.example" + URL, signed)
+    return client.post(URL, data=sent if sent is not None else signed,
+                       headers={"X-Twilio-Signature": signature})
+
+
+def test_a_signed_request_with_a_repeated_parameter_is_taken(client, db, delivery) -> None:
+    params = MultiDict([("MessageSid", delivery.provider_id), ("MessageStatus", "delivered"),
+                        ("Tag", "alpha"), ("Tag", "beta")])
+    assert _post_multi(client, params).status_code == 204
+    db.refresh(delivery)
+    assert delivery.status == DeliveryStatus.DELIVERED
+
+
+def test_a_changed_second_value_of_a_repeated_parameter_is_refused(client, db, delivery) -> None:
+    signed = MultiDict([("MessageSid", delivery.provider_id), ("MessageStatus", "delivered"),
+                        ("Tag", "alpha"), ("Tag", "beta")])
+    forged = MultiDict([("MessageSid", delivery.provider_id), ("MessageStatus", "delivered"),
+                        ("Tag", "alpha"), ("Tag", "gamma")])
+    assert _post_multi(client, signed, forged).status_code == 403
+    db.refresh(delivery)
+    assert delivery.status == DeliveryStatus.SENT
