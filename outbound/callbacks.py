@@ -22,12 +22,17 @@ RANK = {DeliveryStatus.QUEUED: 0, DeliveryStatus.SENDING: 1, DeliveryStatus.SENT
         DeliveryStatus.SKIPPED: 3}
 FINAL = {s for s, rank in RANK.items() if rank == 3}
 
-#: Twilio's MessageStatus and CallStatus values, as our states.
+#: Twilio's MessageStatus and CallStatus values, as our states (None: no move). The lists are
+#: those of Twilio's Message and Call resources (the official client's MessageInstance.Status
+#: and CallInstance.Status) and of its call progress events. partially_delivered says the
+#: carrier took the message but only some of it arrived: sent, not confirmed, and not a
+#: failure that a retry would repeat. receiving and received are states of inbound messages.
 TWILIO = {
     "queued": None, "accepted": None, "scheduled": None, "sending": None,
     "sent": DeliveryStatus.SENT, "delivered": DeliveryStatus.DELIVERED,
     "read": DeliveryStatus.DELIVERED, "undelivered": DeliveryStatus.FAILED,
     "failed": DeliveryStatus.FAILED, "canceled": DeliveryStatus.FAILED,
+    "partially_delivered": DeliveryStatus.SENT, "receiving": None, "received": None,
     "initiated": None, "ringing": DeliveryStatus.SENT, "in-progress": DeliveryStatus.ANSWERED,
     "answered": DeliveryStatus.ANSWERED, "completed": DeliveryStatus.ANSWERED,
     "busy": DeliveryStatus.FAILED, "no-answer": DeliveryStatus.FAILED,
@@ -35,7 +40,7 @@ TWILIO = {
 
 
 class UnknownStatus(ValueError):
-    """A status value this provider does not document."""
+    """A status value this provider does not document (yet): logged and otherwise ignored."""
 
 
 #: Call outcomes worth another try: the person may answer next time.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
@@ -18,6 +19,7 @@ from outbound.jobs import schedule
 from outbound.runtime import call_slots, call_token
 from web import csrf, db, runtime
 
+log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
 
@@ -49,7 +51,10 @@ def signed_only(view: Callable[..., Response]) -> Callable[..., Response]:
 @csrf.exempt
 @signed_only
 def twilio_status() -> Response:
-    """MessageStatus / CallStatus callbacks: 204 when taken, 403 forged, 400 malformed."""
+    """MessageStatus / CallStatus callbacks: 204 when taken, 403 forged, 400 malformed.
+
+    A status Twilio may add later is logged and answered 204 without moving anything: a 4xx
+    would only make the provider send it again and again."""
     provider_id = request.form.get("MessageSid") or request.form.get("CallSid")
     value = request.form.get("MessageStatus") or request.form.get("CallStatus")
     if not provider_id or not value:
@@ -59,7 +64,8 @@ def twilio_status() -> Response:
         again = apply_or_keep(db(write=True), runtime().redis, provider_id, value,
                               datetime.now(UTC), error=request.form.get("ErrorCode"))
     except UnknownStatus:
-        return Response(f"unknown status {value!r}\n", status=400, mimetype="text/plain")
+        log.warning("unknown status %r for %s ignored", value[:40], provider_id[:64])
+        return Response(status=204)
     if request.form.get("CallSid") and value in CALL_ENDED:
         call_ended(db(), datetime.now(UTC), call_id=provider_id)
     if request.form.get("CallSid") and value in CALL_ENDED and runtime().redis is not None:

@@ -6,6 +6,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 from twilio.request_validator import RequestValidator
+from twilio.rest.api.v2010.account.call import CallInstance
+from twilio.rest.api.v2010.account.message import MessageInstance
 from werkzeug.datastructures import MultiDict
 
 from core.models import (
@@ -93,7 +95,6 @@ def test_a_callback_signed_with_another_token_is_refused(client, delivery) -> No
 
 @pytest.mark.parametrize(("params", "status"), [
     ({"MessageStatus": "delivered"}, 400),
-    ({"MessageSid": "SMx", "MessageStatus": "exploded"}, 400),
     ({"MessageSid": "SM-unknown", "MessageStatus": "delivered"}, 204),
 ])
 def test_malformed_callbacks_get_a_clear_answer(client, params, status) -> None:
@@ -197,3 +198,57 @@ def test_a_changed_second_value_of_a_repeated_parameter_is_refused(client, db, d
     assert _post_multi(client, signed, forged).status_code == 403
     db.refresh(delivery)
     assert delivery.status == DeliveryStatus.SENT
+
+
+# --- every status Twilio documents is taken; an unknown one is logged, not refused --------
+
+#: The Message and Call resources' status enums, as the official twilio package defines them,
+#: plus the call progress events a status callback may carry (initiated, ringing, answered).
+MESSAGE_STATUSES = sorted(v for k, v in vars(MessageInstance.Status).items() if k.isupper())
+CALL_STATUSES = sorted({v for k, v in vars(CallInstance.Status).items() if k.isupper()}
+                       | {"initiated", "ringing", "in-progress", "completed"})
+
+
+def test_the_documented_statuses_are_the_ones_twilio_documents() -> None:
+    assert {"partially_delivered", "receiving", "received", "accepted", "scheduled", "read",
+            "canceled"} <= set(MESSAGE_STATUSES)
+    assert {"queued", "initiated", "ringing", "in-progress", "completed", "busy", "failed",
+            "no-answer", "canceled"} <= set(CALL_STATUSES)
+
+
+@pytest.mark.parametrize("value", MESSAGE_STATUSES)
+def test_every_message_status_is_taken(client, delivery, value, caplog) -> None:
+    answer = _post(client, {"MessageSid": delivery.provider_id, "MessageStatus": value})
+    assert answer.status_code == 204
+    assert "unknown status" not in caplog.text
+
+
+@pytest.mark.parametrize("value", CALL_STATUSES)
+def test_every_call_status_is_taken(client, db, delivery, value, caplog) -> None:
+    delivery.channel, delivery.provider_id = Channel.VOICE, "CA" + "e" * 32
+    db.commit()
+    answer = _post(client, {"CallSid": delivery.provider_id, "CallStatus": value})
+    assert answer.status_code == 204
+    assert "unknown status" not in caplog.text
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("partially_delivered", DeliveryStatus.SENT), ("receiving", DeliveryStatus.SENDING),
+    ("received", DeliveryStatus.SENDING), ("read", DeliveryStatus.DELIVERED),
+    ("canceled", DeliveryStatus.FAILED)])
+def test_what_each_newer_message_status_does(client, db, delivery, value, expected) -> None:
+    delivery.status = DeliveryStatus.SENDING
+    db.commit()
+    _post(client, {"MessageSid": delivery.provider_id, "MessageStatus": value})
+    db.refresh(delivery)
+    assert delivery.status == expected
+
+
+def test_an_unknown_future_status_is_logged_and_answered_2xx_without_moving(
+        client, db, delivery, redis_client, caplog) -> None:
+    answer = _post(client, {"MessageSid": delivery.provider_id, "MessageStatus": "exploded"})
+    assert answer.status_code == 204  # not 4xx: the provider would retry it forever
+    db.refresh(delivery)
+    assert delivery.status == DeliveryStatus.SENT
+    assert "unknown status 'exploded'" in caplog.text
+    assert not redis_client.keys("early-status:*")
