@@ -78,12 +78,14 @@ REASONS = {
 
 @dataclass(frozen=True)
 class Incoming:
-    """What the transport knows about a new call on the free number."""
+    """What the transport knows about a new call on the free number; CALLER_NATIONAL as in
+    `RouteRequest`."""
 
     transport: str
     call_id: str | None
     caller: str | None
     called: str | None
+    caller_national: str | None = None
     pidf: str | bytes | None = None
     content_type: str | None = None
     geolocation_header: str | None = None
@@ -111,7 +113,8 @@ class Flows:
     def start_free(self, call: Incoming) -> Turn:
         """A call on the free number: route it at once, then greet."""
         decision = resolve(self.session, RouteRequest(
-            caller=call.caller, called=call.called, lat=call.lat, lon=call.lon, pidf=call.pidf,
+            caller=call.caller, caller_national=call.caller_national, called=call.called,
+            lat=call.lat, lon=call.lon, pidf=call.pidf,
             content_type=call.content_type, geolocation_header=call.geolocation_header),
             self.clock(), national_fallback=self.national_fallback)
         now = self.clock()

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from core import participants
 from core.images import MAX_BYTES, ImageRejected, clean_image, store_image
 from core.models import Language, Participant, ParticipantStatus, Tip
-from core.phone import PhoneNumberError, normalize
+from routing.caller import parse_caller
 from routing.resolve import recent_action
 
 STOP_WORDS = frozenset({"STOP", "STOPPEN", "AFMELDEN", "UITSCHRIJVEN", "UNSUBSCRIBE", "CANCEL",
@@ -78,12 +78,14 @@ class MediaRejected(ValueError):
 
 def handle_sms(session: Session, sender: str, body: str, *, now: datetime, free_number: str,
                media: list[Media] | None = None, media_dir: Path | None = None,
-               recent: timedelta = timedelta(hours=6)) -> SmsResult:
-    """Act on one inbound SMS or MMS from SENDER."""
-    try:
-        phone = normalize(sender)
-    except PhoneNumberError:
-        phone = None
+               recent: timedelta = timedelta(hours=6),
+               sender_national: str | None = None) -> SmsResult:
+    """Act on one inbound SMS or MMS from SENDER.
+
+    SENDER is read as `routing.caller.parse_caller` reads a caller ID: international only,
+    unless SENDER_NATIONAL says the transport sends national numbers (Twilio does not), so a
+    "612345678" never stops or speaks for the participant +31612345678."""
+    phone = parse_caller(sender, sender_national)
     participant = (session.scalar(select(Participant).where(Participant.phone == phone))
                    if phone else None)
     language = (Language(participant.language).value if participant else "nl")

@@ -223,6 +223,17 @@ def test_stop_and_start_by_sms_in_dutch_and_english(client, db, voice_delivery):
     assert "niet aangemeld" in sms(client, "+31690009999", "STOP")
 
 
+@pytest.mark.parametrize("sender", ["690005151", "31690005151", "0690005151"])
+def test_a_sender_without_a_country_code_is_nobody(client, db, voice_delivery, sender):
+    """Twilio sends From in E.164; these are not read as the participant +31690005151."""
+    person = db.get(Participant, voice_delivery.participant_id)
+    assert "niet aangemeld" in sms(client, sender, "STOP")
+    assert "niet aan een Burgernet-actie" in sms(client, sender, "Man met rode jas")
+    db.refresh(person)
+    assert person.status == ParticipantStatus.VERIFIED
+    assert db.scalar(select(Tip.id).where(Tip.action_id == voice_delivery.action_id)) is None
+
+
 def test_a_text_becomes_a_tip_on_the_action_the_participant_was_sent(client, db,
                                                                     voice_delivery):
     reply = sms(client, "+31690005151", "Man met rode jas loopt richting station.")
