@@ -2,6 +2,8 @@
 
 Callbacks arrive at two or three times the send rate, out of order and sometimes twice; each
 is one indexed UPDATE guarded by the current state, so a late or repeated one changes nothing.
+Only a delivery that is out (sending or further) moves: one queued again for another try
+still carries the id of its last attempt, whose replayed callbacks must not touch the new one.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def apply_status(session: Session, provider_id: str, value: str, now: datetime,
     target = TWILIO[value]
     if target is None:
         return []
-    lower = [s for s, rank in RANK.items() if rank < RANK[target]]
+    lower = [s for s, rank in RANK.items() if 0 < rank < RANK[target]]
     if target == DeliveryStatus.FAILED:
         delivery = session.scalar(select(Delivery).where(Delivery.provider_id == provider_id,
                                                          Delivery.status.in_(lower))

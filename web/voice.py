@@ -11,6 +11,7 @@ call on: if anything fails inside, the call is put through to the national fallb
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,12 +24,12 @@ from twilio.twiml.voice_response import VoiceResponse
 from core.models import Delivery
 from core.reference import load_meldkamer_config
 from ivr.flows import Flows, Incoming
-from ivr.inbound_sms import MAX_MEDIA_BYTES, Media, handle_sms
+from ivr.inbound_sms import MAX_MEDIA_BYTES, Media, handle_sms, seen
 from ivr.steps import CallState, DialResult, Digits, FlowError, Say
 from ivr.twiml import TwimlUrls, render, render_says
 from outbound.templates import message_text
 from web import csrf, db, runtime
-from web.webhooks import signed_only
+from web.webhooks import first_time, signed_only
 
 log = logging.getLogger(__name__)
 bp = Blueprint("voice", __name__, url_prefix="/webhooks/twilio")
@@ -187,18 +188,29 @@ def sound(key: str) -> Response:
 @csrf.exempt
 @signed_only
 def sms() -> Response:
-    """An inbound SMS or MMS: STOP / START / HELP, or a tip (with photos) on an action."""
-    sender = request.form.get("From", "")
-    body = request.form.get("Body", "")[:5000]
-    media, failed = _fetch_media(request.form)
-    settings = runtime().settings
-    result = handle_sms(db(write=True), sender, body, now=datetime.now(UTC),
-                        free_number=settings.free_number, media=media,
-                        media_dir=settings.var_dir / "media" / "tips")
+    """An inbound SMS or MMS: STOP / START / HELP, or a tip (with photos) on an action.
+
+    A message taken before (the same MessageSid) is answered with an empty response: no
+    second tip, no second reply SMS (`ivr.inbound_sms`)."""
+    message_sid = request.form.get("MessageSid", "")[:64] or None
+    with first_time("sms", message_sid) if message_sid else nullcontext(True) as fresh:
+        if not fresh or (message_sid and seen(db(write=True), message_sid)):
+            log.info("inbound sms %s repeated; nothing done", message_sid)
+            return _twiml(str(MessagingResponse()))
+        sender = request.form.get("From", "")
+        body = request.form.get("Body", "")[:5000]
+        media, failed = _fetch_media(request.form)
+        settings = runtime().settings
+        result = handle_sms(db(write=True), sender, body, now=datetime.now(UTC),
+                            free_number=settings.free_number, media=media,
+                            media_dir=settings.var_dir / "media" / "tips",
+                            message_sid=message_sid)
+        db().commit()
     log.info("inbound sms: %s (%d tip(s), %d attachment(s) refused)", result.outcome,
              len(result.tip_ids), result.rejected_media + failed)
     response = MessagingResponse()
-    response.message(result.reply)
+    if result.reply:
+        response.message(result.reply)
     return _twiml(str(response))
 
 

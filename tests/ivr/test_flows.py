@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -344,7 +345,8 @@ KEYS = st.text(alphabet="0123456789*#", max_size=8)
        attempts=st.lists(KEYS, min_size=3, max_size=3))
 def test_any_keys_end_put_through_or_asked_again_within_three_attempts(
         db, flows, sent_action, registered_caller, caller, greeting, attempts):
-    turn = greeted(flows, greeting, Incoming(transport="test", call_id="CA-any", caller=caller,
+    call_id = f"CA-any-{uuid.uuid4().hex}"  # a call of its own: the same id is the same call
+    turn = greeted(flows, greeting, Incoming(transport="test", call_id=call_id, caller=caller,
                                              called="+31800001100"))
     for keys in attempts:
         if isinstance(turn.waits_for, Dial):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -205,10 +206,13 @@ def test_the_voice_message_reads_the_action_and_puts_through_on_1(client, db, vo
 
 # --- inbound SMS -------------------------------------------------------------------------
 
-def sms(client, sender: str, body: str, **extra: str) -> str:
+def sms(client, sender: str, body: str, *, sid: str | None = None, **extra: str) -> str | None:
+    """The reply to a new inbound message (each its own MessageSid), or None for no reply."""
+    sid = sid or "SM" + uuid.uuid4().hex
     root = twiml(post(client, "/webhooks/twilio/sms",
-                      {"MessageSid": "SM" + "9" * 32, "From": sender, "Body": body, **extra}))
-    return root.find("Message").text
+                      {"MessageSid": sid, "From": sender, "Body": body, **extra}))
+    message = root.find("Message")
+    return None if message is None else message.text
 
 
 def test_stop_and_start_by_sms_in_dutch_and_english(client, db, voice_delivery):
@@ -282,3 +286,106 @@ def test_a_failure_inside_the_flow_still_puts_the_caller_through(client, monkeyp
     monkeypatch.setattr("ivr.flows.Flows.start_free", broken)
     root = twiml(post(client, "/webhooks/twilio/voice/inbound", CALL))
     assert root.find("Dial").text == "+31690000103"  # MN, the national fallback
+
+
+# --- replayed webhooks do nothing the second time --------------------------------------
+
+def _records(db, call_sid: str) -> list[CallRecord]:
+    return list(db.scalars(select(CallRecord).where(CallRecord.provider_call_id == call_sid)))
+
+
+def test_a_replayed_inbound_call_makes_no_second_call_record(client, db):
+    first = twiml(post(client, "/webhooks/twilio/voice/inbound", CALL))
+    again = twiml(post(client, "/webhooks/twilio/voice/inbound", CALL))
+    (record,) = _records(db, CALL["CallSid"])
+    assert first.find("Gather").get("action") == again.find("Gather").get("action")
+    assert f"record={record.id}" in again.find("Gather").get("action")
+
+
+def test_a_replayed_voice_message_makes_no_second_call_record(client, db, voice_delivery):
+    call = {"CallSid": voice_delivery.provider_id, "To": "+31690005151"}
+    url = f"/webhooks/twilio/voice?delivery={voice_delivery.id}"
+    twiml(post(client, url, call))
+    again = twiml(post(client, url, call))
+    assert again.find("Gather") is not None
+    assert len(_records(db, call["CallSid"])) == 1
+
+
+def test_a_replayed_step_of_a_call_that_is_over_changes_nothing(client, db):
+    root = twiml(post(client, "/webhooks/twilio/voice/inbound", CALL))
+    root = twiml(post(client, root.find("Redirect").text, CALL))
+    root = twiml(post(client, root.find("Gather").get("action"), {**CALL, "Digits": "3011"}))
+    busy_url = root.find("Dial").get("action")
+    root = twiml(post(client, busy_url, {**CALL, "DialCallStatus": "busy"}))
+    whisper_url = root.find("Dial/Number").get("url")
+    twiml(post(client, whisper_url, {"CallSid": "CA" + "4" * 32}))
+    twiml(post(client, root.find("Dial").get("action"), {**CALL, "DialCallStatus": "completed"}))
+    post(client, "/webhooks/twilio/status", {"CallSid": CALL["CallSid"],
+                                              "CallStatus": "completed"})
+    (record,) = _records(db, CALL["CallSid"])
+    before = (record.meldkamer_id, record.routing_reason, record.outcome, record.connected_at,
+              record.ended_at)
+    assert record.outcome == "connected" and record.ended_at is not None
+
+    replayed = twiml(post(client, busy_url, {**CALL, "DialCallStatus": "busy"}))
+    assert replayed.find("Dial") is None and replayed.find("Hangup") is not None
+    twiml(post(client, whisper_url, {"CallSid": "CA" + "4" * 32}))
+    db.refresh(record)
+    assert (record.meldkamer_id, record.routing_reason, record.outcome, record.connected_at,
+            record.ended_at) == before
+
+
+def _forget_replays(redis_client: redis.Redis) -> None:
+    """Redis emptied: only the marks of webhooks taken go, as after a restart without them."""
+    for key in redis_client.scan_iter("webhook-seen:*"):
+        redis_client.delete(key)
+
+
+@pytest.mark.parametrize("redis_emptied", [False, True])
+def test_a_replayed_tip_is_kept_once_and_answered_once(client, db, voice_delivery,
+                                                       redis_client, redis_emptied):
+    sid = "SM" + "7" * 32
+    assert "tip is doorgegeven" in sms(client, "+31690005151", "Rode jas bij station", sid=sid)
+    if redis_emptied:
+        _forget_replays(redis_client)
+    assert sms(client, "+31690005151", "Rode jas bij station", sid=sid) is None
+    tips = db.scalars(select(Tip).where(Tip.action_id == voice_delivery.action_id)).all()
+    assert [(tip.text, tip.message_sid) for tip in tips] == [("Rode jas bij station", sid)]
+
+
+@pytest.mark.parametrize("redis_emptied", [False, True])
+@responses.activate
+def test_a_replayed_mms_is_not_fetched_again(client, db, voice_delivery, redis_client,
+                                             redis_emptied):
+    raw = io.BytesIO()
+    Image.new("RGB", (20, 20), "blue").save(raw, format="PNG")
+    url = "https://api.twilio.com/2010-04-01/Accounts/AC0/Messages/MM2/Media/ME2"
+    responses.get(url, body=raw.getvalue(), content_type="image/png")
+    photo = {"NumMedia": "1", "MediaUrl0": url, "MediaContentType0": "image/png"}
+    sid = "MM" + "8" * 32
+    assert sms(client, "+31690005151", "", sid=sid, **photo) is not None
+    if redis_emptied:
+        _forget_replays(redis_client)
+    assert sms(client, "+31690005151", "", sid=sid, **photo) is None
+    assert len(responses.calls) == 1
+    tips = db.scalars(select(Tip).where(Tip.action_id == voice_delivery.action_id)).all()
+    assert len(tips) == 1 and tips[0].source == "mms"
+
+
+def test_a_replayed_stop_sends_no_second_reply(client, db, voice_delivery):
+    sid = "SM" + "5" * 32
+    assert "geen Burgernet-berichten" in sms(client, "+31690005151", "STOP", sid=sid)
+    assert sms(client, "+31690005151", "STOP", sid=sid) is None
+
+
+def test_a_start_replayed_after_a_later_stop_does_not_sign_up_again(client, db, voice_delivery,
+                                                                    redis_client):
+    person = db.get(Participant, voice_delivery.participant_id)
+    start = "SM" + "6" * 32
+    sms(client, person.phone, "STOP")
+    assert "Welkom terug" in sms(client, person.phone, "START", sid=start)
+    sms(client, person.phone, "STOP")
+    _forget_replays(redis_client)  # the database alone must say no
+    assert sms(client, person.phone, "START", sid=start) is None
+    db.refresh(person)
+    assert person.status == ParticipantStatus.STOPPED

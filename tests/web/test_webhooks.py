@@ -3,6 +3,9 @@ from dataclasses import replace
 import pytest
 import redis
 from flask.testing import FlaskClient
+from rq import Queue
+from rq.registry import ScheduledJobRegistry
+from rq.serializers import JSONSerializer
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 from twilio.request_validator import RequestValidator
@@ -252,3 +255,74 @@ def test_an_unknown_future_status_is_logged_and_answered_2xx_without_moving(
     assert delivery.status == DeliveryStatus.SENT
     assert "unknown status 'exploded'" in caplog.text
     assert not redis_client.keys("early-status:*")
+
+
+# --- a replayed status callback moves nothing and counts nothing twice ---------------------
+
+def _jobs(redis_client: redis.Redis, name: str) -> int:
+    """Send jobs on queue NAME, due now or scheduled for after their backoff."""
+    queue = Queue(name, connection=redis_client, serializer=JSONSerializer)
+    return queue.count + ScheduledJobRegistry(queue=queue).count
+
+
+def _forget_replays(redis_client: redis.Redis) -> None:
+    for key in redis_client.scan_iter("webhook-seen:*"):
+        redis_client.delete(key)
+
+
+@pytest.mark.parametrize("redis_emptied", [False, True])
+def test_a_replayed_busy_signal_is_retried_once(client, db, delivery, redis_client,
+                                                redis_emptied) -> None:
+    delivery.channel, delivery.provider_id, delivery.attempts = \
+        Channel.VOICE, "CA" + "f" * 32, 1
+    db.commit()
+    busy = {"CallSid": delivery.provider_id, "CallStatus": "busy"}
+    assert _post(client, busy).status_code == 204
+    db.refresh(delivery)
+    retry_at = delivery.next_attempt_at
+    assert delivery.status == DeliveryStatus.QUEUED and retry_at is not None
+    assert _jobs(redis_client, "voice-urgent") == 1
+    if redis_emptied:
+        _forget_replays(redis_client)
+    assert _post(client, busy).status_code == 204
+    db.refresh(delivery)
+    assert (delivery.status, delivery.next_attempt_at) == (DeliveryStatus.QUEUED, retry_at)
+    assert _jobs(redis_client, "voice-urgent") == 1
+
+
+def test_a_replayed_end_of_the_last_call_does_not_free_the_line_of_the_next(
+        client, db, delivery, redis_client, settings) -> None:
+    from outbound.runtime import call_slots, call_token
+
+    first = "CA" + "1" * 32
+    delivery.channel, delivery.provider_id, delivery.attempts = Channel.VOICE, first, 1
+    db.commit()
+    slots = call_slots(redis_client, replace(settings, voice_max_concurrent=1))
+    busy = {"CallSid": first, "CallStatus": "busy"}
+    _post_to(client, f"{URL}?delivery={delivery.id}", busy)
+    # the retry is claimed and its call placed: it holds the line, its CallSid not yet known
+    delivery.status, delivery.provider_id = DeliveryStatus.SENDING, None
+    db.commit()
+    assert slots.acquire(call_token(delivery.id))
+    _post_to(client, f"{URL}?delivery={delivery.id}", busy)  # the first call's, replayed
+    assert not slots.acquire("delivery:other"), "the line of the call in progress was freed"
+    db.refresh(delivery)
+    assert delivery.status == DeliveryStatus.SENDING
+
+
+def test_a_callback_that_failed_here_is_taken_when_the_provider_sends_it_again(
+        client, db, delivery, monkeypatch) -> None:
+    from web import webhooks
+
+    real = webhooks.apply_or_keep
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    params = {"MessageSid": delivery.provider_id, "MessageStatus": "delivered"}
+    monkeypatch.setattr(webhooks, "apply_or_keep", broken)
+    assert _post(client, params).status_code == 500
+    monkeypatch.setattr(webhooks, "apply_or_keep", real)
+    assert _post(client, params).status_code == 204
+    db.refresh(delivery)
+    assert delivery.status == DeliveryStatus.DELIVERED
