@@ -145,6 +145,27 @@ class Flows:
                           language=Language(delivery.language).value, delivery=delivery.id)
         return self._menu(state, delivery, intro=True)
 
+    def start_machine(self, delivery_id: int, *, transport: str, call_id: str | None,
+                      fax: bool = False) -> Turn:
+        """An outbound voice message that a machine answered, once its greeting has ended
+        (the transport's answering machine detection): the message once, without the menu,
+        then hang up; a fax only hangs up. The call counts as left on voicemail, not as
+        answered by a person."""
+        delivery = self.session.get(Delivery, delivery_id)
+        if delivery is None:
+            raise FlowError(f"delivery {delivery_id} does not exist")
+        if self.message_text is None:
+            raise FlowError("the message flow needs the message text")
+        record = self._message_record(delivery, transport, call_id)
+        record.outcome = "fax" if fax else "voicemail"
+        language = Language(delivery.language).value
+        state = CallState(flow=MESSAGE, record=record.id, stage="menu", language=language,
+                          delivery=delivery.id)
+        if fax:
+            return Turn((Hangup(),), state)
+        return Turn((self._say("outbound_intro", language),
+                     Say(self.message_text(delivery), language), Hangup()), state)
+
     def _message_record(self, delivery: Delivery, transport: str,
                         call_id: str | None) -> CallRecord:
         """The record of this outbound call: made now, or found when the webhook is replayed."""

@@ -49,7 +49,8 @@ NO_CALLER = "no caller number"
 REASONS = ("action", "pidf", "coordinates", "participant_location", "postcode",
            "national_fallback", "fallback")
 #: Statuses of a delivery that actually left us (as outbound.feedback counts "reached").
-SENT = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.ANSWERED)
+SENT = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.ANSWERED,
+        DeliveryStatus.VOICEMAIL)
 #: The action of the newest message that went out to a participant, if it is still active or
 #: ended recently. Served by the index on delivery.participant_id; a participant has at most a
 #: few hundred deliveries, sorted in memory.

@@ -27,6 +27,8 @@ from ivr.flows import Flows, Incoming
 from ivr.inbound_sms import MAX_MEDIA_BYTES, Media, handle_sms, seen
 from ivr.steps import CallState, DialResult, Digits, FlowError, Say
 from ivr.twiml import TwimlUrls, render, render_says
+from outbound.callbacks import answered_by, apply_or_keep
+from outbound.jobs import schedule
 from outbound.templates import message_text
 from web import csrf, db, runtime
 from web.webhooks import first_time, signed_only
@@ -109,13 +111,24 @@ def inbound() -> Response:
 @csrf.exempt
 @signed_only
 def message() -> Response:
-    """An outbound voice message was answered: read it and offer 1 and 2."""
+    """An outbound voice message was answered: read it and offer 1 and 2.
+
+    With answering machine detection (`outbound.providers.twilio_rest`) Twilio says who
+    answered (AnsweredBy): a person (or unknown) gets the menu; an answering machine, once its
+    greeting is over, gets the message once and a hang-up, and the delivery counts as left on
+    voicemail; a fax is hung up on, and the participant gets an SMS instead."""
     delivery = request.args.get("delivery", "")
     if not delivery.isdigit():
         return Response("delivery is required\n", status=400, mimetype="text/plain")
+    call_id = request.form.get("CallSid")
+    kind = answered_by(request.form.get("AnsweredBy"))
     try:
-        turn = _flows().start_message(int(delivery), transport="twilio",
-                                      call_id=request.form.get("CallSid"))
+        if kind == "person":
+            turn = _flows().start_message(int(delivery), transport="twilio", call_id=call_id)
+        else:
+            turn = _flows().start_machine(int(delivery), transport="twilio", call_id=call_id,
+                                          fax=kind == "fax")
+            _machine_answered(call_id, request.form.get("AnsweredBy"))
         return _twiml(render(turn, _urls(), _audio_url))
     except FlowError as exc:
         return Response(f"{exc}\n", status=404, mimetype="text/plain")
@@ -127,6 +140,19 @@ def message() -> Response:
                      f"{runtime().settings.free_number}.", language="nl-NL")
         response.hangup()
         return _twiml(str(response))
+
+
+def _machine_answered(call_id: str | None, verdict: str | None) -> None:
+    """The delivery of this call: left on voicemail, or failed on a fax (its SMS queued).
+    Kept for later when the batch has not recorded the CallSid yet, as a status is."""
+    if not call_id:
+        return
+    again = apply_or_keep(db(), runtime().redis, call_id, "in-progress", datetime.now(UTC),
+                          answered=verdict)
+    if again:
+        db().commit()
+        if runtime().redis is not None:
+            schedule(runtime().redis, db(), again)
 
 
 @bp.post("/voice/step")

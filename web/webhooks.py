@@ -97,7 +97,8 @@ def twilio_status() -> Response:
             return Response(status=204)
         try:
             again = apply_or_keep(db(write=True), runtime().redis, provider_id, value,
-                                  datetime.now(UTC), error=request.form.get("ErrorCode"))
+                                  datetime.now(UTC), error=request.form.get("ErrorCode"),
+                                  answered=request.form.get("AnsweredBy"))
         except UnknownStatus:
             log.warning("unknown status %r for %s ignored", value[:40], provider_id[:64])
             return Response(status=204)

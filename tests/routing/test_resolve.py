@@ -51,6 +51,14 @@ def test_a_national_number_from_a_transport_that_sends_e164_is_nobody(
         assert f"caller id {raw!r} is not a phone number" in decision.detail
 
 
+def test_a_voice_message_left_on_voicemail_counts_as_sent(
+        db: Session, participant, sent_action) -> None:
+    person = participant()
+    action = sent_action(person, "OB", status=DeliveryStatus.VOICEMAIL, channel=Channel.VOICE)
+    decision = _route(db, caller="+31690001234", postcode="3441")
+    assert (decision.reason, decision.action_id) == ("action", action.id)
+
+
 def test_an_action_that_ended_two_hours_ago_still_counts(db: Session, participant,
                                                         sent_action) -> None:
     person = participant()

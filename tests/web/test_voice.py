@@ -389,3 +389,82 @@ def test_a_start_replayed_after_a_later_stop_does_not_sign_up_again(client, db, 
     assert sms(client, person.phone, "START", sid=start) is None
     db.refresh(person)
     assert person.status == ParticipantStatus.STOPPED
+
+
+# --- answering machine detection ---------------------------------------------------------
+
+def _answered_by(client, delivery: Delivery, verdict: str | None, sid: str | None = None):
+    call = {"CallSid": sid or delivery.provider_id, "To": "+31690005151",
+            "CallStatus": "in-progress"}
+    if verdict is not None:
+        call |= {"AnsweredBy": verdict, "MachineDetectionDuration": "2400"}
+    return twiml(post(client, f"/webhooks/twilio/voice?delivery={delivery.id}", call))
+
+
+@pytest.mark.parametrize("verdict", ["machine_end_beep", "machine_end_silence",
+                                     "machine_end_other", "machine_start"])
+def test_a_voicemail_gets_the_message_once_without_the_menu(client, db, voice_delivery,
+                                                           verdict):
+    root = _answered_by(client, voice_delivery, verdict)
+    assert [child.tag for child in root] == ["Play", "Play", "Hangup"]  # intro, message
+    intro = load_catalogue().text("outbound_intro", "nl")
+    assert root[0].text == f"{PUBLIC}/sounds/{key_for(intro, 'nl')}.wav"
+    db.refresh(voice_delivery)
+    assert voice_delivery.status == DeliveryStatus.VOICEMAIL
+    (record,) = _records(db, voice_delivery.provider_id)
+    assert record.outcome == "voicemail" and record.direction == "outbound"
+    # the call's end does not turn it into "answered by a person"
+    post(client, "/webhooks/twilio/status", {"CallSid": voice_delivery.provider_id,
+                                              "CallStatus": "completed"})
+    db.refresh(voice_delivery)
+    db.refresh(record)
+    assert voice_delivery.status == DeliveryStatus.VOICEMAIL
+    assert record.outcome == "voicemail" and record.ended_at is not None
+
+
+@pytest.mark.parametrize("verdict", ["human", "unknown", None])
+def test_a_person_gets_the_menu(client, db, voice_delivery, verdict):
+    root = _answered_by(client, voice_delivery, verdict)
+    assert root.find("Gather").get("numDigits") == "1"
+    post(client, "/webhooks/twilio/status", {"CallSid": voice_delivery.provider_id,
+                                              "CallStatus": "completed"})
+    db.refresh(voice_delivery)
+    assert voice_delivery.status == DeliveryStatus.ANSWERED
+
+
+def test_a_fax_is_hung_up_on_and_the_participant_gets_an_sms(client, db, voice_delivery):
+    root = _answered_by(client, voice_delivery, "fax")
+    assert [child.tag for child in root] == ["Hangup"]
+    db.refresh(voice_delivery)
+    assert (voice_delivery.status, voice_delivery.provider_error) == (
+        DeliveryStatus.FAILED, "fax")
+    sms_delivery = db.scalar(select(Delivery).where(
+        Delivery.action_id == voice_delivery.action_id, Delivery.channel == Channel.SMS))
+    assert sms_delivery is not None and sms_delivery.status == DeliveryStatus.QUEUED
+
+
+def test_answered_by_in_a_status_callback_counts_as_voicemail(client, db, voice_delivery):
+    """Also when the callback says it first, or alone (the voice webhook failed)."""
+    post(client, "/webhooks/twilio/status", {"CallSid": voice_delivery.provider_id,
+                                              "CallStatus": "completed",
+                                              "AnsweredBy": "machine_end_beep"})
+    db.refresh(voice_delivery)
+    assert voice_delivery.status == DeliveryStatus.VOICEMAIL
+
+
+def test_a_voicemail_before_its_call_was_recorded_counts_once_it_is(client, db, voice_delivery,
+                                                                   redis_client):
+    from outbound.callbacks import apply_early
+
+    sid = voice_delivery.provider_id
+    voice_delivery.status, voice_delivery.provider_id = DeliveryStatus.SENDING, None
+    db.commit()
+    _answered_by(client, voice_delivery, "machine_end_beep", sid)
+    db.refresh(voice_delivery)
+    assert (voice_delivery.status, voice_delivery.provider_id) == (DeliveryStatus.SENDING, None)
+    voice_delivery.status, voice_delivery.provider_id = DeliveryStatus.SENT, sid  # the batch
+    db.commit()
+    apply_early(db, redis_client, [sid], datetime.now(UTC))
+    db.commit()
+    db.refresh(voice_delivery)
+    assert voice_delivery.status == DeliveryStatus.VOICEMAIL
