@@ -162,7 +162,10 @@ class DeliveryStatus(enum.StrEnum):
     SENDING = "sending"
     SENT = "sent"
     DELIVERED = "delivered"
+    #: A voice message taken by a person.
     ANSWERED = "answered"
+    #: A voice message left on an answering machine after its beep (Twilio's AnsweredBy).
+    VOICEMAIL = "voicemail"
     FAILED = "failed"
     SKIPPED = "skipped"
 
@@ -479,9 +482,13 @@ class Delivery(Base):
 
 
 class CallRecord(Base):
-    """Every call in or out, with why it went where it went."""
+    """Every call in or out, with why it went where it went.
+
+    One record per call: a webhook replayed with the same call id finds the record it made."""
 
     __tablename__ = "call_record"
+    __table_args__ = (UniqueConstraint("provider_call_id", "transport", "direction",
+                                       name="uq_call_record_call"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     direction: Mapped[CallDirection] = mapped_column(_enum(CallDirection))
@@ -505,9 +512,13 @@ class CallRecord(Base):
 
 
 class Tip(Base):
-    """What a participant reports on an action: text and media, for centralists only."""
+    """What a participant reports on an action: text and media, for centralists only.
+
+    A tip by SMS or MMS keeps the provider's message id, part 0 for the text or first photo,
+    1, 2, ... for further photos: a replayed message cannot add a tip twice."""
 
     __tablename__ = "tip"
+    __table_args__ = (UniqueConstraint("message_sid", "message_part", name="uq_tip_message"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     action_id: Mapped[int] = mapped_column(ForeignKey("action.id"), index=True)
@@ -518,6 +529,8 @@ class Tip(Base):
     media_path: Mapped[str | None] = mapped_column(String(255))
     media_type: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    message_sid: Mapped[str | None] = mapped_column(String(64))
+    message_part: Mapped[int] = mapped_column(default=0, server_default="0")
 
     action: Mapped[Action] = relationship()
 

@@ -25,6 +25,7 @@ from core import audit
 from core.errors import BurgernetError, PhoneNumberError
 from core.geo import check_coordinates, in_netherlands
 from core.models import (
+    AuditEvent,
     CallRecord,
     Channel,
     Delivery,
@@ -173,22 +174,38 @@ def actor_of(participant: Participant) -> str:
     return f"participant:{participant.id}"
 
 
-def stop(session: Session, participant: Participant, now: datetime) -> None:
-    """STOP: nothing more is sent to this participant until they START again."""
+def stop(session: Session, participant: Participant, now: datetime,
+         message_sid: str | None = None) -> None:
+    """STOP: nothing more is sent to this participant until they START again. MESSAGE_SID,
+    the provider's id of the SMS that said so, is kept in the audit trail (`said_before`)."""
     participant.status = ParticipantStatus.STOPPED
     participant.stopped_at = now
     participant.code_hash = None
-    audit.record(session, "stop", "participant", participant.id, actor=actor_of(participant))
+    audit.record(session, "stop", "participant", participant.id, actor=actor_of(participant),
+                 **({"message_sid": message_sid} if message_sid else {}))
 
 
-def start(session: Session, participant: Participant, now: datetime) -> None:
+def start(session: Session, participant: Participant, now: datetime,
+          message_sid: str | None = None) -> None:
     """START from the participant's own phone (an SMS proves they hold the number)."""
     participant.status = ParticipantStatus.VERIFIED
     participant.verified_at = participant.verified_at or now
     if participant.stopped_at is not None:
         participant.consent_at = now
     participant.stopped_at = None
-    audit.record(session, "start", "participant", participant.id, actor=actor_of(participant))
+    audit.record(session, "start", "participant", participant.id, actor=actor_of(participant),
+                 **({"message_sid": message_sid} if message_sid else {}))
+
+
+def said_before(session: Session, participant: Participant, message_sid: str) -> bool:
+    """Whether the SMS MESSAGE_SID already stopped or started this participant: a replayed
+    START must not sign up again someone who has stopped since (the database decides, not a
+    cache that may have been emptied)."""
+    return session.scalar(
+        select(AuditEvent.id).where(
+            AuditEvent.object_type == "participant", AuditEvent.object_id == str(participant.id),
+            AuditEvent.verb.in_(("stop", "start")),
+            AuditEvent.details["message_sid"].as_string() == message_sid).limit(1)) is not None
 
 
 def set_preferences(session: Session, participant: Participant, *,

@@ -41,13 +41,21 @@ def can_receive_sms(e164: str) -> bool:
 
 
 def normalize(raw: str, *, default_region: str = "NL", allow_fictional: bool = True) -> str:
-    """RAW as an E.164 string (+31612345678); raises PhoneNumberError saying why not."""
+    """RAW as an E.164 string (+31612345678); raises PhoneNumberError saying why not.
+
+    International ("+31 6 ...", "0031 6 ...") or national with the trunk prefix ("06 ...",
+    read in DEFAULT_REGION). Bare digits ("612345678", "31612345678") are refused rather than
+    guessed into a number of DEFAULT_REGION: they could be anyone's.
+    """
     text = (raw or "").strip()
     if not text:
         raise PhoneNumberError("phone number is empty")
     compact = re.sub(r"[\s\-().]", "", text)
     if compact.startswith("00"):
         compact = "+" + compact[2:]
+    if compact[:1].isdigit() and not compact.startswith("0"):
+        raise PhoneNumberError(f"{text!r} is not a phone number: write it with + and the "
+                               "country code, or nationally with a leading 0")
     if FICTIONAL.match(compact) or FICTIONAL.match("+31" + compact.removeprefix("0")):
         if not allow_fictional:
             raise PhoneNumberError(f"{text!r} is a fictional demo number")

@@ -363,9 +363,10 @@ def extremes(rows: Sequence[Coverage], size: int = 5) -> Extremes:
 class ChannelDelivery:
     """The messages of one channel by how they ended up.
 
-    Confirmed: the carrier reported it delivered, or the call was answered. Unconfirmed: the
-    provider took it but no receipt exists (e-mail and push never get one). Other: skipped
-    or still on its way."""
+    Confirmed: the carrier reported it delivered, or a person answered the call. Voicemail:
+    an answering machine took the call and the message was left after its beep (reached, but
+    nobody heard it yet). Unconfirmed: the provider took it but no receipt exists (e-mail and
+    push never get one). Other: skipped or still on its way."""
 
     channel: Channel
     by_status: dict[DeliveryStatus, int] = field(default_factory=dict)
@@ -379,6 +380,10 @@ class ChannelDelivery:
         return sum(self.by_status.get(status, 0) for status in CONFIRMED)
 
     @property
+    def voicemail(self) -> int:
+        return self.by_status.get(DeliveryStatus.VOICEMAIL, 0)
+
+    @property
     def unconfirmed(self) -> int:
         return self.by_status.get(DeliveryStatus.SENT, 0)
 
@@ -388,7 +393,7 @@ class ChannelDelivery:
 
     @property
     def other(self) -> int:
-        return self.total - self.confirmed - self.unconfirmed - self.failed
+        return self.total - self.confirmed - self.voicemail - self.unconfirmed - self.failed
 
     @property
     def rate(self) -> float | None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.models import (
@@ -78,12 +79,14 @@ REASONS = {
 
 @dataclass(frozen=True)
 class Incoming:
-    """What the transport knows about a new call on the free number."""
+    """What the transport knows about a new call on the free number; CALLER_NATIONAL as in
+    `RouteRequest`."""
 
     transport: str
     call_id: str | None
     caller: str | None
     called: str | None
+    caller_national: str | None = None
     pidf: str | bytes | None = None
     content_type: str | None = None
     geolocation_header: str | None = None
@@ -109,21 +112,24 @@ class Flows:
     # --- entry points ------------------------------------------------------------------
 
     def start_free(self, call: Incoming) -> Turn:
-        """A call on the free number: route it at once, then greet."""
-        decision = resolve(self.session, RouteRequest(
-            caller=call.caller, called=call.called, lat=call.lat, lon=call.lon, pidf=call.pidf,
-            content_type=call.content_type, geolocation_header=call.geolocation_header),
-            self.clock(), national_fallback=self.national_fallback)
-        now = self.clock()
-        record = CallRecord(direction=CallDirection.INBOUND, transport=call.transport,
-                            provider_call_id=call.call_id, caller=decision.caller,
-                            called=(call.called or "")[:255] or None,
-                            participant_id=decision.participant_id, started_at=now,
-                            answered_at=now)
-        self._route(record, decision)
-        self.session.add(record)
-        self.session.flush()
-        language = self._language_of(decision.participant_id)
+        """A call on the free number: route it at once, then greet. The same call again (a
+        replayed webhook) is greeted on the record it already has."""
+        record = self._existing(call.transport, call.call_id, CallDirection.INBOUND)
+        if record is None:
+            decision = resolve(self.session, RouteRequest(
+                caller=call.caller, caller_national=call.caller_national, called=call.called,
+                lat=call.lat, lon=call.lon, pidf=call.pidf,
+                content_type=call.content_type, geolocation_header=call.geolocation_header),
+                self.clock(), national_fallback=self.national_fallback)
+            now = self.clock()
+            record = CallRecord(direction=CallDirection.INBOUND, transport=call.transport,
+                                provider_call_id=call.call_id, caller=decision.caller,
+                                called=(call.called or "")[:255] or None,
+                                participant_id=decision.participant_id, started_at=now,
+                                answered_at=now)
+            self._route(record, decision)
+            record = self._add_once(record)
+        language = self._language_of(record.participant_id)
         state = CallState(flow=FREE, record=record.id, stage="greeting", language=language)
         greeting = Gather((self._say("greeting", language),), max_digits=POSTCODE_DIGITS,
                           timeout=GREETING_TIMEOUT, finish_on_key="#", lead_keys=ENGLISH_KEY)
@@ -134,24 +140,53 @@ class Flows:
         delivery = self.session.get(Delivery, delivery_id)
         if delivery is None:
             raise FlowError(f"delivery {delivery_id} does not exist")
-        participant = self.session.get(Participant, delivery.participant_id)
-        now = self.clock()
-        record = CallRecord(direction=CallDirection.OUTBOUND, transport=transport,
-                            provider_call_id=call_id,
-                            caller=participant.phone if participant else None,
-                            participant_id=delivery.participant_id, action_id=delivery.action_id,
-                            started_at=now, answered_at=now, outcome="listening")
-        self.session.add(record)
-        self.session.flush()
+        record = self._message_record(delivery, transport, call_id)
         state = CallState(flow=MESSAGE, record=record.id, stage="menu",
                           language=Language(delivery.language).value, delivery=delivery.id)
         return self._menu(state, delivery, intro=True)
+
+    def start_machine(self, delivery_id: int, *, transport: str, call_id: str | None,
+                      fax: bool = False) -> Turn:
+        """An outbound voice message that a machine answered, once its greeting has ended
+        (the transport's answering machine detection): the message once, without the menu,
+        then hang up; a fax only hangs up. The call counts as left on voicemail, not as
+        answered by a person."""
+        delivery = self.session.get(Delivery, delivery_id)
+        if delivery is None:
+            raise FlowError(f"delivery {delivery_id} does not exist")
+        if self.message_text is None:
+            raise FlowError("the message flow needs the message text")
+        record = self._message_record(delivery, transport, call_id)
+        record.outcome = "fax" if fax else "voicemail"
+        language = Language(delivery.language).value
+        state = CallState(flow=MESSAGE, record=record.id, stage="menu", language=language,
+                          delivery=delivery.id)
+        if fax:
+            return Turn((Hangup(),), state)
+        return Turn((self._say("outbound_intro", language),
+                     Say(self.message_text(delivery), language), Hangup()), state)
+
+    def _message_record(self, delivery: Delivery, transport: str,
+                        call_id: str | None) -> CallRecord:
+        """The record of this outbound call: made now, or found when the webhook is replayed."""
+        record = self._existing(transport, call_id, CallDirection.OUTBOUND)
+        if record is not None:
+            return record
+        participant = self.session.get(Participant, delivery.participant_id)
+        now = self.clock()
+        return self._add_once(CallRecord(
+            direction=CallDirection.OUTBOUND, transport=transport, provider_call_id=call_id,
+            caller=participant.phone if participant else None,
+            participant_id=delivery.participant_id, action_id=delivery.action_id,
+            started_at=now, answered_at=now, outcome="listening"))
 
     def advance(self, state: CallState, event: Event) -> Turn:
         """The next turn of a call after EVENT."""
         record = self.session.get(CallRecord, state.record)
         if record is None:
             raise FlowError(f"call record {state.record} does not exist")
+        if record.ended_at is not None:  # a replayed webhook of a call that is over
+            return Turn((Hangup(),), state)
         handler = {
             (FREE, "greeting"): self._on_greeting,
             (FREE, "postcode"): self._on_postcode,
@@ -170,7 +205,7 @@ class Flows:
     def whisper(self, state: CallState) -> tuple[Say, ...]:
         """What the centralist hears on answering, before the caller is connected."""
         record = self._record(state)
-        record.connected_at = self.clock()
+        record.connected_at = record.connected_at or self.clock()
         return (self._whisper_text(record),)
 
     # --- free number -------------------------------------------------------------------
@@ -317,6 +352,28 @@ class Flows:
                         action_id=record.action_id)
 
     # --- helpers -----------------------------------------------------------------------
+
+    def _existing(self, transport: str, call_id: str | None,
+                  direction: CallDirection) -> CallRecord | None:
+        if call_id is None:
+            return None
+        return self.session.scalar(select(CallRecord).where(
+            CallRecord.provider_call_id == call_id, CallRecord.transport == transport,
+            CallRecord.direction == direction))
+
+    def _add_once(self, record: CallRecord) -> CallRecord:
+        """RECORD stored; or, when the same call was stored meanwhile (a replay racing the
+        first request), that one: one record per call, the database's unique key decides."""
+        try:
+            with self.session.begin_nested():
+                self.session.add(record)
+        except IntegrityError:
+            found = self._existing(record.transport, record.provider_call_id,
+                                   CallDirection(record.direction))
+            if found is None:
+                raise
+            return found
+        return record
 
     def _route(self, record: CallRecord, decision: RouteDecision, note: str = "") -> None:
         meldkamer_id = self.session.scalar(

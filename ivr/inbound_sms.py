@@ -4,6 +4,10 @@ The sender's own phone proves who they are, so STOP and START need no code. Any 
 a tip on the action this participant was sent most recently; a tip that cannot be tied to an
 action is not kept (it would only be personal data without a purpose), and the reply says to
 call instead.
+
+A message the provider delivers twice (its retry, or a captured request replayed) acts once:
+its id is kept on its tips (unique) and in the audit event of its STOP or START, and the
+second time nothing changes and nothing is answered (outcome "repeat").
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import participants
 from core.images import MAX_BYTES, ImageRejected, clean_image, store_image
 from core.models import Language, Participant, ParticipantStatus, Tip
-from core.phone import PhoneNumberError, normalize
+from routing.caller import parse_caller
 from routing.resolve import recent_action
 
 STOP_WORDS = frozenset({"STOP", "STOPPEN", "AFMELDEN", "UITSCHRIJVEN", "UNSUBSCRIBE", "CANCEL",
@@ -76,14 +81,23 @@ class MediaRejected(ValueError):
     """An attachment that is not a photo we accept."""
 
 
+def seen(session: Session, message_sid: str | None) -> bool:
+    """Whether the message MESSAGE_SID already left tips (cheap: asked before its photos are
+    fetched again)."""
+    return message_sid is not None and session.scalar(
+        select(Tip.id).where(Tip.message_sid == message_sid).limit(1)) is not None
+
+
 def handle_sms(session: Session, sender: str, body: str, *, now: datetime, free_number: str,
                media: list[Media] | None = None, media_dir: Path | None = None,
-               recent: timedelta = timedelta(hours=6)) -> SmsResult:
-    """Act on one inbound SMS or MMS from SENDER."""
-    try:
-        phone = normalize(sender)
-    except PhoneNumberError:
-        phone = None
+               recent: timedelta = timedelta(hours=6), sender_national: str | None = None,
+               message_sid: str | None = None) -> SmsResult:
+    """Act on one inbound SMS or MMS from SENDER, once per MESSAGE_SID.
+
+    SENDER is read as `routing.caller.parse_caller` reads a caller ID: international only,
+    unless SENDER_NATIONAL says the transport sends national numbers (Twilio does not), so a
+    "612345678" never stops or speaks for the participant +31612345678."""
+    phone = parse_caller(sender, sender_national)
     participant = (session.scalar(select(Participant).where(Participant.phone == phone))
                    if phone else None)
     language = (Language(participant.language).value if participant else "nl")
@@ -92,16 +106,21 @@ def handle_sms(session: Session, sender: str, body: str, *, now: datetime, free_
     def reply(key: str) -> str:
         return REPLIES[key][language].format(number=free_number)
 
+    if seen(session, message_sid) or (
+            participant is not None and message_sid is not None
+            and word in STOP_WORDS | START_WORDS
+            and participants.said_before(session, participant, message_sid)):
+        return SmsResult("repeat", "")
     if word in STOP_WORDS:
         if participant is None:
             return SmsResult("not_registered", reply("not_registered"))
         if participant.status != ParticipantStatus.STOPPED:
-            participants.stop(session, participant, now)
+            participants.stop(session, participant, now, message_sid)
         return SmsResult("stopped", reply("stopped"))
     if word in START_WORDS:
         if participant is None:
             return SmsResult("not_registered", reply("not_registered"))
-        participants.start(session, participant, now)
+        participants.start(session, participant, now, message_sid)
         return SmsResult("started", reply("started"))
     if word in HELP_WORDS:
         return SmsResult("help", reply("help"))
@@ -125,9 +144,21 @@ def handle_sms(session: Session, sender: str, body: str, *, now: datetime, free_
             return SmsResult("empty", reply("help"), rejected_media=rejected)
         tips.append(Tip(action_id=action_id, participant_id=participant.id, source="sms",
                         text=text, received_at=now))
-    session.add_all(tips)
-    session.flush()
+    for part, tip in enumerate(tips):
+        tip.message_sid, tip.message_part = message_sid, part
+    try:
+        with session.begin_nested():
+            session.add_all(tips)
+    except IntegrityError:  # the same message, taken meanwhile by another request
+        _remove_photos(tips, media_dir)
+        return SmsResult("repeat", "")
     return SmsResult("tip", reply("tip"), tuple(tip.id for tip in tips), rejected)
+
+
+def _remove_photos(tips: list[Tip], media_dir: Path | None) -> None:
+    for tip in tips:
+        if tip.media_path and media_dir is not None:
+            (media_dir / tip.media_path).unlink(missing_ok=True)
 
 
 def _store_photo(item: Media, media_dir: Path | None) -> tuple[str, str]:

@@ -29,6 +29,9 @@ from ivr.tts import PromptRenderer, raw_frames
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 8000
+#: Dutch SIP trunks present caller IDs in national format ("0612345678") as often as in E.164:
+#: this transport says so (an RFC 3966 phone-context in the URI still wins). Twilio does not.
+CALLER_NATIONAL = "NL"
 
 
 _CADENCE = 5 * SAMPLE_RATE  # samples in one ring cycle: 1 s on, 4 s off
@@ -91,7 +94,8 @@ class SipFlowRunner:
             with self._db:
                 turn = flows.start_free(Incoming(
                     transport="sip", call_id=call.call_id, caller=call.caller,
-                    called=call.called, pidf=call.body if location is not None else None,
+                    caller_national=CALLER_NATIONAL, called=call.called,
+                    pidf=call.body if location is not None else None,
                     content_type=call.content_type if location is not None else None,
                     geolocation_header=call.geolocation_header))
                 session.commit()

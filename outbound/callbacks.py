@@ -2,6 +2,8 @@
 
 Callbacks arrive at two or three times the send rate, out of order and sometimes twice; each
 is one indexed UPDATE guarded by the current state, so a late or repeated one changes nothing.
+Only a delivery that is out (sending or further) moves: one queued again for another try
+still carries the id of its last attempt, whose replayed callbacks must not touch the new one.
 """
 
 from __future__ import annotations
@@ -16,26 +18,47 @@ from sqlalchemy.orm import Session
 from core.models import Delivery, DeliveryStatus
 from outbound.retry import fail
 
-#: How far along each state is; a callback may only move a delivery to a higher rank.
+#: How far along each state is; a callback may only move a delivery to a higher rank (and an
+#: answering machine's verdict turns "answered" into what it was: voicemail, or a fax).
 RANK = {DeliveryStatus.QUEUED: 0, DeliveryStatus.SENDING: 1, DeliveryStatus.SENT: 2,
-        DeliveryStatus.DELIVERED: 3, DeliveryStatus.ANSWERED: 3, DeliveryStatus.FAILED: 3,
-        DeliveryStatus.SKIPPED: 3}
+        DeliveryStatus.DELIVERED: 3, DeliveryStatus.ANSWERED: 3, DeliveryStatus.VOICEMAIL: 3,
+        DeliveryStatus.FAILED: 3, DeliveryStatus.SKIPPED: 3}
 FINAL = {s for s, rank in RANK.items() if rank == 3}
 
-#: Twilio's MessageStatus and CallStatus values, as our states.
+#: Twilio's MessageStatus and CallStatus values, as our states (None: no move). The lists are
+#: those of Twilio's Message and Call resources (the official client's MessageInstance.Status
+#: and CallInstance.Status) and of its call progress events. partially_delivered says the
+#: carrier took the message but only some of it arrived: sent, not confirmed, and not a
+#: failure that a retry would repeat. receiving and received are states of inbound messages.
 TWILIO = {
     "queued": None, "accepted": None, "scheduled": None, "sending": None,
     "sent": DeliveryStatus.SENT, "delivered": DeliveryStatus.DELIVERED,
     "read": DeliveryStatus.DELIVERED, "undelivered": DeliveryStatus.FAILED,
     "failed": DeliveryStatus.FAILED, "canceled": DeliveryStatus.FAILED,
+    "partially_delivered": DeliveryStatus.SENT, "receiving": None, "received": None,
     "initiated": None, "ringing": DeliveryStatus.SENT, "in-progress": DeliveryStatus.ANSWERED,
     "answered": DeliveryStatus.ANSWERED, "completed": DeliveryStatus.ANSWERED,
     "busy": DeliveryStatus.FAILED, "no-answer": DeliveryStatus.FAILED,
 }
 
 
+#: Twilio's AnsweredBy (answering machine detection) for a machine that takes a message: with
+#: MachineDetection=DetectMessageEnd it comes once the greeting has ended (machine_end_*), with
+#: Enable as soon as a machine is heard (machine_start). human, unknown or none: a person.
+MACHINE = frozenset({"machine_start", "machine_end_beep", "machine_end_silence",
+                     "machine_end_other"})
+FAX = "fax"
+
+
+def answered_by(value: str | None) -> str:
+    """"machine", "fax" or "person" for Twilio's AnsweredBy VALUE."""
+    if value in MACHINE:
+        return "machine"
+    return "fax" if value == FAX else "person"
+
+
 class UnknownStatus(ValueError):
-    """A status value this provider does not document."""
+    """A status value this provider does not document (yet): logged and otherwise ignored."""
 
 
 #: Call outcomes worth another try: the person may answer next time.
@@ -47,18 +70,24 @@ EARLY_TTL = 3600
 
 
 def apply_status(session: Session, provider_id: str, value: str, now: datetime,
-                 error: str | None = None) -> list[int]:
-    """Record a provider's status for the delivery it names.
+                 error: str | None = None, answered: str | None = None) -> list[int]:
+    """Record a provider's status for the delivery it names; ANSWERED is Twilio's AnsweredBy
+    when the call was answered with machine detection on.
 
     Returns the ids of deliveries to queue again: a retry of a busy or unanswered call, or
-    the SMS that replaces a call that never got through.
+    the SMS that replaces a call that never got through (or that a fax took).
     """
     if value not in TWILIO:
         raise UnknownStatus(value)
     target = TWILIO[value]
     if target is None:
         return []
-    lower = [s for s, rank in RANK.items() if rank < RANK[target]]
+    lower = [s for s, rank in RANK.items() if 0 < rank < RANK[target]]
+    kind = answered_by(answered)
+    if target == DeliveryStatus.ANSWERED and kind != "person":
+        target = DeliveryStatus.VOICEMAIL if kind == "machine" else DeliveryStatus.FAILED
+        lower.append(DeliveryStatus.ANSWERED)
+        value, error = kind, None  # a fax: "fax", not retried
     if target == DeliveryStatus.FAILED:
         delivery = session.scalar(select(Delivery).where(Delivery.provider_id == provider_id,
                                                          Delivery.status.in_(lower))
@@ -92,14 +121,15 @@ def _unmatched(session: Session, provider_id: str) -> list[int]:
 
 
 def apply_or_keep(session: Session, connection: redis.Redis | None, provider_id: str,
-                  value: str, now: datetime, error: str | None = None) -> list[int]:
+                  value: str, now: datetime, error: str | None = None,
+                  answered: str | None = None) -> list[int]:
     """`apply_status`, keeping a status that came before its send was recorded in Redis,
     for `apply_early` to apply once it is."""
-    again = apply_status(session, provider_id, value, now, error)
+    again = apply_status(session, provider_id, value, now, error, answered)
     if isinstance(again, Early) and connection is not None:
         key = f"early-status:{provider_id}"
         with connection.pipeline() as pipe:
-            pipe.rpush(key, json.dumps([value, error]))
+            pipe.rpush(key, json.dumps([value, error, answered]))
             pipe.expire(key, EARLY_TTL)
             pipe.execute()
     return list(again)
@@ -119,6 +149,6 @@ def apply_early(session: Session, connection: redis.Redis, provider_ids: list[st
     again: list[int] = []
     for provider_id, values in zip(provider_ids, kept, strict=True):
         for raw in values:
-            value, error = json.loads(raw)
-            again += apply_status(session, provider_id, value, now, error)
+            value, error, *answered = json.loads(raw)  # kept before AnsweredBy: two items
+            again += apply_status(session, provider_id, value, now, error, *answered)
     return again

@@ -5,6 +5,13 @@ SID and auth token), answers after a configurable latency, fails a configurable 
 requests (HTTP 500, or 429 as Twilio does under load), and sends signed status callbacks
 (sent, then delivered; for calls completed, busy or no-answer) to the URL it was given.
 
+An answered call requests its TwiML URL (the call's `Url`) as Twilio does. With
+MachineDetection it does so the way Twilio documents synchronous answering machine detection
+(AsyncAmd false, the default): only once it knows who answered, with AnsweredBy and
+MachineDetectionDuration; a machine with DetectMessageEnd after its greeting
+(machine_end_beep), with Enable at once (machine_start). The share of answered calls a
+machine takes is `machine_rate`; the TwiML each call got is kept on its record.
+
     python -m outbound.fake_twilio --port 8700 --latency-ms 100 --error-rate 0.01
 """
 
@@ -28,6 +35,8 @@ from outbound.loopback import LoopbackServer
 ACCOUNT_SID = "AC" + "0" * 32
 E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 AUTH_TOKEN = "fake-auth-token"
+#: The values of MachineDetection that Twilio takes.
+MACHINE_DETECTION = ("Enable", "DetectMessageEnd")
 
 
 @dataclass
@@ -39,6 +48,9 @@ class Behaviour:
     throttle_rate: float = 0.0
     busy_rate: float = 0.0
     no_answer_rate: float = 0.0
+    #: Of the answered calls, the share an answering machine takes.
+    machine_rate: float = 0.0
+    #: Status callbacks, and the request of an answered call's TwiML URL.
     callbacks: bool = True
     seed: int | None = None
 
@@ -53,6 +65,10 @@ class Record:
     callback: str | None
     at: float
     created: str = ""
+    url: str | None = None
+    machine_detection: str | None = None
+    answered_by: str | None = None
+    twiml: str | None = None
 
 
 @dataclass
@@ -112,12 +128,15 @@ class FakeTwilio:
         prefix = "SM" if kind == "message" else "CA"
         sid = prefix + uuid.uuid4().hex
         callback = str(form["StatusCallback"]) if "StatusCallback" in form else None
-        self.records.append(Record(kind, sid, to, str(form.get("From", "")),
-                                   str(form.get("Body", "")), callback,
-                                   asyncio.get_running_loop().time(),
-                                   format_datetime(datetime.now(UTC), usegmt=False)))
-        if callback and self.behaviour.callbacks:
-            task = asyncio.create_task(self._callbacks(kind, sid, to, callback))
+        record = Record(kind, sid, to, str(form.get("From", "")), str(form.get("Body", "")),
+                        callback, asyncio.get_running_loop().time(),
+                        format_datetime(datetime.now(UTC), usegmt=False),
+                        url=str(form["Url"]) if "Url" in form else None,
+                        machine_detection=str(form["MachineDetection"])
+                        if form.get("MachineDetection") in MACHINE_DETECTION else None)
+        self.records.append(record)
+        if (callback or record.url) and self.behaviour.callbacks:
+            task = asyncio.create_task(self._callbacks(record))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
         return web.json_response({"sid": sid, "account_sid": self.account_sid, "to": to,
@@ -147,30 +166,50 @@ class FakeTwilio:
         expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
         return request.headers.get("Authorization") == f"Basic {expected}"
 
-    async def _callbacks(self, kind: str, sid: str, to: str, url: str) -> None:
-        if kind == "message":
-            steps = [{"MessageSid": sid, "MessageStatus": status, "To": to}
-                     for status in ("sent", "delivered")]
-        else:
-            roll = self.random.random()
-            final = ("busy" if roll < self.behaviour.busy_rate else
-                     "no-answer" if roll < self.behaviour.busy_rate + self.behaviour.no_answer_rate
-                     else "completed")
-            steps = [{"CallSid": sid, "CallStatus": status, "To": to}
-                     for status in ("ringing", final)]
-        for params in steps:
-            await self._post(url, {**params, "AccountSid": self.account_sid})
+    async def _callbacks(self, record: Record) -> None:
+        if record.kind == "message":
+            for status in ("sent", "delivered"):
+                await self._status(record, {"MessageSid": record.sid, "MessageStatus": status})
+            return
+        roll = self.random.random()
+        final = ("busy" if roll < self.behaviour.busy_rate else
+                 "no-answer" if roll < self.behaviour.busy_rate + self.behaviour.no_answer_rate
+                 else "completed")
+        await self._status(record, {"CallSid": record.sid, "CallStatus": "ringing"})
+        if final == "completed" and record.url:
+            await self._answer(record)
+        await self._status(record, {"CallSid": record.sid, "CallStatus": final})
 
-    async def _post(self, url: str, params: dict[str, str]) -> None:
+    async def _answer(self, record: Record) -> None:
+        """The call is answered: ask its URL for TwiML, after detection when it was asked for."""
+        params = {"CallSid": record.sid, "AccountSid": self.account_sid, "From": record.sender,
+                  "To": record.to, "CallStatus": "in-progress", "Direction": "outbound-api",
+                  "ApiVersion": "2010-04-01"}
+        if record.machine_detection:
+            machine = self.random.random() < self.behaviour.machine_rate
+            record.answered_by = (
+                "human" if not machine else
+                "machine_end_beep" if record.machine_detection == "DetectMessageEnd"
+                else "machine_start")
+            params |= {"AnsweredBy": record.answered_by, "MachineDetectionDuration": "2400"}
+        assert record.url is not None
+        record.twiml = await self._post(record.url, params)
+
+    async def _status(self, record: Record, params: dict[str, str]) -> None:
+        if record.callback:
+            await self._post(record.callback, {**params, "To": record.to,
+                                               "AccountSid": self.account_sid})
+
+    async def _post(self, url: str, params: dict[str, str]) -> str | None:
         if self._session is None:
             self._session = ClientSession()
         signature = self.validator.compute_signature(url, params)
         try:
             async with self._session.post(url, data=params,
                                           headers={"X-Twilio-Signature": signature}) as reply:
-                await reply.read()
+                return await reply.text()
         except OSError:
-            pass  # like Twilio: a callback that cannot be delivered is dropped
+            return None  # like Twilio: a callback that cannot be delivered is dropped
 
     async def list_records(self, _request: web.Request) -> web.Response:
         return web.json_response({"records": [r.__dict__ for r in self.records],
@@ -202,10 +241,12 @@ def main() -> None:
     parser.add_argument("--throttle-rate", type=float, default=0.0)
     parser.add_argument("--busy-rate", type=float, default=0.0)
     parser.add_argument("--no-answer-rate", type=float, default=0.0)
+    parser.add_argument("--machine-rate", type=float, default=0.0,
+                        help="share of answered calls an answering machine takes")
     parser.add_argument("--no-callbacks", action="store_true", help="send no status callbacks")
     args = parser.parse_args()
     fake = FakeTwilio(Behaviour(args.latency_ms, args.error_rate, args.throttle_rate,
-                                args.busy_rate, args.no_answer_rate,
+                                args.busy_rate, args.no_answer_rate, args.machine_rate,
                                 callbacks=not args.no_callbacks))
     web.run_app(fake.app(), host="127.0.0.1", port=args.port, access_log=None)
 

@@ -38,7 +38,9 @@ from core.models import (
 from core.targeting import quiet_until
 from outbound.fanout import ActionError, Batch, queued_batches
 
-REACHED = {DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.ANSWERED}
+#: Deliveries that reached the participant: a voice message left on voicemail counts too.
+REACHED = {DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.ANSWERED,
+           DeliveryStatus.VOICEMAIL}
 RESULT_CHANNEL = {Channel.VOICE: Channel.SMS}
 #: Kinds whose end is told to everyone they reached.
 RESULT_KINDS = frozenset({ActionKind.SUSPECT, ActionKind.VEHICLE, ActionKind.MISSING_PERSON,

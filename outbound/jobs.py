@@ -145,8 +145,9 @@ def _claim(session: Session, runtime: OutboundRuntime, ids: list[int],
         .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.QUEUED,
                # not before its time: a retry's backoff, or the end of quiet hours
                Delivery.next_attempt_at.is_(None) | (Delivery.next_attempt_at <= now + EARLY))
+        # the last attempt's id goes: its late or replayed callbacks are not about this one
         .values(status=DeliveryStatus.SENDING, attempts=Delivery.attempts + 1, updated_at=now,
-                next_attempt_at=now + lease(runtime, len(ids)))
+                provider_id=None, next_attempt_at=now + lease(runtime, len(ids)))
         .returning(Delivery.id)).scalars().all()
     return _messages(session, runtime, claimed) if claimed else []
 

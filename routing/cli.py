@@ -13,7 +13,8 @@ from routing.resolve import RouteRequest, resolve
 
 
 @click.command("route")
-@click.option("--caller", default=None, help="caller id, e.g. +31612345678 or sip:...@host")
+@click.option("--caller", default=None,
+              help="caller id, e.g. +31612345678, 0612345678 or sip:...@host")
 @click.option("--postcode", default=None, help="keyed postcode, e.g. 3441 or 3441#")
 @click.option("--lat", type=float, default=None, help="caller latitude (WGS84)")
 @click.option("--lon", type=float, default=None, help="caller longitude (WGS84)")
@@ -27,8 +28,8 @@ def route_command(context: Context, caller: str | None, postcode: str | None,
                   content_type: str | None, geolocation: str | None) -> None:
     """Show which meldkamer a call with these details is put through to, and why."""
     national = load_national_fallback(context.settings.meldkamer_config)
-    request = RouteRequest(caller=caller, postcode=postcode, lat=lat, lon=lon,
-                           pidf=pidf_file.read_bytes() if pidf_file else None,
+    request = RouteRequest(caller=caller, caller_national="NL", postcode=postcode, lat=lat,
+                           lon=lon, pidf=pidf_file.read_bytes() if pidf_file else None,
                            content_type=content_type, geolocation_header=geolocation)
     context.ready_engine()
     with context.sessions() as session:

@@ -49,7 +49,8 @@ NO_CALLER = "no caller number"
 REASONS = ("action", "pidf", "coordinates", "participant_location", "postcode",
            "national_fallback", "fallback")
 #: Statuses of a delivery that actually left us (as outbound.feedback counts "reached").
-SENT = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.ANSWERED)
+SENT = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.ANSWERED,
+        DeliveryStatus.VOICEMAIL)
 #: The action of the newest message that went out to a participant, if it is still active or
 #: ended recently. Served by the index on delivery.participant_id; a participant has at most a
 #: few hundred deliveries, sorted in memory.
@@ -76,10 +77,13 @@ class RouteRequest:
 
     PIDF is a bare PIDF-LO document or the whole INVITE body (CONTENT_TYPE is then the
     INVITE's Content-Type). CALLED is carried for the call record; with one national number
-    it does not change the route.
+    it does not change the route. CALLER_NATIONAL is the country (ISO code) whose national
+    format the transport's caller IDs may come in ("0612345678"); None when the transport
+    sends international numbers only, as Twilio does (see `routing.caller`).
     """
 
     caller: str | None = None
+    caller_national: str | None = None
     called: str | None = None
     lat: float | None = None
     lon: float | None = None
@@ -130,7 +134,7 @@ def resolve(session: Session, request: RouteRequest, now: datetime, *,
     messages actually went out to the caller.
     """
     trail = _Trail()
-    trail.caller = _caller(request.caller, trail)
+    trail.caller = _caller(request.caller, request.caller_national, trail)
     if trail.caller is not None:
         trail.participant_id = session.scalar(_PARTICIPANT_BY_PHONE,
                                               {"phone": trail.caller})
@@ -200,8 +204,8 @@ def route_to(session: Session, code: str, reason: str, detail: str, *,
 
 # --- steps -------------------------------------------------------------------------------------
 
-def _caller(raw: str | None, trail: _Trail) -> str | None:
-    caller = parse_caller(raw)
+def _caller(raw: str | None, national: str | None, trail: _Trail) -> str | None:
+    caller = parse_caller(raw, national)
     if caller is None:
         if raw is None or not raw.strip():
             trail.note(NO_CALLER)

@@ -36,12 +36,12 @@ LABELS: dict[str, dict[str, str]] = {
                 "cancelled": "Geannuleerd"},
     "channel": {"voice": "Spraak", "sms": "Sms", "email": "E-mail", "push": "Push"},
     "delivery": {"queued": "In de wachtrij", "sending": "Wordt verstuurd", "sent": "Verstuurd",
-                 "delivered": "Afgeleverd", "answered": "Opgenomen", "failed": "Mislukt",
-                 "skipped": "Overgeslagen"},
+                 "delivered": "Afgeleverd", "answered": "Opgenomen",
+                 "voicemail": "Op voicemail", "failed": "Mislukt", "skipped": "Overgeslagen"},
     "call": {"listening": "Luistert", "listened": "Beluisterd", "routing": "Wordt doorverbonden",
              "connected": "Doorverbonden", "caller_hung_up": "Beller hing op",
              "unanswered": "Niet beantwoord", "abandoned": "Afgebroken", "ended": "Beëindigd",
-             "error": "Storing"},
+             "error": "Storing", "voicemail": "Op voicemail ingesproken", "fax": "Fax"},
 }
 
 

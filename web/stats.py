@@ -134,15 +134,20 @@ def _total(rows: list[stats.Coverage], known: list[int]) -> list[Any]:
 
 def delivery_table(rows: list[stats.ChannelDelivery]) -> Table:
     columns = [Column(_("Kanaal"), "text"), Column(_("Totaal")),
-               Column(_("Afgeleverd of opgenomen")), Column(_("Verzonden, geen bevestiging")),
-               Column(_("Mislukt")), Column(_("Overig")), Column(_("Afgeleverd (%)"), "percent"),
+               Column(_("Afgeleverd of opgenomen")), Column(_("Ingesproken op voicemail")),
+               Column(_("Verzonden, geen bevestiging")), Column(_("Mislukt")),
+               Column(_("Overig")), Column(_("Afgeleverd (%)"), "percent"),
                Column(_("Mislukt (%)"), "percent")]
     return Table("aflevering-per-kanaal", _("Aflevering per kanaal"), columns,
-                 [[_(CHANNEL_LABELS[r.channel]), r.total, r.confirmed, r.unconfirmed, r.failed,
-                   r.other, r.rate, r.failed / r.total if r.total else None] for r in rows],
-                 notes=[_("Verzonden, geen bevestiging: de aanbieder nam het bericht aan, maar "
-                          "meldt geen aflevering (e-mail en push kennen die niet). "
-                          "Overig: overgeslagen of nog onderweg.")])
+                 [[_(CHANNEL_LABELS[r.channel]), r.total, r.confirmed, r.voicemail,
+                   r.unconfirmed, r.failed, r.other, r.rate,
+                   r.failed / r.total if r.total else None] for r in rows],
+                 notes=[_("Afgeleverd of opgenomen: de aanbieder meldde de aflevering, of een "
+                          "persoon nam de oproep aan. Ingesproken op voicemail: een "
+                          "antwoordapparaat nam de oproep aan en het bericht is na de piep "
+                          "ingesproken. Verzonden, geen bevestiging: de aanbieder nam het "
+                          "bericht aan, maar meldt geen aflevering (e-mail en push kennen die "
+                          "niet). Overig: overgeslagen of nog onderweg.")])
 
 
 def extremes_tables(rows: list[stats.Coverage]) -> tuple[Table, Table, str]:
@@ -286,7 +291,7 @@ def chart_data(tables: dict[str, Table], extremes: tuple[Table, Table, str]) -> 
         "calls": _series(tables["calls"], [3], percent=True, max=100),
         "municipalities": _series(top, [3] if basis == "coverage" else [1], rows=ranked,
                                   horizontal=True),
-        "delivery": _series(tables["delivery"], [2, 3, 4, 5], stacked=True),
+        "delivery": _series(tables["delivery"], [2, 3, 4, 5, 6], stacked=True),
     }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,13 +26,15 @@ from core.models import Delivery
 from core.reference import load_meldkamer_config
 from core.settings import Settings
 from ivr.flows import Flows, Incoming
-from ivr.inbound_sms import MAX_MEDIA_BYTES, Media, handle_sms
+from ivr.inbound_sms import MAX_MEDIA_BYTES, Media, handle_sms, seen
 from ivr.steps import CallState, DialResult, Digits, FlowError, Say
 from ivr.twiml import TwimlUrls, render, render_says
 from outbound import safe_fetch
+from outbound.callbacks import answered_by, apply_or_keep
+from outbound.jobs import schedule
 from outbound.templates import message_text
 from web import csrf, db, runtime
-from web.webhooks import signed_only
+from web.webhooks import first_time, signed_only
 
 log = logging.getLogger(__name__)
 bp = Blueprint("voice", __name__, url_prefix="/webhooks/twilio")
@@ -111,13 +114,24 @@ def inbound() -> Response:
 @csrf.exempt
 @signed_only
 def message() -> Response:
-    """An outbound voice message was answered: read it and offer 1 and 2."""
+    """An outbound voice message was answered: read it and offer 1 and 2.
+
+    With answering machine detection (`outbound.providers.twilio_rest`) Twilio says who
+    answered (AnsweredBy): a person (or unknown) gets the menu; an answering machine, once its
+    greeting is over, gets the message once and a hang-up, and the delivery counts as left on
+    voicemail; a fax is hung up on, and the participant gets an SMS instead."""
     delivery = request.args.get("delivery", "")
     if not delivery.isdigit():
         return Response("delivery is required\n", status=400, mimetype="text/plain")
+    call_id = request.form.get("CallSid")
+    kind = answered_by(request.form.get("AnsweredBy"))
     try:
-        turn = _flows().start_message(int(delivery), transport="twilio",
-                                      call_id=request.form.get("CallSid"))
+        if kind == "person":
+            turn = _flows().start_message(int(delivery), transport="twilio", call_id=call_id)
+        else:
+            turn = _flows().start_machine(int(delivery), transport="twilio", call_id=call_id,
+                                          fax=kind == "fax")
+            _machine_answered(call_id, request.form.get("AnsweredBy"))
         return _twiml(render(turn, _urls(), _audio_url))
     except FlowError as exc:
         return Response(f"{exc}\n", status=404, mimetype="text/plain")
@@ -129,6 +143,19 @@ def message() -> Response:
                      f"{runtime().settings.free_number}.", language="nl-NL")
         response.hangup()
         return _twiml(str(response))
+
+
+def _machine_answered(call_id: str | None, verdict: str | None) -> None:
+    """The delivery of this call: left on voicemail, or failed on a fax (its SMS queued).
+    Kept for later when the batch has not recorded the CallSid yet, as a status is."""
+    if not call_id:
+        return
+    again = apply_or_keep(db(), runtime().redis, call_id, "in-progress", datetime.now(UTC),
+                          answered=verdict)
+    if again:
+        db().commit()
+        if runtime().redis is not None:
+            schedule(runtime().redis, db(), again)
 
 
 @bp.post("/voice/step")
@@ -190,18 +217,29 @@ def sound(key: str) -> Response:
 @csrf.exempt
 @signed_only
 def sms() -> Response:
-    """An inbound SMS or MMS: STOP / START / HELP, or a tip (with photos) on an action."""
-    sender = request.form.get("From", "")
-    body = request.form.get("Body", "")[:5000]
-    media, failed = _fetch_media(request.form)
-    settings = runtime().settings
-    result = handle_sms(db(write=True), sender, body, now=datetime.now(UTC),
-                        free_number=settings.free_number, media=media,
-                        media_dir=settings.var_dir / "media" / "tips")
+    """An inbound SMS or MMS: STOP / START / HELP, or a tip (with photos) on an action.
+
+    A message taken before (the same MessageSid) is answered with an empty response: no
+    second tip, no second reply SMS (`ivr.inbound_sms`)."""
+    message_sid = request.form.get("MessageSid", "")[:64] or None
+    with first_time("sms", message_sid) if message_sid else nullcontext(True) as fresh:
+        if not fresh or (message_sid and seen(db(write=True), message_sid)):
+            log.info("inbound sms %s repeated; nothing done", message_sid)
+            return _twiml(str(MessagingResponse()))
+        sender = request.form.get("From", "")
+        body = request.form.get("Body", "")[:5000]
+        media, failed = _fetch_media(request.form)
+        settings = runtime().settings
+        result = handle_sms(db(write=True), sender, body, now=datetime.now(UTC),
+                            free_number=settings.free_number, media=media,
+                            media_dir=settings.var_dir / "media" / "tips",
+                            message_sid=message_sid)
+        db().commit()
     log.info("inbound sms: %s (%d tip(s), %d attachment(s) refused)", result.outcome,
              len(result.tip_ids), result.rejected_media + failed)
     response = MessagingResponse()
-    response.message(result.reply)
+    if result.reply:
+        response.message(result.reply)
     return _twiml(str(response))
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 
+import redis
 from flask import Blueprint, Response, request
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
@@ -18,17 +22,50 @@ from outbound.jobs import schedule
 from outbound.runtime import call_slots, call_token
 from web import csrf, db, runtime
 
+log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+#: How long a webhook is remembered as taken. Past it (or when Redis was emptied) the database
+#: still refuses what would change it twice; what Redis alone guards (a second reply SMS, the
+#: line of a call freed twice) matters only while the call or the conversation is going on.
+REPLAY_TTL = 48 * 3600
 
 
 def signed() -> bool:
-    """Twilio signs the public URL it called plus the form fields with our auth token."""
+    """Twilio signs the public URL it called plus the form fields with our auth token.
+
+    The whole form goes to the validator: a name may come more than once, and Twilio signs
+    every value of it (a plain dict would keep only the first, and refuse a genuine request).
+    """
     token = runtime().settings.twilio_auth_token
     if not token:
         return False
     url = runtime().settings.public_url + request.full_path.rstrip("?")
     signature = request.headers.get("X-Twilio-Signature", "")
-    return RequestValidator(token).validate(url, request.form.to_dict(), signature)
+    return RequestValidator(token).validate(url, request.form, signature)
+
+
+@contextmanager
+def first_time(kind: str, *identity: str) -> Iterator[bool]:
+    """Whether the webhook of KIND with this IDENTITY (the provider's id and what it says) is
+    taken for the first time: a replay, Twilio's own or a captured request sent again, finds
+    the mark left by the first. The mark goes again when the block raises, so the provider's
+    retry of a request that failed here is taken. Without Redis every request is new."""
+    connection = runtime().redis
+    key = f"webhook-seen:{kind}:" + hashlib.sha256("\x1f".join(identity).encode()).hexdigest()
+    fresh = True
+    if connection is not None:
+        try:
+            fresh = bool(connection.set(key, "1", nx=True, ex=REPLAY_TTL))
+        except redis.RedisError:
+            log.warning("replay marks unavailable; the database guards alone", exc_info=True)
+            connection = None
+    try:
+        yield fresh
+    except BaseException:
+        if connection is not None and fresh:
+            connection.delete(key)
+        raise
 
 
 def signed_only(view: Callable[..., Response]) -> Callable[..., Response]:
@@ -45,29 +82,42 @@ def signed_only(view: Callable[..., Response]) -> Callable[..., Response]:
 @csrf.exempt
 @signed_only
 def twilio_status() -> Response:
-    """MessageStatus / CallStatus callbacks: 204 when taken, 403 forged, 400 malformed."""
+    """MessageStatus / CallStatus callbacks: 204 when taken, 403 forged, 400 malformed.
+
+    A status Twilio may add later is logged and answered 204 without moving anything: a 4xx
+    would only make the provider send it again and again."""
     provider_id = request.form.get("MessageSid") or request.form.get("CallSid")
     value = request.form.get("MessageStatus") or request.form.get("CallStatus")
     if not provider_id or not value:
         return Response("MessageSid/CallSid and a status are required\n", status=400,
                         mimetype="text/plain")
-    try:
-        again = apply_or_keep(db(write=True), runtime().redis, provider_id, value,
-                              datetime.now(UTC), error=request.form.get("ErrorCode"))
-    except UnknownStatus:
-        return Response(f"unknown status {value!r}\n", status=400, mimetype="text/plain")
-    if request.form.get("CallSid") and value in CALL_ENDED:
-        call_ended(db(), datetime.now(UTC), call_id=provider_id)
-    if request.form.get("CallSid") and value in CALL_ENDED and runtime().redis is not None:
-        # the callback URL names the delivery, so a call that ends before its batch has
-        # recorded the CallSid frees its line at once
-        delivery_id = request.args.get("delivery", type=int) or db().scalar(
-            select(Delivery.id).where(Delivery.provider_id == provider_id))
-        if delivery_id is not None:
-            call_slots(runtime().redis, runtime().settings).release(call_token(delivery_id))
-    if again:
-        db().commit()  # the worker must find the rows before the job
-        if runtime().redis is not None:
+    with first_time("status", provider_id, value) as fresh:
+        if not fresh:
+            log.info("status %r of %s repeated; nothing done", value[:40], provider_id[:64])
+            return Response(status=204)
+        try:
+            again = apply_or_keep(db(write=True), runtime().redis, provider_id, value,
+                                  datetime.now(UTC), error=request.form.get("ErrorCode"),
+                                  answered=request.form.get("AnsweredBy"))
+        except UnknownStatus:
+            log.warning("unknown status %r for %s ignored", value[:40], provider_id[:64])
+            return Response(status=204)
+        if request.form.get("CallSid") and value in CALL_ENDED:
+            call_ended(db(), datetime.now(UTC), call_id=provider_id)
+            _free_line(provider_id)
+        db().commit()  # before the mark stands, and the worker must find the rows of a retry
+        if again and runtime().redis is not None:
             schedule(runtime().redis, db(), again)
         # without Redis here, the worker's sweep queues them
     return Response(status=204)
+
+
+def _free_line(call_id: str) -> None:
+    """The call holds no line on the trunk any more. The callback URL names the delivery, so
+    a call that ends before its batch has recorded the CallSid frees its line at once."""
+    if runtime().redis is None:
+        return
+    delivery_id = request.args.get("delivery", type=int) or db().scalar(
+        select(Delivery.id).where(Delivery.provider_id == call_id))
+    if delivery_id is not None:
+        call_slots(runtime().redis, runtime().settings).release(call_token(delivery_id))

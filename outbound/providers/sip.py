@@ -5,6 +5,11 @@ message flow (read the action, 1 = put through, 2 = again) runs on the answered 
 batch's concurrency and the rate limit govern call set-up exactly as for Twilio. The
 conversation goes on in a thread of its own; when it ends, `on_final` reports it, which is
 where the webhook path would have had Twilio's final CallStatus.
+
+There is no answering machine detection on SIP: neither pyVoIP nor the proxy tells a person
+from a voicemail box, so every answered call gets the message with its menu and counts as
+answered (`answered`), never as `voicemail`. A voicemail box hears the menu, nobody presses a
+key, and the call ends after the usual repeats, as it always did.
 """
 
 from __future__ import annotations

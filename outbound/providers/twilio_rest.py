@@ -2,6 +2,11 @@
 
 The base URL is configurable, so Twilio, other Twilio-compatible services and our local fake
 all run through this same code.
+
+Calls ask for answering machine detection (MachineDetection=DetectMessageEnd, synchronous):
+Twilio requests the voice URL only once it knows who answered, with AnsweredBy, and for an
+answering machine only after its greeting, so the message is left after the beep
+(`web.voice.message`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from twilio.rest import Client
 from core.models import Channel
 from outbound.providers import Message, ProviderError
 
+#: Synchronous detection that waits for the end of a machine's greeting (Twilio's AMD).
+MACHINE_DETECTION = "DetectMessageEnd"
 #: Twilio error codes that no retry can fix (invalid or unreachable numbers, opt-outs).
 PERMANENT = {"21211", "21214", "21408", "21610", "21612", "21614", "30003", "30005", "30006"}
 
@@ -87,6 +94,7 @@ class TwilioRestProvider:
                 call = await self.client.calls.create_async(
                     to=message.to, from_=self.sender,
                     url=f"{self.voice_url}?delivery={message.delivery_id}",
+                    machine_detection=MACHINE_DETECTION,
                     status_callback=message.status_callback or values.unset)
                 return str(call.sid)
             sms = await self.client.messages.create_async(

@@ -25,6 +25,9 @@ def test_numbers_are_normalised_to_e164(raw: str, expected: str) -> None:
     ("06 1234", "not a valid phone number"),
     ("+1 202 555 0143", "only Dutch, Belgian and German"),
     ("+44 20 7946 0018", "only Dutch, Belgian and German"),
+    ("612345678", "with \\+ and the country code"),
+    ("31612345678", "with \\+ and the country code"),
+    ("690001234", "with \\+ and the country code"),
 ])
 def test_bad_numbers_are_refused_with_a_reason(raw: str, reason: str) -> None:
     with pytest.raises(PhoneNumberError, match=reason):

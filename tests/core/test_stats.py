@@ -111,6 +111,7 @@ def build_dataset(session: Session, mine: Organisation, other: Organisation) -> 
 
     deliver("jan_arrested", p1, Channel.VOICE, DeliveryStatus.ANSWERED)
     deliver("jan_arrested", p2, Channel.VOICE, DeliveryStatus.FAILED)
+    deliver("jan_arrested", p3, Channel.VOICE, DeliveryStatus.VOICEMAIL)  # a machine took it
     deliver("jan_arrested", p1, Channel.SMS, DeliveryStatus.DELIVERED)
     deliver("jan_arrested", p2, Channel.SMS, DeliveryStatus.SENT)
     deliver("jan_arrested", p3, Channel.SMS, DeliveryStatus.FAILED)
@@ -177,14 +178,16 @@ def test_an_action_counts_as_called_about_once_whatever_the_number_of_calls(
 
 def test_deliveries_split_by_channel_into_confirmed_unconfirmed_failed_and_other(
         db: Session, data: Dataset) -> None:
+    """A voice message left on voicemail is neither answered by a person nor other."""
     rows = {r.channel: r for r in stats.delivery_by_channel(db, PERIOD, data.mine.id)}
-    assert [(c, rows[c].total, rows[c].confirmed, rows[c].unconfirmed, rows[c].failed,
-             rows[c].other) for c in Channel] == [
-        (Channel.VOICE, 2, 1, 0, 1, 0),
-        (Channel.SMS, 4, 2, 1, 1, 0),
-        (Channel.EMAIL, 1, 0, 1, 0, 0),
-        (Channel.PUSH, 2, 0, 0, 0, 2),
+    assert [(c, rows[c].total, rows[c].confirmed, rows[c].voicemail, rows[c].unconfirmed,
+             rows[c].failed, rows[c].other) for c in Channel] == [
+        (Channel.VOICE, 3, 1, 1, 0, 1, 0),
+        (Channel.SMS, 4, 2, 0, 1, 1, 0),
+        (Channel.EMAIL, 1, 0, 0, 1, 0, 0),
+        (Channel.PUSH, 2, 0, 0, 0, 0, 2),
     ]
+    assert rows[Channel.VOICE].rate == 1 / 3
     assert rows[Channel.SMS].rate == 0.5
     results = {r.channel: r.total for r in
                stats.delivery_by_channel(db, PERIOD, data.mine.id, DeliveryPurpose.RESULT)}

@@ -81,6 +81,19 @@ def test_those_not_reached_or_stopped_get_no_result(db: Session, alerted) -> Non
     assert failed.participant_id not in who and stopped.participant_id not in who
 
 
+def test_a_voice_message_left_on_voicemail_counts_as_reached(db: Session, alerted) -> None:
+    voice = db.scalars(select(Delivery).where(Delivery.action_id == alerted.id,
+                                              Delivery.channel == Channel.VOICE)).first()
+    assert voice is not None
+    db.execute(Delivery.__table__.delete().where(
+        Delivery.participant_id == voice.participant_id, Delivery.id != voice.id))
+    voice.status = DeliveryStatus.VOICEMAIL
+    db.commit()
+    end_action(db, alerted.id, Outcome.FOUND, None, now=NOW)
+    assert (voice.participant_id, Channel.SMS) in {
+        (r.participant_id, r.channel) for r in _results(db, alerted)}
+
+
 def test_an_action_ends_once(db: Session, alerted) -> None:
     end_action(db, alerted.id, Outcome.FOUND, None, now=NOW)
     db.commit()

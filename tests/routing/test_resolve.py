@@ -31,12 +31,32 @@ def test_a_caller_who_got_an_active_action_reaches_its_meldkamer(
         db: Session, participant, sent_action) -> None:
     person = participant()
     action = sent_action(person, "OB")
-    decision = _route(db, caller="0690001234", postcode="3441")
+    decision = _route(db, caller="0690001234", caller_national="NL", postcode="3441")
     assert decision == RouteDecision(
         meldkamer_code="OB", meldkamer_name="Meldkamer Oost-Brabant", phone="+31690000109",
         sip_uri="sip:+31690000109@127.0.0.1:5060", fallback_code="LB", reason="action",
         detail=f"caller was sent action {action.id} (active) by sms", action_id=action.id,
         participant_id=person.id, caller="+31690001234")
+
+
+def test_a_national_number_from_a_transport_that_sends_e164_is_nobody(
+        db: Session, participant, sent_action) -> None:
+    """Twilio's From is E.164: "0690001234" or "690001234" there is not +31690001234."""
+    person = participant()
+    sent_action(person, "OB")
+    for raw in ("0690001234", "690001234", "31690001234"):
+        decision = _route(db, caller=raw, postcode="3441")
+        assert (decision.reason, decision.participant_id, decision.caller) == (
+            "postcode", None, None)
+        assert f"caller id {raw!r} is not a phone number" in decision.detail
+
+
+def test_a_voice_message_left_on_voicemail_counts_as_sent(
+        db: Session, participant, sent_action) -> None:
+    person = participant()
+    action = sent_action(person, "OB", status=DeliveryStatus.VOICEMAIL, channel=Channel.VOICE)
+    decision = _route(db, caller="+31690001234", postcode="3441")
+    assert (decision.reason, decision.action_id) == ("action", action.id)
 
 
 def test_an_action_that_ended_two_hours_ago_still_counts(db: Session, participant,

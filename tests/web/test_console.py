@@ -342,6 +342,21 @@ def test_progress_follows_the_deliveries(centralist, db, started):
     assert data["channels"]["push"]["open"] == 1
 
 
+def test_the_live_page_tells_voicemail_from_answered(centralist, db, started):
+    voice = db.scalars(select(Delivery).where(Delivery.action_id == started,
+                                              Delivery.channel == Channel.VOICE)
+                       .order_by(Delivery.id)).all()
+    voice[0].status, voice[1].status = DeliveryStatus.ANSWERED, DeliveryStatus.VOICEMAIL
+    db.commit()
+    data = centralist.get(f"/console/actions/{started}/progress.json").get_json()
+    assert data["channels"]["voice"]["counts"] == {"answered": 1, "voicemail": 1}
+    page = centralist.get(f"/console/actions/{started}").get_data(as_text=True)
+    assert 'id="count-voice-voicemail"' in page and 'id="count-voice-answered"' in page
+    assert "<th>Op voicemail</th>" in page
+    english = centralist.get(f"/console/actions/{started}?lang=en").get_data(as_text=True)
+    assert "<th>On voicemail</th>" in english
+
+
 def test_calls_and_tips_appear_with_masked_numbers_and_escaped_text(centralist, db, started):
     mn = db.scalar(select(Meldkamer).where(Meldkamer.code == "MN"))
     db.add_all([

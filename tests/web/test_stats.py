@@ -105,11 +105,13 @@ def test_a_centralist_sees_only_the_actions_of_their_own_organisation(
     assert found["table-bellers-per-soort"][1:] == [
         ["Verdachte", "3", "1", "33,3 %"], ["Voertuig", "1", "1", "100,0 %"],
         ["Vermiste persoon", "1", "0", "0,0 %"], ["Totaal", "5", "2", "40,0 %"]]
+    assert found["table-aflevering-per-kanaal"][0][2:4] == ["Afgeleverd of opgenomen",
+                                                            "Ingesproken op voicemail"]
     assert found["table-aflevering-per-kanaal"][1:] == [
-        ["Spraak", "2", "1", "0", "1", "0", "50,0 %", "50,0 %"],
-        ["Sms", "4", "2", "1", "1", "0", "50,0 %", "25,0 %"],
-        ["E-mail", "1", "0", "1", "0", "0", "0,0 %", "0,0 %"],
-        ["Push", "2", "0", "0", "0", "2", "0,0 %", "0,0 %"]]
+        ["Spraak", "3", "1", "1", "0", "1", "0", "33,3 %", "33,3 %"],
+        ["Sms", "4", "2", "0", "1", "1", "0", "50,0 %", "25,0 %"],
+        ["E-mail", "1", "0", "0", "1", "0", "0", "0,0 %", "0,0 %"],
+        ["Push", "2", "0", "0", "0", "0", "2", "0,0 %", "0,0 %"]]
     assert "alleen die van Politie Midden-Nederland" in page
 
 
@@ -146,7 +148,8 @@ def test_the_charts_draw_the_numbers_of_the_tables(client: FlaskClient, data: Da
     assert charts["success"]["datasets"][0]["data"] == [33.33, 100.0]
     assert charts["calls"]["datasets"][0]["data"] == [33.33, 100.0, 0.0]
     assert [d["data"] for d in charts["delivery"]["datasets"]] == [
-        [1, 2, 0, 0], [0, 1, 1, 0], [1, 1, 0, 0], [0, 0, 0, 2]]
+        [1, 2, 0, 0], [1, 0, 0, 0], [0, 1, 1, 0], [1, 1, 0, 0], [0, 0, 0, 2]]
+    assert charts["delivery"]["datasets"][1]["label"] == "Ingesproken op voicemail"
     for name in ("months", "success", "calls", "municipalities", "delivery"):
         assert f'id="chart-{name}"' in page
     assert "vendor/chart.js-4.4.9/chart.umd.js" in page and "stats/stats.js" in page

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import replace
@@ -206,10 +207,13 @@ def test_the_voice_message_reads_the_action_and_puts_through_on_1(client, db, vo
 
 # --- inbound SMS -------------------------------------------------------------------------
 
-def sms(client, sender: str, body: str, **extra: str) -> str:
+def sms(client, sender: str, body: str, *, sid: str | None = None, **extra: str) -> str | None:
+    """The reply to a new inbound message (each its own MessageSid), or None for no reply."""
+    sid = sid or "SM" + uuid.uuid4().hex
     root = twiml(post(client, "/webhooks/twilio/sms",
-                      {"MessageSid": "SM" + "9" * 32, "From": sender, "Body": body, **extra}))
-    return root.find("Message").text
+                      {"MessageSid": sid, "From": sender, "Body": body, **extra}))
+    message = root.find("Message")
+    return None if message is None else message.text
 
 
 def test_stop_and_start_by_sms_in_dutch_and_english(client, db, voice_delivery):
@@ -222,6 +226,17 @@ def test_stop_and_start_by_sms_in_dutch_and_english(client, db, voice_delivery):
     assert person.status == ParticipantStatus.VERIFIED
     assert "STOP" in sms(client, person.phone, "HELP")
     assert "niet aangemeld" in sms(client, "+31690009999", "STOP")
+
+
+@pytest.mark.parametrize("sender", ["690005151", "31690005151", "0690005151"])
+def test_a_sender_without_a_country_code_is_nobody(client, db, voice_delivery, sender):
+    """Twilio sends From in E.164; these are not read as the participant +31690005151."""
+    person = db.get(Participant, voice_delivery.participant_id)
+    assert "niet aangemeld" in sms(client, sender, "STOP")
+    assert "niet aan een Burgernet-actie" in sms(client, sender, "Man met rode jas")
+    db.refresh(person)
+    assert person.status == ParticipantStatus.VERIFIED
+    assert db.scalar(select(Tip.id).where(Tip.action_id == voice_delivery.action_id)) is None
 
 
 def test_a_text_becomes_a_tip_on_the_action_the_participant_was_sent(client, db,
@@ -317,3 +332,185 @@ def test_a_failure_inside_the_flow_still_puts_the_caller_through(client, monkeyp
     monkeypatch.setattr("ivr.flows.Flows.start_free", broken)
     root = twiml(post(client, "/webhooks/twilio/voice/inbound", CALL))
     assert root.find("Dial").text == "+31690000103"  # MN, the national fallback
+
+
+# --- replayed webhooks do nothing the second time --------------------------------------
+
+def _records(db, call_sid: str) -> list[CallRecord]:
+    return list(db.scalars(select(CallRecord).where(CallRecord.provider_call_id == call_sid)))
+
+
+def test_a_replayed_inbound_call_makes_no_second_call_record(client, db):
+    first = twiml(post(client, "/webhooks/twilio/voice/inbound", CALL))
+    again = twiml(post(client, "/webhooks/twilio/voice/inbound", CALL))
+    (record,) = _records(db, CALL["CallSid"])
+    assert first.find("Gather").get("action") == again.find("Gather").get("action")
+    assert f"record={record.id}" in again.find("Gather").get("action")
+
+
+def test_a_replayed_voice_message_makes_no_second_call_record(client, db, voice_delivery):
+    call = {"CallSid": voice_delivery.provider_id, "To": "+31690005151"}
+    url = f"/webhooks/twilio/voice?delivery={voice_delivery.id}"
+    twiml(post(client, url, call))
+    again = twiml(post(client, url, call))
+    assert again.find("Gather") is not None
+    assert len(_records(db, call["CallSid"])) == 1
+
+
+def test_a_replayed_step_of_a_call_that_is_over_changes_nothing(client, db):
+    root = twiml(post(client, "/webhooks/twilio/voice/inbound", CALL))
+    root = twiml(post(client, root.find("Redirect").text, CALL))
+    root = twiml(post(client, root.find("Gather").get("action"), {**CALL, "Digits": "3011"}))
+    busy_url = root.find("Dial").get("action")
+    root = twiml(post(client, busy_url, {**CALL, "DialCallStatus": "busy"}))
+    whisper_url = root.find("Dial/Number").get("url")
+    twiml(post(client, whisper_url, {"CallSid": "CA" + "4" * 32}))
+    twiml(post(client, root.find("Dial").get("action"), {**CALL, "DialCallStatus": "completed"}))
+    post(client, "/webhooks/twilio/status", {"CallSid": CALL["CallSid"],
+                                              "CallStatus": "completed"})
+    (record,) = _records(db, CALL["CallSid"])
+    before = (record.meldkamer_id, record.routing_reason, record.outcome, record.connected_at,
+              record.ended_at)
+    assert record.outcome == "connected" and record.ended_at is not None
+
+    replayed = twiml(post(client, busy_url, {**CALL, "DialCallStatus": "busy"}))
+    assert replayed.find("Dial") is None and replayed.find("Hangup") is not None
+    twiml(post(client, whisper_url, {"CallSid": "CA" + "4" * 32}))
+    db.refresh(record)
+    assert (record.meldkamer_id, record.routing_reason, record.outcome, record.connected_at,
+            record.ended_at) == before
+
+
+def _forget_replays(redis_client: redis.Redis) -> None:
+    """Redis emptied: only the marks of webhooks taken go, as after a restart without them."""
+    for key in redis_client.scan_iter("webhook-seen:*"):
+        redis_client.delete(key)
+
+
+@pytest.mark.parametrize("redis_emptied", [False, True])
+def test_a_replayed_tip_is_kept_once_and_answered_once(client, db, voice_delivery,
+                                                       redis_client, redis_emptied):
+    sid = "SM" + "7" * 32
+    assert "tip is doorgegeven" in sms(client, "+31690005151", "Rode jas bij station", sid=sid)
+    if redis_emptied:
+        _forget_replays(redis_client)
+    assert sms(client, "+31690005151", "Rode jas bij station", sid=sid) is None
+    tips = db.scalars(select(Tip).where(Tip.action_id == voice_delivery.action_id)).all()
+    assert [(tip.text, tip.message_sid) for tip in tips] == [("Rode jas bij station", sid)]
+
+
+@pytest.mark.parametrize("redis_emptied", [False, True])
+@responses.activate
+def test_a_replayed_mms_is_not_fetched_again(client, db, voice_delivery, redis_client,
+                                             redis_emptied):
+    raw = io.BytesIO()
+    Image.new("RGB", (20, 20), "blue").save(raw, format="PNG")
+    url = "https://api.twilio.com/2010-04-01/Accounts/AC0/Messages/MM2/Media/ME2"
+    responses.get(url, body=raw.getvalue(), content_type="image/png")
+    photo = {"NumMedia": "1", "MediaUrl0": url, "MediaContentType0": "image/png"}
+    sid = "MM" + "8" * 32
+    assert sms(client, "+31690005151", "", sid=sid, **photo) is not None
+    if redis_emptied:
+        _forget_replays(redis_client)
+    assert sms(client, "+31690005151", "", sid=sid, **photo) is None
+    assert len(responses.calls) == 1
+    tips = db.scalars(select(Tip).where(Tip.action_id == voice_delivery.action_id)).all()
+    assert len(tips) == 1 and tips[0].source == "mms"
+
+
+def test_a_replayed_stop_sends_no_second_reply(client, db, voice_delivery):
+    sid = "SM" + "5" * 32
+    assert "geen Burgernet-berichten" in sms(client, "+31690005151", "STOP", sid=sid)
+    assert sms(client, "+31690005151", "STOP", sid=sid) is None
+
+
+def test_a_start_replayed_after_a_later_stop_does_not_sign_up_again(client, db, voice_delivery,
+                                                                    redis_client):
+    person = db.get(Participant, voice_delivery.participant_id)
+    start = "SM" + "6" * 32
+    sms(client, person.phone, "STOP")
+    assert "Welkom terug" in sms(client, person.phone, "START", sid=start)
+    sms(client, person.phone, "STOP")
+    _forget_replays(redis_client)  # the database alone must say no
+    assert sms(client, person.phone, "START", sid=start) is None
+    db.refresh(person)
+    assert person.status == ParticipantStatus.STOPPED
+
+
+# --- answering machine detection ---------------------------------------------------------
+
+def _answered_by(client, delivery: Delivery, verdict: str | None, sid: str | None = None):
+    call = {"CallSid": sid or delivery.provider_id, "To": "+31690005151",
+            "CallStatus": "in-progress"}
+    if verdict is not None:
+        call |= {"AnsweredBy": verdict, "MachineDetectionDuration": "2400"}
+    return twiml(post(client, f"/webhooks/twilio/voice?delivery={delivery.id}", call))
+
+
+@pytest.mark.parametrize("verdict", ["machine_end_beep", "machine_end_silence",
+                                     "machine_end_other", "machine_start"])
+def test_a_voicemail_gets_the_message_once_without_the_menu(client, db, voice_delivery,
+                                                           verdict):
+    root = _answered_by(client, voice_delivery, verdict)
+    assert [child.tag for child in root] == ["Play", "Play", "Hangup"]  # intro, message
+    intro = load_catalogue().text("outbound_intro", "nl")
+    assert root[0].text == f"{PUBLIC}/sounds/{key_for(intro, 'nl')}.wav"
+    db.refresh(voice_delivery)
+    assert voice_delivery.status == DeliveryStatus.VOICEMAIL
+    (record,) = _records(db, voice_delivery.provider_id)
+    assert record.outcome == "voicemail" and record.direction == "outbound"
+    # the call's end does not turn it into "answered by a person"
+    post(client, "/webhooks/twilio/status", {"CallSid": voice_delivery.provider_id,
+                                              "CallStatus": "completed"})
+    db.refresh(voice_delivery)
+    db.refresh(record)
+    assert voice_delivery.status == DeliveryStatus.VOICEMAIL
+    assert record.outcome == "voicemail" and record.ended_at is not None
+
+
+@pytest.mark.parametrize("verdict", ["human", "unknown", None])
+def test_a_person_gets_the_menu(client, db, voice_delivery, verdict):
+    root = _answered_by(client, voice_delivery, verdict)
+    assert root.find("Gather").get("numDigits") == "1"
+    post(client, "/webhooks/twilio/status", {"CallSid": voice_delivery.provider_id,
+                                              "CallStatus": "completed"})
+    db.refresh(voice_delivery)
+    assert voice_delivery.status == DeliveryStatus.ANSWERED
+
+
+def test_a_fax_is_hung_up_on_and_the_participant_gets_an_sms(client, db, voice_delivery):
+    root = _answered_by(client, voice_delivery, "fax")
+    assert [child.tag for child in root] == ["Hangup"]
+    db.refresh(voice_delivery)
+    assert (voice_delivery.status, voice_delivery.provider_error) == (
+        DeliveryStatus.FAILED, "fax")
+    sms_delivery = db.scalar(select(Delivery).where(
+        Delivery.action_id == voice_delivery.action_id, Delivery.channel == Channel.SMS))
+    assert sms_delivery is not None and sms_delivery.status == DeliveryStatus.QUEUED
+
+
+def test_answered_by_in_a_status_callback_counts_as_voicemail(client, db, voice_delivery):
+    """Also when the callback says it first, or alone (the voice webhook failed)."""
+    post(client, "/webhooks/twilio/status", {"CallSid": voice_delivery.provider_id,
+                                              "CallStatus": "completed",
+                                              "AnsweredBy": "machine_end_beep"})
+    db.refresh(voice_delivery)
+    assert voice_delivery.status == DeliveryStatus.VOICEMAIL
+
+
+def test_a_voicemail_before_its_call_was_recorded_counts_once_it_is(client, db, voice_delivery,
+                                                                   redis_client):
+    from outbound.callbacks import apply_early
+
+    sid = voice_delivery.provider_id
+    voice_delivery.status, voice_delivery.provider_id = DeliveryStatus.SENDING, None
+    db.commit()
+    _answered_by(client, voice_delivery, "machine_end_beep", sid)
+    db.refresh(voice_delivery)
+    assert (voice_delivery.status, voice_delivery.provider_id) == (DeliveryStatus.SENDING, None)
+    voice_delivery.status, voice_delivery.provider_id = DeliveryStatus.SENT, sid  # the batch
+    db.commit()
+    apply_early(db, redis_client, [sid], datetime.now(UTC))
+    db.commit()
+    db.refresh(voice_delivery)
+    assert voice_delivery.status == DeliveryStatus.VOICEMAIL

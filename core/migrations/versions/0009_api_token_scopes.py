@@ -1,6 +1,6 @@
 """API keys get scopes: which action kinds they may make, and a national AMBER Alert
 
-Revision ID: 0010
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-07
 
@@ -16,7 +16,7 @@ the police inquiries and preventive messages, must be granted again explicitly
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
+revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None
