@@ -400,20 +400,19 @@ def test_a_replayed_tip_is_kept_once_and_answered_once(client, db, voice_deliver
 
 
 @pytest.mark.parametrize("redis_emptied", [False, True])
-@responses.activate
-def test_a_replayed_mms_is_not_fetched_again(client, db, voice_delivery, redis_client,
-                                             redis_emptied):
+def test_a_replayed_mms_is_not_fetched_again(media_client, media, db, voice_delivery,
+                                             redis_client, redis_emptied):
     raw = io.BytesIO()
     Image.new("RGB", (20, 20), "blue").save(raw, format="PNG")
-    url = "https://api.twilio.com/2010-04-01/Accounts/AC0/Messages/MM2/Media/ME2"
-    responses.get(url, body=raw.getvalue(), content_type="image/png")
-    photo = {"NumMedia": "1", "MediaUrl0": url, "MediaContentType0": "image/png"}
+    media.files["ME2"] = (raw.getvalue(), "image/png")
+    photo = {"NumMedia": "1", "MediaUrl0": f"{media.url}/media/ME2",
+             "MediaContentType0": "image/png"}
     sid = "MM" + "8" * 32
-    assert sms(client, "+31690005151", "", sid=sid, **photo) is not None
+    assert sms(media_client, "+31690005151", "", sid=sid, **photo) is not None
     if redis_emptied:
         _forget_replays(redis_client)
-    assert sms(client, "+31690005151", "", sid=sid, **photo) is None
-    assert len(responses.calls) == 1
+    assert sms(media_client, "+31690005151", "", sid=sid, **photo) is None
+    assert [path for path, _auth in media.requests] == ["/media/ME2"]
     tips = db.scalars(select(Tip).where(Tip.action_id == voice_delivery.action_id)).all()
     assert len(tips) == 1 and tips[0].source == "mms"
 
