@@ -301,7 +301,9 @@ class User(Base):
         return False
 
     def get_id(self) -> str:
-        return str(self.id)
+        """The id a web session keeps: the row and the session key, so that a new key ends
+        every session made with the old one."""
+        return f"{self.id}:{self.session_key or ''}"
 
 
 class Participant(Base):

@@ -7,11 +7,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, g
-from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.models import User
 from core.schema import ensure_schema
 from core.settings import Settings
 from routing import directory
@@ -47,7 +45,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
         app.config.update(test_config)
     app.extensions["runtime"] = runtime
     csrf.init_app(app)
-    _init_login(app)
+    from web import staff_session
+
+    staff_session.init_app(app, settings.staff_idle_minutes, settings.staff_session_hours)
     app.jinja_env.globals.update(_=translate, current_language=current_language,
                                  nav_items=nav_items)
     app.teardown_request(_close_session)
@@ -141,16 +141,3 @@ def _close_session(error: BaseException | None) -> None:
     finally:
         session.close()
 
-
-def _init_login(app: Flask) -> None:
-    manager = LoginManager(app)
-    manager.login_view = "auth.login"
-    manager.login_message = "Log in om verder te gaan."
-    manager.session_protection = "strong"
-
-    @manager.user_loader
-    def load_user(user_id: str) -> User | None:
-        if not user_id.isdigit():
-            return None
-        user = db().get(User, int(user_id))
-        return user if user is not None and user.active else None

@@ -13,7 +13,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -34,9 +34,6 @@ SINCE = "participant_since"
 SEEN = "participant_seen"
 #: The code asked for and not yet used: number (E.164), purpose, when it was sent.
 PENDING = "portal_pending"
-#: Logged out after this long without a request, and after this long in any case.
-IDLE = timedelta(minutes=30)
-LIFETIME = timedelta(hours=2)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -83,12 +80,15 @@ def end_everywhere(participant: Participant) -> None:
 
 @bp.before_request
 def _expire() -> None:
-    """Log out a session that sat idle or lived too long; otherwise note this request."""
+    """Log out a session that sat idle or lived too long (PORTAL_IDLE_MINUTES,
+    PORTAL_SESSION_HOURS); otherwise note this request."""
     if PARTICIPANT not in session:
         return
+    settings = runtime().settings
     stamp = time.time()
     since, seen = float(session.get(SINCE, 0)), float(session.get(SEEN, 0))
-    if stamp - seen > IDLE.total_seconds() or stamp - since > LIFETIME.total_seconds():
+    if stamp - seen > settings.portal_idle_minutes * 60 \
+            or stamp - since > settings.portal_session_hours * 3600:
         reset_session()
         flash("Uw sessie is verlopen; log opnieuw in.")
     else:

@@ -30,6 +30,10 @@ def test_defaults_put_sqlite_and_secrets_under_var(tmp_path: Path) -> None:
     ("LOST_CREDENTIALS", "s3cret", "must be user:password"),
     ("LOST_CREDENTIALS", ":s3cret", "must be user:password"),
     ("LOST_CREDENTIALS", "esrp:", "must be user:password"),
+    ("STAFF_IDLE_MINUTES", "0", "whole number of minutes, 1-1440"),
+    ("STAFF_SESSION_HOURS", "200", "whole number of hours, 1-168"),
+    ("PORTAL_IDLE_MINUTES", "half an hour", "whole number of minutes"),
+    ("PORTAL_SESSION_HOURS", "25", "whole number of hours, 1-24"),
 ])
 def test_bad_values_are_named(tmp_path: Path, name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=f"{name}.*{message}"):
@@ -70,3 +74,9 @@ def test_pdok_tiles_are_credited_to_the_kadaster_unless_told_otherwise(tmp_path:
     with pytest.raises(ConfigError, match=r"MAP_TILES_URL=.*\{z\}, \{x\} and \{y\}"):
         Settings.from_env({**base,
                            "MAP_TILES_URL": "https://service.pdok.nl/brt/achtergrondkaart"})
+
+
+def test_session_defaults(tmp_path: Path) -> None:
+    settings = Settings.from_env({"BURGERNET_HOME": str(tmp_path), "SECRET_KEY": "x"})
+    assert (settings.staff_idle_minutes, settings.staff_session_hours) == (30, 12)
+    assert (settings.portal_idle_minutes, settings.portal_session_hours) == (30, 2)

@@ -3,14 +3,17 @@ account that later gets the same row id, not after logging out, not from a saved
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.models import Action, Channel, Delivery, Participant, ParticipantStatus
 from core.participants import forget
+from core.settings import Settings
 from tests.web import test_portal, test_reaction
 from tests.web.test_portal import (
     E164,
@@ -23,6 +26,8 @@ from tests.web.test_portal import (
     _post,
 )
 from tests.web.test_reaction import _delivery, _path
+from web import create_app
+from web.runtime import Runtime
 
 sms = test_portal.sms
 inquiry = test_reaction.inquiry
@@ -91,3 +96,24 @@ def test_a_reaction_link_of_deleted_data_opens_no_one_else_s_question(
     assert db.scalar(select(Delivery.channel).where(Delivery.id == theirs.id)) == Channel.EMAIL
     response = client.get(link)
     assert response.status_code != 200 and 'id="reaction-text"' not in _page(response)
+
+
+def test_the_portal_timeouts_are_settings(settings: Settings, engine: Engine,
+                                          sessions: sessionmaker[Session],
+                                          redis_client: redis.Redis, sms: Sms) -> None:
+    short = replace(settings, portal_idle_minutes=5, portal_session_hours=1)
+    client = create_app(runtime=Runtime(short, engine, sessions, redis_client)).test_client()
+    _join(client, sms)
+    with client.session_transaction() as session:
+        session["participant_seen"] -= 4 * 60
+    assert client.get("/deelnemen/mijn").status_code == 200
+    with client.session_transaction() as session:
+        session["participant_seen"] -= 6 * 60
+    assert client.get("/deelnemen/mijn").status_code == 302
+    with sessions() as db:
+        _forget_resend_wait(redis_client, db)
+    assert _post(client, "/deelnemen/inloggen", {"phone": "06 12345678"}).status_code == 302
+    assert _post(client, "/deelnemen/code", {"code": sms.code(E164)}).status_code == 302
+    with client.session_transaction() as session:
+        session["participant_since"] -= 61 * 60
+    assert client.get("/deelnemen/mijn").status_code == 302
