@@ -20,7 +20,7 @@ from wtforms.validators import EqualTo, InputRequired, Length
 from core import audit
 from core.db import transaction
 from core.models import Action, ActionKind, Role, User
-from web import attempts, db, runtime, staff_session, writer
+from web import attempts, db, login_limits, runtime, staff_session, writer
 from web.i18n import translate
 
 bp = Blueprint("auth", __name__)
@@ -64,10 +64,6 @@ class PasswordForm(FlaskForm):
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Failed logins allowed per minute, per e-mail address and per client address.
-FAILURES_PER_EMAIL = 5
-FAILURES_PER_IP = 20
-
 
 def roles_required(*roles: Role) -> Callable[[F], F]:
     """Only logged-in users with one of ROLES; others get 403 (anonymous: the login page)."""
@@ -106,25 +102,10 @@ def acting_user() -> User:
     return current_user._get_current_object()  # type: ignore[no-any-return]
 
 
-def _failure_keys(email: str) -> tuple[str, str]:
-    return f"login-fail:email:{email}", f"login-fail:ip:{request.remote_addr}"
-
-
-def _throttled(email: str) -> bool:
-    """True when this address or this client failed too often in the last minute."""
-    by_email, by_ip = _failure_keys(email)
-    return attempts.too_many(runtime().redis, {by_email: FAILURES_PER_EMAIL,
-                                               by_ip: FAILURES_PER_IP})
-
-
-def _count_failure(email: str) -> None:
-    attempts.count_failure(runtime().redis, _failure_keys(email))
-
-
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> ResponseReturnValue:
     """The login page; a wrong e-mail and a wrong password get the same answer, and after
-    too many failures a minute's pause is asked whatever is typed."""
+    too many failures (web.login_limits) a pause is asked whatever is typed."""
     if request.method == "POST":
         db(write=True)
     if current_user.is_authenticated:
@@ -133,19 +114,25 @@ def login() -> ResponseReturnValue:
     error = None
     if form.validate_on_submit():
         email = form.email.data.strip().lower()
-        if _throttled(email):
+        refused = login_limits.refusal(email)
+        if refused is not None:
             audit.record(db(), "login_throttled", "user", actor=email[:160],
-                         ip=request.remote_addr)
-            message = translate("Te veel pogingen; probeer het over een minuut opnieuw.")
-            return render_template("login.html", form=form, error=message), 429
+                         ip=request.remote_addr, limit=refused)
+            message = translate("Te veel pogingen; probeer het later opnieuw." if
+                                refused == "account" else
+                                "Te veel pogingen; probeer het over een minuut opnieuw.")
+            wait = login_limits.HOUR if refused == "account" else login_limits.MINUTE
+            return render_template("login.html", form=form, error=message), 429, \
+                {"Retry-After": str(wait)}
         user = db().scalar(select(User).where(func.lower(User.email) == email))
         if check_password_hash(user.password_hash if user else _dummy_hash(), form.password.data) \
                 and user is not None and user.active:
+            login_limits.succeeded(email)
             staff_session.begin(user)
             user.last_login_at = datetime.now(UTC)
             audit.record(db(), "login", "user", user.id, user=user, ip=request.remote_addr)
             return redirect(url_for("auth.home"))
-        _count_failure(email)
+        login_limits.failed(email)
         audit.record(db(), "login_failed", "user", actor=email[:160], ip=request.remote_addr)
         error = translate("Onjuist e-mailadres of wachtwoord.")
     status = 401 if error else 200
