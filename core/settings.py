@@ -41,7 +41,10 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
      "numbers and SIP URIs of the meldkamers (fictional examples shipped)"),
     ("REFERENCE_DATA_DIR", "core/data (shipped)", "folder with the Dutch reference data"),
     ("AUTO_MIGRATE", "1", "upgrade the database schema on start (0: refuse if not current)"),
-    ("SESSION_COOKIE_SECURE", "0", "1 behind HTTPS: session cookie only over TLS"),
+    ("SESSION_COOKIE_SECURE", "1 when PUBLIC_URL is https://, else 0",
+     "1: cookies only over TLS (and HSTS); an explicit value wins over the default"),
+    ("TRUSTED_PROXIES", "0", "reverse proxies in front of the web server whose X-Forwarded-For, "
+     "-Proto and -Host are believed (0: none, the client address is the peer's)"),
     ("STAFF_IDLE_MINUTES", "30", "a staff session ends after this long without a request"),
     ("STAFF_SESSION_HOURS", "12", "a staff session ends this long after logging in, in any case"),
     ("PORTAL_IDLE_MINUTES", "30", "a participant's portal session ends after this long idle"),
@@ -132,6 +135,7 @@ class Settings:
     reference_data_dir: Path = DEFAULT_DATA_DIR
     auto_migrate: bool = True
     session_cookie_secure: bool = False
+    trusted_proxies: int = 0
     staff_idle_minutes: int = 30
     staff_session_hours: int = 12
     portal_idle_minutes: int = 30
@@ -221,10 +225,14 @@ class Settings:
 
 
 def _sessions(env: Mapping[str, str], public_url: str) -> dict[str, object]:
-    """Secure cookies, and how long staff and portal sessions last."""
+    """Cookies only over TLS when the public URL is https (unless told otherwise), the trusted
+    proxy hops, and how long staff and portal sessions last."""
+    https = public_url.lower().startswith("https://")
+    secure = env.get("SESSION_COOKIE_SECURE", "").strip()
     return {
-        "session_cookie_secure": _flag(env.get("SESSION_COOKIE_SECURE", "0"),
-                                       "SESSION_COOKIE_SECURE"),
+        "session_cookie_secure": _flag(secure, "SESSION_COOKIE_SECURE") if secure else https,
+        "trusted_proxies": _whole(env.get("TRUSTED_PROXIES", "0"), "TRUSTED_PROXIES", 0, 5,
+                                  "proxies"),
         "staff_idle_minutes": _whole(env.get("STAFF_IDLE_MINUTES", "30"), "STAFF_IDLE_MINUTES",
                                      1, 24 * 60, "minutes"),
         "staff_session_hours": _whole(env.get("STAFF_SESSION_HOURS", "12"),

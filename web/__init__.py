@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, g
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from core.schema import ensure_schema
 from core.settings import Settings
@@ -43,6 +44,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     )
     if test_config:
         app.config.update(test_config)
+    if settings.trusted_proxies:
+        # The client address (and scheme, host, port) as the last TRUSTED_PROXIES hops saw
+        # them; anything a client wrote further left in X-Forwarded-For is ignored. Every
+        # per-client limit and the audit trail read request.remote_addr.
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app,  # type: ignore[method-assign]
+                                x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
     app.extensions["runtime"] = runtime
     csrf.init_app(app)
     from web import staff_session
