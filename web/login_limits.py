@@ -13,7 +13,7 @@ party that earned it:
 
 While a limit holds, the password is not even checked, so a pause tells nothing. A success
 forgets that client's failures on the account. E-mail addresses are kept only as keyed
-hashes; client addresses come from web.proxies (TRUSTED_PROXIES).
+hashes; the client address is the one TRUSTED_PROXIES reported (see create_app).
 """
 
 from __future__ import annotations
