@@ -43,21 +43,23 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         _rebuild(autoincrement=False)
+        return
     for table in ("participant", "user_account"):
-        with op.batch_alter_table(table) as batch:
-            batch.drop_column("session_key")
+        op.drop_column(table, "session_key")
 
 
 def _rebuild(*, autoincrement: bool) -> None:
-    """Rebuild the tables with or without AUTOINCREMENT. The triggers of migration 0002 go
-    first and come back after: renaming the new participant table into place fails while a
-    trigger names a table that is, for that moment, missing."""
+    """Rebuild the tables with or without AUTOINCREMENT (and, going back, without the session
+    keys). The triggers of migration 0002 go first and come back after: renaming the new
+    participant table into place fails while a trigger names a table that is, for that
+    moment, missing."""
     for trigger in ("participant_reach", "location_reach", "location_reach_moved"):
         op.execute(f"DROP TRIGGER IF EXISTS {trigger}")
     for table in NEVER_REUSED:
         with op.batch_alter_table(table, recreate="always",
-                                  table_kwargs={"sqlite_autoincrement": autoincrement}):
-            pass
+                                  table_kwargs={"sqlite_autoincrement": autoincrement}) as batch:
+            if not autoincrement and table in ("user_account", "participant"):
+                batch.drop_column("session_key")
     if autoincrement:
         _continue_after_audited_deletes()
     _sqlite_triggers()
