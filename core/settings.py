@@ -44,7 +44,7 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("SESSION_COOKIE_SECURE", "1 when PUBLIC_URL is https://, else 0",
      "1: cookies only over TLS (and HSTS); an explicit value wins over the default"),
     ("TRUSTED_PROXIES", "0", "reverse proxies in front of the web server whose X-Forwarded-For, "
-     "-Proto and -Host are believed (0: none, the client address is the peer's)"),
+     "-Proto, -Host and -Port are believed, 0-5 (0: none; the client is the connecting peer)"),
     ("STAFF_IDLE_MINUTES", "30", "a staff session ends after this long without a request"),
     ("STAFF_SESSION_HOURS", "12", "a staff session ends this long after logging in, in any case"),
     ("PORTAL_IDLE_MINUTES", "30", "a participant's portal session ends after this long idle"),
