@@ -136,14 +136,37 @@ def bulk_insert(connection: Connection, table: Table, columns: Sequence[str],
                 copy.write_row(row)
         if "id" in columns:
             # explicit ids leave the serial sequence behind: the next ORM insert would
-            # collide with them
+            # collide with them. Never backwards, though: that would reuse deleted ids.
             connection.exec_driver_sql(
-                f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
-                f"(SELECT max(id) FROM {table.name}))")
+                f"SELECT setval(s, GREATEST(COALESCE(pg_sequence_last_value(s), 0), "
+                f"(SELECT max(id) FROM {table.name}))) "
+                f"FROM (SELECT pg_get_serial_sequence('{table.name}', 'id')::regclass AS s) q")
     else:
         marks = ", ".join("?" for _ in columns)
         connection.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})",
                                    prepared)
+
+
+def reserve_ids(connection: Connection, table: Table, count: int) -> int:
+    """The first of COUNT consecutive ids for rows that `bulk_insert` writes with explicit
+    ids: above every id TABLE ever gave out, not just above the rows left (a deleted row's id
+    must not come back). On PostgreSQL the sequence moves past them."""
+    if count < 1:
+        raise ValueError(f"reserve at least one id, not {count}")
+    name = table.name
+    if connection.dialect.name == "postgresql":
+        last = connection.exec_driver_sql(
+            f"SELECT setval(s, GREATEST(COALESCE(pg_sequence_last_value(s), 0), "
+            f"COALESCE((SELECT max(id) FROM {name}), 0)) + %(count)s) "
+            f"FROM (SELECT pg_get_serial_sequence('{name}', 'id')::regclass AS s) q",
+            {"count": count}).scalar_one()
+        return int(last) - count + 1
+    # SQLite keeps the highest id ever used in sqlite_sequence for AUTOINCREMENT tables (and
+    # raises it itself when a larger id is inserted); other tables reuse ids anyway.
+    used = connection.exec_driver_sql(
+        f"SELECT max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = ?), 0), "
+        f"COALESCE((SELECT max(id) FROM {name}), 0))", (name,)).scalar_one()
+    return int(used) + 1
 
 
 def _bulk_converter(column_type: Any, dialect: str) -> Callable[[Any], Any] | None:

@@ -65,6 +65,13 @@ def _enum(cls: type[enum.Enum]) -> Enum:
                 validate_strings=True, name=cls.__name__.lower())
 
 
+#: Table options of the tables whose ids leave the database (session cookies, signed links, the
+#: audit trail, queued jobs, URLs): a deleted row's id is never given to a new row, so what
+#: still names the old row cannot reach the new one. PostgreSQL's sequences never go back;
+#: SQLite needs AUTOINCREMENT, without which it reuses the highest id after a delete.
+NEVER_REUSED = {"sqlite_autoincrement": True}
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {datetime: UTCDateTime()}
@@ -266,6 +273,7 @@ class User(Base):
     """Someone who works in the console: an admin, a centralist or a municipality officer."""
 
     __tablename__ = "user_account"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
@@ -276,6 +284,9 @@ class User(Base):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
+    #: Every web session of this user carries it; replaced or cleared (log-out, new password)
+    #: it ends them all, wherever they are.
+    session_key: Mapped[str | None] = mapped_column(String(64))
 
     organisation: Mapped[Organisation] = relationship()
 
@@ -293,14 +304,17 @@ class User(Base):
         return False
 
     def get_id(self) -> str:
-        return str(self.id)
+        """The id a web session keeps: the row and the session key, so that a new key ends
+        every session made with the old one."""
+        return f"{self.id}:{self.session_key or ''}"
 
 
 class Participant(Base):
     """A registered citizen: only what is needed to reach them, no name."""
 
     __tablename__ = "participant"
-    __table_args__ = (CheckConstraint("channels >= 0 AND channels < 16", name="channels_mask"),)
+    __table_args__ = (CheckConstraint("channels >= 0 AND channels < 16", name="channels_mask"),
+                      NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     phone: Mapped[str] = mapped_column(String(20), unique=True)
@@ -321,6 +335,8 @@ class Participant(Base):
     code_attempts: Mapped[int] = mapped_column(default=0)
     code_sent_at: Mapped[datetime | None]
     code_sends: Mapped[int] = mapped_column(default=0)
+    #: Every portal session of this participant carries it; cleared at log-out, it ends them all.
+    session_key: Mapped[str | None] = mapped_column(String(64))
 
     locations: Mapped[list[ParticipantLocation]] = relationship(
         back_populates="participant", cascade="all, delete-orphan")
@@ -376,6 +392,7 @@ class PushSubscription(Base):
     participant why a device went quiet."""
 
     __tablename__ = "push_subscription"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     participant_id: Mapped[int] = mapped_column(
@@ -406,6 +423,7 @@ class Action(Base):
             "(radius_m IS NULL) = (center_lat IS NULL) "
             "AND (center_lat IS NULL) = (center_lon IS NULL)",
             name="circle_complete"),
+        NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -455,6 +473,7 @@ class Delivery(Base):
         UniqueConstraint("action_id", "participant_id", "channel", "purpose",
                          name="uq_delivery_once"),
         Index("ix_delivery_action_status", "action_id", "status"),
+        NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -557,6 +576,7 @@ class ApiToken(Base):
     """A bearer token of the dispatch system: acts for one organisation; only its hash is kept."""
 
     __tablename__ = "api_token"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(120))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from core.db import check_connection, redact
 from core.errors import DatabaseError
@@ -64,7 +66,37 @@ def ensure_schema(engine: Engine, *, upgrade: bool = True) -> str:
             f"{redact(str(engine.url))} is at schema revision {current or 'none'}, this version "
             f"needs {head}; run `burgernet db upgrade` or set AUTO_MIGRATE=1")
     config = alembic_config(engine)
-    with engine.begin() as connection:
+    with engine.connect() as connection, _sqlite_foreign_keys_off(connection), \
+            connection.begin():
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+        _check_foreign_keys(connection)
     return f"schema upgraded from {current or 'empty'} to {head}"
+
+
+@contextmanager
+def _sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """SQLite changes a table by building a new one and dropping the old: with foreign keys
+    on, that drop would delete (ON DELETE CASCADE) or orphan every row that refers to it. The
+    pragma works only outside a transaction, so it is set before the migrations begin."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    """Refuse (and roll back) migrations that left a row pointing at nothing (SQLite)."""
+    if connection.dialect.name != "sqlite":
+        return
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        tables = sorted({row[0] for row in broken})
+        raise DatabaseError(f"the schema upgrade left rows without their referenced row in "
+                            f"{', '.join(tables)}; nothing was changed")

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.security import generate_password_hash
 
 from core import audit
-from core.db import bulk_insert, transaction
+from core.db import bulk_insert, reserve_ids, transaction
 from core.errors import DataError
 from core.models import (
     Channel,
@@ -208,9 +208,9 @@ class _Draw:
 
 def _insert_population(session: Session, areas: list[Area], size: int, rng: random.Random,
                        progress: Callable[[int], None]) -> tuple[int, int]:
-    first_participant = (session.scalar(select(func.max(Participant.id))) or 0) + 1
-    first_location = (session.scalar(select(func.max(ParticipantLocation.id))) or 0) + 1
     connection = session.connection()
+    first_participant = reserve_ids(connection, Participant.__table__, size)
+    first_location = reserve_ids(connection, ParticipantLocation.__table__, size * 2)  # home, work
     located = 0
     for people, places in population_chunks(areas, size, rng, first_participant,
                                             first_location):

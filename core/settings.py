@@ -42,7 +42,15 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
      "numbers and SIP URIs of the meldkamers (fictional examples shipped)"),
     ("REFERENCE_DATA_DIR", "core/data (shipped)", "folder with the Dutch reference data"),
     ("AUTO_MIGRATE", "1", "upgrade the database schema on start (0: refuse if not current)"),
-    ("SESSION_COOKIE_SECURE", "0", "1 behind HTTPS: session cookie only over TLS"),
+    ("SESSION_COOKIE_SECURE", "1 when PUBLIC_URL is https://, else 0",
+     "1: cookies only over TLS (and HSTS); an explicit value wins over the default"),
+    ("TRUSTED_PROXIES", "0", "reverse proxies in front of the web server whose X-Forwarded-For, "
+     "-Proto, -Host and -Port are believed, 0-5 (0: none; the client is the connecting peer)"),
+    ("STAFF_IDLE_MINUTES", "30", "a staff session ends after this long without a request"),
+    ("STAFF_SESSION_HOURS", "12", "a staff session ends this long after logging in, in any case"),
+    ("PORTAL_IDLE_MINUTES", "30", "a participant's portal session ends after this long idle"),
+    ("PORTAL_SESSION_HOURS", "2", "a participant's portal session ends this long after logging "
+     "in"),
     ("MAP_TILES_URL", "(none: offline map)", "online map tiles under the console's municipality "
      "boundaries; recommended: PDOK's BRT-Achtergrondkaart, "
      f"{PDOK_TILES} (see docs/maps.md)"),
@@ -137,6 +145,11 @@ class Settings:
     reference_data_dir: Path = DEFAULT_DATA_DIR
     auto_migrate: bool = True
     session_cookie_secure: bool = False
+    trusted_proxies: int = 0
+    staff_idle_minutes: int = 30
+    staff_session_hours: int = 12
+    portal_idle_minutes: int = 30
+    portal_session_hours: int = 2
     map_tiles_url: str = ""
     map_tiles_attribution: str = OSM_ATTRIBUTION
     log_level: str = "INFO"
@@ -201,6 +214,7 @@ class Settings:
         workers = env.get("WEB_WORKERS", "2")
         if not workers.isdigit() or int(workers) < 1:
             raise ConfigError(f"WEB_WORKERS={workers!r} must be a whole number of at least 1")
+        public_url = (env.get("PUBLIC_URL") or f"http://{host}:{port}").rstrip("/")
         return cls(
             home=home,
             database_url=database_url,
@@ -209,13 +223,12 @@ class Settings:
             web_host=host,
             web_port=port,
             web_workers=int(workers),
-            public_url=(env.get("PUBLIC_URL") or f"http://{host}:{port}").rstrip("/"),
+            public_url=public_url,
             meldkamer_config=_resolve(home, env.get("MELDKAMER_CONFIG", "config/meldkamers.toml")),
             reference_data_dir=_resolve(home,
                                         env.get("REFERENCE_DATA_DIR") or str(DEFAULT_DATA_DIR)),
             auto_migrate=_flag(env.get("AUTO_MIGRATE", "1"), "AUTO_MIGRATE"),
-            session_cookie_secure=_flag(env.get("SESSION_COOKIE_SECURE", "0"),
-                                        "SESSION_COOKIE_SECURE"),
+            **_sessions(env, public_url),
             **_map_tiles(env),
             log_level=log_level,
             tts=_choice(env.get("TTS", "gtts"), "TTS", ("gtts", "espeak", "off")),
@@ -226,6 +239,32 @@ class Settings:
             lost_credentials=_credentials(env.get("LOST_CREDENTIALS", "")),
             **_abuse(env),
         )
+
+
+def _sessions(env: Mapping[str, str], public_url: str) -> dict[str, object]:
+    """Cookies only over TLS when the public URL is https (unless told otherwise), the trusted
+    proxy hops, and how long staff and portal sessions last."""
+    https = public_url.lower().startswith("https://")
+    secure = env.get("SESSION_COOKIE_SECURE", "").strip()
+    return {
+        "session_cookie_secure": _flag(secure, "SESSION_COOKIE_SECURE") if secure else https,
+        "trusted_proxies": _whole(env.get("TRUSTED_PROXIES", "0"), "TRUSTED_PROXIES", 0, 5,
+                                  "proxies"),
+        "staff_idle_minutes": _whole(env.get("STAFF_IDLE_MINUTES", "30"), "STAFF_IDLE_MINUTES",
+                                     1, 24 * 60, "minutes"),
+        "staff_session_hours": _whole(env.get("STAFF_SESSION_HOURS", "12"),
+                                      "STAFF_SESSION_HOURS", 1, 7 * 24, "hours"),
+        "portal_idle_minutes": _whole(env.get("PORTAL_IDLE_MINUTES", "30"),
+                                      "PORTAL_IDLE_MINUTES", 1, 24 * 60, "minutes"),
+        "portal_session_hours": _whole(env.get("PORTAL_SESSION_HOURS", "2"),
+                                       "PORTAL_SESSION_HOURS", 1, 24, "hours"),
+    }
+
+
+def _whole(value: str, name: str, low: int, high: int, unit: str) -> int:
+    if not value.strip().isdigit() or not low <= int(value) <= high:
+        raise ConfigError(f"{name}={value!r} must be a whole number of {unit}, {low}-{high}")
+    return int(value)
 
 
 def _map_tiles(env: Mapping[str, str]) -> dict[str, str]:

@@ -8,6 +8,7 @@ import yaml
 from click.testing import CliRunner
 
 from core.cli import main
+from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,3 +56,34 @@ def test_every_install_takes_the_tested_versions() -> None:
     names = {re.split(r"[<>=\[ ;]", spec, maxsplit=1)[0].lower().replace("_", "-")
              for spec in wanted}
     assert sorted(names - pinned) == []
+
+
+def _compose_environment(service: str, shell: dict[str, str]) -> dict[str, str]:
+    """The service's environment as `docker compose` fills it in from SHELL: ${VAR:-default}
+    takes the default when VAR is unset or empty, ${VAR:?message} insists on VAR."""
+    def value(match: re.Match[str]) -> str:
+        name, kind, rest = match.group(1), match.group(2), match.group(3)
+        if kind == ":?":
+            assert shell.get(name), rest
+            return shell[name]
+        return shell.get(name) or rest
+    environment = _compose()["services"][service]["environment"]
+    return {key: re.sub(r"\$\{(\w+)(:-|:\?)([^}]*)\}", value, str(raw))
+            for key, raw in environment.items()}
+
+
+def test_compose_makes_cookies_secure_behind_an_https_public_url(tmp_path: Path) -> None:
+    shell = {"SECRET_KEY": "s" * 40, "SIP_LOCAL_IP": "192.0.2.1"}
+    for service in ("web", "worker"):
+        env = {**_compose_environment(service, {**shell,
+                                                "PUBLIC_URL": "https://burgernet.example.nl"}),
+               "BURGERNET_HOME": str(tmp_path)}
+        settings = Settings.from_env(env)
+        assert settings.session_cookie_secure and settings.trusted_proxies == 0, service
+    plain = Settings.from_env({**_compose_environment("web", shell),
+                               "BURGERNET_HOME": str(tmp_path)})
+    assert plain.public_url == "http://localhost:8000" and not plain.session_cookie_secure
+    told = Settings.from_env({**_compose_environment("web", {
+        **shell, "PUBLIC_URL": "https://burgernet.example.nl", "SESSION_COOKIE_SECURE": "0",
+        "TRUSTED_PROXIES": "1"}), "BURGERNET_HOME": str(tmp_path)})
+    assert not told.session_cookie_secure and told.trusted_proxies == 1

@@ -7,11 +7,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, g
-from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from core.models import User
 from core.schema import ensure_schema
 from core.settings import Settings
 from routing import directory
@@ -45,9 +44,18 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     )
     if test_config:
         app.config.update(test_config)
+    if settings.trusted_proxies:
+        # The client address (and scheme, host, port) as the last TRUSTED_PROXIES hops saw
+        # them; anything a client wrote further left in X-Forwarded-For is ignored. Every
+        # per-client limit and the audit trail read request.remote_addr.
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app,  # type: ignore[method-assign]
+                                x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
     app.extensions["runtime"] = runtime
     csrf.init_app(app)
-    _init_login(app)
+    from web import staff_session
+
+    staff_session.init_app(app, settings.staff_idle_minutes, settings.staff_session_hours)
     app.jinja_env.globals.update(_=translate, current_language=current_language,
                                  nav_items=nav_items)
     app.teardown_request(_close_session)
@@ -141,16 +149,3 @@ def _close_session(error: BaseException | None) -> None:
     finally:
         session.close()
 
-
-def _init_login(app: Flask) -> None:
-    manager = LoginManager(app)
-    manager.login_view = "auth.login"
-    manager.login_message = "Log in om verder te gaan."
-    manager.session_protection = "strong"
-
-    @manager.user_loader
-    def load_user(user_id: str) -> User | None:
-        if not user_id.isdigit():
-            return None
-        user = db().get(User, int(user_id))
-        return user if user is not None and user.active else None

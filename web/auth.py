@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from functools import cache, wraps
 from typing import Any, TypeVar
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from sqlalchemy import Select, func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import EmailField, PasswordField
-from wtforms.validators import InputRequired, Length
+from wtforms.validators import EqualTo, InputRequired, Length
 
 from core import audit
-from core.addresses import client_network
 from core.db import transaction
 from core.models import Action, ActionKind, Role, User
 from core.permissions import NotPermitted
-from web import attempts, db, runtime, writer
+from web import attempts, db, login_limits, runtime, staff_session, writer
 from web.i18n import translate
 
 bp = Blueprint("auth", __name__)
@@ -45,11 +43,27 @@ class LoginForm(FlaskForm):
                                                        Length(max=200)])
 
 
-F = TypeVar("F", bound=Callable[..., Any])
+#: A new password has at least this many characters (and at most PASSWORD_MAX, which bounds
+#: the cost of hashing what anyone may post).
+PASSWORD_MIN = 12
+PASSWORD_MAX = 200
+#: Wrong current passwords on the change form per user per minute, before it pauses.
+PASSWORD_FAILURES = 5
 
-#: Failed logins allowed per minute, per e-mail address and per client address.
-FAILURES_PER_EMAIL = 5
-FAILURES_PER_IP = 20
+
+class PasswordForm(FlaskForm):
+    current = PasswordField("Huidig wachtwoord", validators=[
+        InputRequired("Vul dit veld in."), Length(max=PASSWORD_MAX)])
+    new = PasswordField("Nieuw wachtwoord", validators=[
+        InputRequired("Vul dit veld in."),
+        Length(min=PASSWORD_MIN, max=PASSWORD_MAX,
+               message="Kies een wachtwoord van 12 tot 200 tekens.")])
+    repeat = PasswordField("Nieuw wachtwoord nog een keer", validators=[
+        InputRequired("Vul dit veld in."),
+        EqualTo("new", message="De twee nieuwe wachtwoorden verschillen.")])
+
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def roles_required(*roles: Role) -> Callable[[F], F]:
@@ -99,46 +113,37 @@ def acting_user() -> User:
     return current_user._get_current_object()  # type: ignore[no-any-return]
 
 
-def _failure_keys(email: str) -> tuple[str, str]:
-    """The Redis keys of failed logins: the address only hashed, so no key names a person."""
-    hashed = hashlib.sha256(email.strip().casefold().encode()).hexdigest()[:32]
-    return f"login-fail:email:{hashed}", f"login-fail:ip:{client_network(request.remote_addr)}"
-
-
-def _throttled(email: str) -> bool:
-    """True when this address or this client failed too often in the last minute."""
-    by_email, by_ip = _failure_keys(email)
-    return attempts.too_many(runtime().redis, {by_email: FAILURES_PER_EMAIL,
-                                               by_ip: FAILURES_PER_IP})
-
-
-def _count_failure(email: str) -> None:
-    attempts.count_failure(runtime().redis, _failure_keys(email))
-
-
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> ResponseReturnValue:
     """The login page; a wrong e-mail and a wrong password get the same answer, and after
-    too many failures a minute's pause is asked whatever is typed."""
+    too many failures (web.login_limits) a pause is asked whatever is typed."""
+    if request.method == "POST":
+        db(write=True)
     if current_user.is_authenticated:
         return redirect(url_for("auth.home"))
     form = LoginForm()
     error = None
     if form.validate_on_submit():
         email = form.email.data.strip().lower()
-        if _throttled(email):
-            audit.record(db(write=True), "login_throttled", "user", actor=email[:160],
-                         ip=request.remote_addr)
-            message = translate("Te veel pogingen; probeer het over een minuut opnieuw.")
-            return render_template("login.html", form=form, error=message), 429
+        refused = login_limits.refusal(email)
+        if refused is not None:
+            audit.record(db(), "login_throttled", "user", actor=email[:160],
+                         ip=request.remote_addr, limit=refused)
+            message = translate("Te veel pogingen; probeer het later opnieuw." if
+                                refused == "account" else
+                                "Te veel pogingen; probeer het over een minuut opnieuw.")
+            wait = login_limits.HOUR if refused == "account" else login_limits.MINUTE
+            return render_template("login.html", form=form, error=message), 429, \
+                {"Retry-After": str(wait)}
         user = db().scalar(select(User).where(func.lower(User.email) == email))
         if check_password_hash(user.password_hash if user else _dummy_hash(), form.password.data) \
                 and user is not None and user.active:
-            login_user(user)
+            login_limits.succeeded(email)
+            staff_session.begin(user)
             user.last_login_at = datetime.now(UTC)
             audit.record(db(), "login", "user", user.id, user=user, ip=request.remote_addr)
             return redirect(url_for("auth.home"))
-        _count_failure(email)
+        login_limits.failed(email)
         audit.record(db(), "login_failed", "user", actor=email[:160], ip=request.remote_addr)
         error = translate("Onjuist e-mailadres of wachtwoord.")
     status = 401 if error else 200
@@ -148,10 +153,61 @@ def login() -> ResponseReturnValue:
 @bp.post("/logout")
 @login_required
 def logout() -> ResponseReturnValue:
-    audit.record(db(), "logout", "user", current_user.id, user=current_user,
-                 ip=request.remote_addr)
-    logout_user()
+    """Log out everywhere: the session key goes, so no copy of any session cookie of this
+    user opens the console again."""
+    with transaction(writer()) as session:
+        user = session.get(User, current_user.id)
+        assert user is not None
+        user.session_key = None
+        audit.record(session, "logout", "user", user.id, user=user, ip=request.remote_addr)
+    staff_session.end()
     return redirect(url_for("auth.login"))
+
+
+@bp.route("/wachtwoord", methods=["GET", "POST"])
+@login_required
+def password() -> ResponseReturnValue:
+    """Change one's own password with the current one; every other session of the user ends,
+    this one goes on with the new session key."""
+    form = PasswordForm()
+    if not form.validate_on_submit():
+        return _password_page(form, 200 if request.method == "GET" else 400)
+    user = acting_user()
+    failures = f"password-fail:user:{user.id}"
+    if attempts.too_many(runtime().redis, {failures: PASSWORD_FAILURES}):
+        _audit_password(user, "password_change_throttled")
+        return _password_page(form, 429, translate(
+            "Te veel pogingen; probeer het over een minuut opnieuw."))
+    if not check_password_hash(user.password_hash, form.current.data):
+        attempts.count_failure(runtime().redis, [failures])
+        _audit_password(user, "password_change_failed")
+        form.current.errors = ["Dit is niet uw huidige wachtwoord."]
+        return _password_page(form, 400)
+    if form.new.data == form.current.data:
+        form.new.errors = ["Kies een ander wachtwoord dan het huidige."]
+        return _password_page(form, 400)
+    with transaction(writer()) as session:
+        changed = session.get(User, user.id)
+        assert changed is not None
+        changed.password_hash = generate_password_hash(form.new.data)
+        changed.session_key = staff_session.new_key()
+        audit.record(session, "password_change", "user", changed.id, user=changed,
+                     ip=request.remote_addr)
+    staff_session.begin(changed)
+    flash("Uw wachtwoord is gewijzigd. Overal waar u nog was ingelogd, bent u uitgelogd.")
+    return redirect(url_for("auth.home"))
+
+
+def _password_page(form: PasswordForm, status: int, error: str | None = None
+                   ) -> ResponseReturnValue:
+    return render_template("password.html", form=form, error=error,
+                           minimum=PASSWORD_MIN), status
+
+
+def _audit_password(user: User, verb: str) -> None:
+    with transaction(writer()) as session:
+        audit.record(session, verb, "user", user.id, user=session.get(User, user.id),
+                     ip=request.remote_addr)
 
 
 @bp.get("/")

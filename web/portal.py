@@ -47,6 +47,7 @@ from web.portal_session import (
     bp,
     code_requests,
     current_participant,
+    end_everywhere,
     national,
     now,
     reset_session,
@@ -248,6 +249,7 @@ def logout() -> ResponseReturnValue:
     if participant is not None:
         audit.record(db(), "log_out", "participant", participant.id,
                      actor=f"participant:{participant.id}")
+        end_everywhere(participant)
     reset_session()
     flash("U bent uitgelogd.")
     return redirect(url_for("portal.index"))

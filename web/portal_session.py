@@ -1,14 +1,19 @@
-"""Who is logged in to the participant portal: a participant id in the signed session cookie,
-set only after an SMS code, short-lived, and replaced whole at log-in and log-out.
+"""Who is logged in to the participant portal: a participant id and that participant's session
+key in the signed session cookie, set only after an SMS code, short-lived, and replaced whole
+at log-in and log-out. The key, kept with the participant, binds the cookie to the person
+rather than to a row id: it dies with their data, and logging out clears it, which ends every
+portal session they have (a copy of the cookie kept from before logging out opens nothing).
 
 Participants are not Flask-Login users: staff sessions and their roles never mix with them.
 """
 
 from __future__ import annotations
 
+import hmac
+import secrets
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -24,13 +29,11 @@ from web.i18n import LANGUAGES, translate
 bp = Blueprint("portal", __name__, url_prefix="/deelnemen")
 
 PARTICIPANT = "participant_id"
+KEY = "participant_key"
 SINCE = "participant_since"
 SEEN = "participant_seen"
 #: The code asked for and not yet used: number (E.164), purpose, when it was sent.
 PENDING = "portal_pending"
-#: Logged out after this long without a request, and after this long in any case.
-IDLE = timedelta(minutes=30)
-LIFETIME = timedelta(hours=2)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,21 +63,33 @@ def reset_session() -> None:
 
 
 def begin(participant: Participant) -> None:
-    """Log PARTICIPANT in, in a fresh session."""
+    """Log PARTICIPANT in, in a fresh session (the caller's database session writes)."""
     reset_session()
+    if participant.session_key is None:
+        participant.session_key = secrets.token_urlsafe(32)
     stamp = int(time.time())
     session[PARTICIPANT], session[SINCE], session[SEEN] = participant.id, stamp, stamp
+    session[KEY] = participant.session_key
     session.setdefault("lang", participant.language.value)
+
+
+def end_everywhere(participant: Participant) -> None:
+    """End every portal session of PARTICIPANT, this one included (the caller writes)."""
+    participant.session_key = None
+    reset_session()
 
 
 @bp.before_request
 def _expire() -> None:
-    """Log out a session that sat idle or lived too long; otherwise note this request."""
+    """Log out a session that sat idle or lived too long (PORTAL_IDLE_MINUTES,
+    PORTAL_SESSION_HOURS); otherwise note this request."""
     if PARTICIPANT not in session:
         return
+    settings = runtime().settings
     stamp = time.time()
     since, seen = float(session.get(SINCE, 0)), float(session.get(SEEN, 0))
-    if stamp - seen > IDLE.total_seconds() or stamp - since > LIFETIME.total_seconds():
+    if stamp - seen > settings.portal_idle_minutes * 60 \
+            or stamp - since > settings.portal_session_hours * 3600:
         reset_session()
         flash("Uw sessie is verlopen; log opnieuw in.")
     else:
@@ -82,11 +97,15 @@ def _expire() -> None:
 
 
 def current_participant() -> Participant | None:
-    """The logged-in participant, if their data still exists."""
-    participant_id = session.get(PARTICIPANT)
-    if not isinstance(participant_id, int):
+    """The logged-in participant, if their data still exists and the session is still theirs."""
+    participant_id, key = session.get(PARTICIPANT), session.get(KEY)
+    if not isinstance(participant_id, int) or not isinstance(key, str):
         return None
-    return db().get(Participant, participant_id)
+    participant = db().get(Participant, participant_id)
+    if participant is None or participant.session_key is None \
+            or not hmac.compare_digest(participant.session_key, key):
+        return None
+    return participant
 
 
 def participant_required(write: bool = False, api: bool = False) -> Callable[[F], F]:

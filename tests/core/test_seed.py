@@ -100,3 +100,23 @@ def test_a_participant_who_signs_up_after_seeding_gets_a_new_id(
         session.commit()
         assert person.id == session.scalar(select(func.max(Participant.id)))
         assert place.id == session.scalar(select(func.max(ParticipantLocation.id)))
+
+
+def test_the_seed_gives_no_deleted_participant_s_id_to_a_demo_participant(
+        sessions: sessionmaker[Session]) -> None:
+    """A participant who deleted their data had the highest id: the seed's own ids (and, on
+    PostgreSQL, the sequence after its COPY) go on above it, never back to it."""
+    with sessions() as session:
+        person = Participant(phone="+31612340001")
+        session.add(person)
+        session.commit()
+        gone = person.id
+        session.delete(person)
+        session.commit()
+    seed_demo(sessions, size=20, seed=5)
+    with sessions() as session:
+        assert session.scalar(select(func.min(Participant.id))) > gone
+        later = Participant(phone="+31612340002")
+        session.add(later)
+        session.commit()
+        assert later.id == session.scalar(select(func.max(Participant.id)))

@@ -34,6 +34,13 @@ def test_defaults_put_sqlite_and_secrets_under_var(tmp_path: Path) -> None:
     ("CODE_SMS_PER_HOUR", "lots", "at least 1"),
     ("PUSH_SERVICE_HOSTS", "fcm.googleapis.com, https://evil.example", "not a host name"),
     ("MMS_MEDIA_HOSTS", "*.com", "not a host name"),
+    ("SESSION_COOKIE_SECURE", "sometimes", "not a yes/no value"),
+    ("TRUSTED_PROXIES", "-1", "whole number of proxies, 0-5"),
+    ("TRUSTED_PROXIES", "all", "whole number of proxies, 0-5"),
+    ("STAFF_IDLE_MINUTES", "0", "whole number of minutes, 1-1440"),
+    ("STAFF_SESSION_HOURS", "200", "whole number of hours, 1-168"),
+    ("PORTAL_IDLE_MINUTES", "half an hour", "whole number of minutes"),
+    ("PORTAL_SESSION_HOURS", "25", "whole number of hours, 1-24"),
 ])
 def test_bad_values_are_named(tmp_path: Path, name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=f"{name}.*{message}"):
@@ -88,3 +95,28 @@ def test_pdok_tiles_are_credited_to_the_kadaster_unless_told_otherwise(tmp_path:
     with pytest.raises(ConfigError, match=r"MAP_TILES_URL=.*\{z\}, \{x\} and \{y\}"):
         Settings.from_env({**base,
                            "MAP_TILES_URL": "https://service.pdok.nl/brt/achtergrondkaart"})
+
+
+@pytest.mark.parametrize(("public_url", "explicit", "secure"), [
+    ("https://burgernet.example.nl", None, True),
+    ("HTTPS://burgernet.example.nl", None, True),
+    ("http://127.0.0.1:8000", None, False),
+    (None, None, False),
+    ("https://burgernet.example.nl", "0", False),
+    ("http://10.0.0.5:8000", "1", True),
+])
+def test_cookies_are_secure_by_default_behind_an_https_public_url(
+        tmp_path: Path, public_url: str | None, explicit: str | None, secure: bool) -> None:
+    env = {"BURGERNET_HOME": str(tmp_path), "SECRET_KEY": "x"}
+    if public_url is not None:
+        env["PUBLIC_URL"] = public_url
+    if explicit is not None:
+        env["SESSION_COOKIE_SECURE"] = explicit
+    assert Settings.from_env(env).session_cookie_secure is secure
+
+
+def test_session_and_proxy_defaults(tmp_path: Path) -> None:
+    settings = Settings.from_env({"BURGERNET_HOME": str(tmp_path), "SECRET_KEY": "x"})
+    assert settings.trusted_proxies == 0
+    assert (settings.staff_idle_minutes, settings.staff_session_hours) == (30, 12)
+    assert (settings.portal_idle_minutes, settings.portal_session_hours) == (30, 2)
