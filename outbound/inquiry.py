@@ -36,6 +36,7 @@ from core.models import (
 )
 from core.participants import EMAIL
 from core.phone import normalize
+from core.targeting import rank_channels
 from outbound.actions import TEXT_MAX, ActionInvalid
 from outbound.fanout import ActionError
 from outbound.feedback import REACHED, Ending, write_update
@@ -171,6 +172,9 @@ class Counts:
     by_channel: Counter[Channel] | None = None
     updates: int = 0
     updates_sent: int = 0
+
+    def channels_ranked(self) -> list[tuple[Channel, int]]:
+        return rank_channels(self.by_channel or {})
 
 
 def counts(session: Session, action_id: int, now: datetime) -> Counts:
