@@ -19,6 +19,22 @@ from outbound.runtime import OutboundRuntime, build_runtime, connect_redis, inst
 log = logging.getLogger("burgernet.worker")
 
 
+class OutboundWorker(SimpleWorker):
+    """RQ's SimpleWorker, whose command listener stops at once when the worker does.
+
+    RQ runs a thread that listens for commands (stop a job, shut down) with a 60-second
+    timeout and wakes it at teardown by unsubscribing; redis-py's stop() then waits for the
+    thread. When the UNSUBSCRIBE reply reached the thread before its stop flag was cleared (a
+    busy machine makes that likely), the thread went on to wait 60 s for a subscription that
+    never came: one burst run in four took a minute beside one busy thread. Clearing the flag
+    first lets the reply end the thread."""
+
+    def unsubscribe(self) -> None:
+        if self.pubsub_thread is not None:
+            self.pubsub_thread.stop(timeout=0)
+        super().unsubscribe()
+
+
 @click.command("worker")
 @click.option("--queue", "queues", multiple=True,
               help="queue to drain (repeatable); default: every outbound queue by priority")
@@ -40,9 +56,9 @@ def worker_command(context: Context, queues: tuple[str, ...], burst: bool,
     names = list(queues) or queue_names()
     # One process keeps its database pool and throttle warm; a batch is the unit of work,
     # so forking per job (~20 ms) buys isolation we do not need.
-    worker = SimpleWorker([Queue(n, connection=connection, serializer=JSONSerializer)
-                           for n in names], connection=connection, name=name,
-                          serializer=JSONSerializer)
+    worker = OutboundWorker([Queue(n, connection=connection, serializer=JSONSerializer)
+                             for n in names], connection=connection, name=name,
+                            serializer=JSONSerializer)
     try:
         worker.work(burst=burst, with_scheduler=True)
     finally:

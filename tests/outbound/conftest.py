@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 import redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.serializers import JSONSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,6 +26,7 @@ from outbound.providers.twilio_rest import TwilioRestProvider
 from outbound.queues import queue_names
 from outbound.runtime import OutboundRuntime, install
 from outbound.throttle import Throttle
+from outbound.worker import OutboundWorker
 
 UTRECHT = (52.0907, 5.1214)
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
@@ -65,7 +66,7 @@ def work(redis_client: redis.Redis, runtime: OutboundRuntime):
     def drain() -> None:
         queues = [Queue(n, connection=redis_client, serializer=JSONSerializer)
                   for n in queue_names()]
-        SimpleWorker(queues, connection=redis_client, serializer=JSONSerializer).work(
+        OutboundWorker(queues, connection=redis_client, serializer=JSONSerializer).work(
             burst=True)
 
     return drain

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 import redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,6 +30,7 @@ from outbound.providers.console import ConsoleProvider
 from outbound.providers.twilio_rest import TwilioRestProvider
 from outbound.runtime import OutboundRuntime, install
 from outbound.throttle import Throttle
+from outbound.worker import OutboundWorker
 
 SECRET = "test-secret-key"  # the settings fixture's SECRET_KEY: web and worker share it
 SENT = CodeToSend("+31612345678", "482913", Language.NL)
@@ -57,7 +58,7 @@ def twilio(settings: Settings, sessions: sessionmaker[Session], redis_client: re
 
 def _drain(connection: redis.Redis) -> None:
     queue = Queue(QUEUE, connection=connection, serializer=JSONSerializer)
-    SimpleWorker([queue], connection=connection, serializer=JSONSerializer).work(burst=True)
+    OutboundWorker([queue], connection=connection, serializer=JSONSerializer).work(burst=True)
 
 
 def _everything_in(connection: redis.Redis) -> bytes:

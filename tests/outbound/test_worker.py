@@ -1,3 +1,5 @@
+import time
+
 import redis
 from click.testing import CliRunner
 from rq import Queue
@@ -6,6 +8,7 @@ from rq.serializers import JSONSerializer
 from core.cli import main
 from core.settings import Settings
 from outbound.queues import queue_names
+from outbound.worker import OutboundWorker
 
 
 def test_queues_are_drained_most_urgent_first() -> None:
@@ -31,3 +34,27 @@ def test_the_worker_needs_redis(settings: Settings) -> None:
         "REDIS_URL": "", "DATABASE_URL": settings.database_url})
     assert result.exit_code == 1
     assert "REDIS_URL is not set" in result.output
+
+
+def test_stopping_a_worker_does_not_wait_for_its_command_listener(
+        redis_client: redis.Redis) -> None:
+    """RQ's command listener sleeps up to 60 s between checks of its stop flag and is woken
+    at teardown by the reply to UNSUBSCRIBE. Here that reply reaches it before the worker
+    goes on to stop it, as on a busy machine: it must end all the same, at once."""
+    queue = Queue("sms-urgent", connection=redis_client, serializer=JSONSerializer)
+    worker = OutboundWorker([queue], connection=redis_client, serializer=JSONSerializer)
+    worker.subscribe()
+    pubsub = worker.pubsub
+    send = pubsub.unsubscribe
+
+    def reply_handled_first(*args: str) -> None:
+        send(*args)
+        deadline = time.monotonic() + 5
+        while pubsub.subscribed and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    pubsub.unsubscribe = reply_handled_first
+    started = time.monotonic()
+    worker.unsubscribe()
+    assert time.monotonic() - started < 5
+    assert not worker.pubsub_thread.is_alive()

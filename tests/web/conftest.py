@@ -4,7 +4,7 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.serializers import JSONSerializer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -14,6 +14,7 @@ from core.settings import Settings
 from outbound.queues import OUTBOX_QUEUE
 from outbound.runtime import OutboundRuntime, install
 from outbound.throttle import Throttle
+from outbound.worker import OutboundWorker
 from web import create_app
 from web.runtime import Runtime
 
@@ -41,7 +42,7 @@ def write_outboxes(settings: Settings, sessions: sessionmaker[Session],
     def drain() -> None:
         install(OutboundRuntime(settings, sessions, redis_client, Throttle(redis_client), {}))
         queue = Queue(OUTBOX_QUEUE, connection=redis_client, serializer=JSONSerializer)
-        SimpleWorker([queue], connection=redis_client, serializer=JSONSerializer).work(
+        OutboundWorker([queue], connection=redis_client, serializer=JSONSerializer).work(
             burst=True)
 
     return drain

@@ -14,7 +14,7 @@ import pytest
 import redis
 from aiosmtpd.controller import Controller
 from flask.testing import FlaskClient
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.serializers import JSONSerializer
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -47,6 +47,7 @@ from outbound.providers.smtp import SmtpProvider
 from outbound.queues import queue_names
 from outbound.runtime import OutboundRuntime, install
 from outbound.throttle import Throttle
+from outbound.worker import OutboundWorker
 from tests.outbound.test_smtp import Inbox
 from tests.web.helpers import csrf_token, login_as
 
@@ -132,7 +133,7 @@ def worker(settings: Settings, sessions: sessionmaker[Session], redis_client: re
     def run() -> None:
         queues = [Queue(n, connection=redis_client, serializer=JSONSerializer)
                   for n in queue_names()]
-        SimpleWorker(queues, connection=redis_client, serializer=JSONSerializer).work(
+        OutboundWorker(queues, connection=redis_client, serializer=JSONSerializer).work(
             burst=True)
 
     yield run

@@ -18,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from markupsafe import escape
 from py_vapid.utils import b64urlencode
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.serializers import JSONSerializer
 from sqlalchemy import JSON, Enum, String, Text, cast, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -53,6 +53,7 @@ from outbound.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
 from outbound.providers.twilio_rest import TwilioRestProvider
 from outbound.runtime import OutboundRuntime, install
 from outbound.throttle import Throttle
+from outbound.worker import OutboundWorker
 from tests.web.helpers import csrf_token
 from web import create_app, portal, portal_account, portal_forms
 from web.i18n import ENGLISH
@@ -72,7 +73,7 @@ class Sms:
 
     def deliver(self) -> None:
         queue = Queue(QUEUE, connection=self.connection, serializer=JSONSerializer)
-        SimpleWorker([queue], connection=self.connection,
+        OutboundWorker([queue], connection=self.connection,
                      serializer=JSONSerializer).work(burst=True)
 
     def received(self, to: str) -> list[str]:
