@@ -1,18 +1,25 @@
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy.orm import Session
 
 from core.cli import main
+from core.db import make_engine
 from core.redis_server import EmbeddedRedis
 from tests.conftest import MELDKAMER_CONFIG
+from tests.population import add_people, neighbourhood
 
 
 @pytest.fixture
 def run(tmp_path: Path, new_database_url: Callable[[], str], redis_server: EmbeddedRedis,
         redis_client):
-    env = {"BURGERNET_HOME": str(tmp_path), "DATABASE_URL": new_database_url(),
+    """`burgernet` on a database with the reference data, the demo organisations and a few
+    dozen participants of our own around Utrecht centre."""
+    url = new_database_url()
+    env = {"BURGERNET_HOME": str(tmp_path), "DATABASE_URL": url,
            "MELDKAMER_CONFIG": str(MELDKAMER_CONFIG), "REDIS_URL": redis_server.url,
            "SMS_RATE": "0", "VOICE_RATE": "0"}
 
@@ -20,7 +27,11 @@ def run(tmp_path: Path, new_database_url: Callable[[], str], redis_server: Embed
         return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
     assert invoke("load-reference").exit_code == 0
-    assert invoke("seed-demo", "--participants", "3000").exit_code == 0
+    assert invoke("seed-demo", "--participants", "0").exit_code == 0
+    engine = make_engine(url)
+    with Session(engine) as session, session.begin():
+        add_people(session, neighbourhood(24), datetime.now(UTC))
+    engine.dispose()
     return invoke
 
 
