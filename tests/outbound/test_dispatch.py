@@ -157,15 +157,18 @@ def test_english_speakers_get_english_with_dutch_where_english_is_missing(
     assert text.endswith("Call 0800-0011 free of charge.")
 
 
-def _reserve_many(url: str, rate: float, count: int, out) -> None:  # in another process
+def _reserve_many(url: str, rate: float, count: int, out, start) -> None:  # in another process
     throttle = Throttle(redis.Redis.from_url(url))
+    start.wait(30)  # all processes at once, however long each took to start
     out.put([throttle.reserve("shared", rate, 1).start for _ in range(count)])
 
 
 def test_the_rate_holds_across_processes(redis_client: redis.Redis, redis_server) -> None:
-    results = multiprocessing.get_context("spawn").Queue()
-    workers = [multiprocessing.get_context("spawn").Process(
-        target=_reserve_many, args=(redis_server.url, 100.0, 50, results)) for _ in range(4)]
+    context = multiprocessing.get_context("spawn")
+    results, start = context.Queue(), context.Barrier(4)
+    workers = [context.Process(target=_reserve_many,
+                               args=(redis_server.url, 100.0, 50, results, start))
+               for _ in range(4)]
     for process in workers:
         process.start()
     slots = sorted(s for _ in workers for s in results.get(timeout=30))
@@ -176,10 +179,11 @@ def test_the_rate_holds_across_processes(redis_client: redis.Redis, redis_server
     assert min(gaps) == pytest.approx(0.01, abs=1e-5)  # never two slots within 1/rate
 
 
-def _send_through_window(url: str, count: int, out) -> None:  # in another process
+def _send_through_window(url: str, count: int, out, start) -> None:  # in another process
     from outbound.throttle import SendWindow
 
     window = SendWindow(redis.Redis.from_url(url))
+    start.wait(30)  # all processes at once, however long each took to start
     sent = []
     for n in range(count):
         while True:
@@ -195,9 +199,9 @@ def test_no_sliding_second_holds_more_than_the_rate_whatever_the_workers_do(
         redis_client: redis.Redis, redis_server) -> None:
     """Four eager senders (no schedule at all) against one window of 20 a second."""
     context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    workers = [context.Process(target=_send_through_window, args=(redis_server.url, 15,
-                                                                   results)) for _ in range(4)]
+    results, start = context.Queue(), context.Barrier(4)
+    workers = [context.Process(target=_send_through_window,
+                               args=(redis_server.url, 15, results, start)) for _ in range(4)]
     for process in workers:
         process.start()
     sent = sorted(t for _ in workers for t in results.get(timeout=30))
