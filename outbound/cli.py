@@ -71,7 +71,8 @@ def create(context: Context, kind: str, urgency: str | None, title: str, title_e
                         description_nl=description, description_en=description_en,
                         instruction_nl=instruction, instruction_en=instruction_en,
                         lat=lat, lon=lon, radius_m=radius_m, national=national,
-                        polygon=json.loads(polygon_file.read_text()) if polygon_file else None,
+                        polygon=json.loads(polygon_file.read_text(encoding="utf-8"))
+                        if polygon_file else None,
                         meldkamer_code=meldkamer_code)
     context.ready_engine()
     with transaction(context.sessions) as session:

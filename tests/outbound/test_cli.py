@@ -1,3 +1,5 @@
+import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,3 +75,17 @@ def test_a_bad_area_is_one_clear_line(run, args, message) -> None:
 def test_an_unknown_action_is_named(run) -> None:
     result = run("action", "start", "999")
     assert result.exit_code == 1 and "no action 999" in result.output
+
+
+def test_an_action_over_a_drawn_polygon_file(run, tmp_path: Path) -> None:
+    """The file is read as UTF-8 (as GeoJSON is), whatever the machine's locale."""
+    shape = tmp_path / "binnenstad.geojson"
+    shape.write_text(json.dumps({
+        "type": "Polygon", "name": "Binnenstad – rond de Dom",
+        "coordinates": [[[5.10, 52.08], [5.14, 52.08], [5.14, 52.10], [5.10, 52.10],
+                         [5.10, 52.08]]]}, ensure_ascii=False), encoding="utf-8")
+    created = run("action", "create", "--kind", "suspect", "--title", "Man in rode jas",
+                  "--polygon", str(shape), "--meldkamer", "MN")
+    assert created.exit_code == 0, created.output
+    preview = run("action", "preview", created.output.strip())
+    assert re.search(r"^[1-9]\d* participants", preview.output), preview.output
