@@ -367,7 +367,8 @@ def test_subscribing_twice_is_one_subscription_enabled_again(db: Session, person
     assert again.id == first.id and again.disabled_at is None and again.failures == 0
     assert again.p256dh == info["keys"]["p256dh"] and again.label == "Chrome op Android"
     events = db.scalars(select(AuditEvent).where(AuditEvent.verb == "add_push_subscription",
-                                                 AuditEvent.object_id == str(person.id))).all()
+                                                 AuditEvent.object_id == str(person.id))
+                        .order_by(AuditEvent.id)).all()
     assert len(events) == 2 and events[0].details["service"] == "push.example.net"
 
 
