@@ -1,6 +1,5 @@
 import json
 import multiprocessing
-import os
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -30,8 +29,8 @@ from outbound.fake_twilio import FakeTwilioServer
 from outbound.fanout import BATCH_SIZE, area_of, preview_action, start_action
 from outbound.jobs import enqueue
 from outbound.templates import alert_text
-from outbound.throttle import Throttle
 from tests.outbound.conftest import BY_PHONE, NEIGHBOURS, NOW
+from tests.outbound.senders import reserve_many, send_through_window
 
 
 def _records(server: FakeTwilioServer) -> list[dict]:
@@ -157,21 +156,15 @@ def test_english_speakers_get_english_with_dutch_where_english_is_missing(
     assert text.endswith("Call 0800-0011 free of charge.")
 
 
-def _reserve_many(url: str, rate: float, count: int, out, start) -> None:  # in another process
-    throttle = Throttle(redis.Redis.from_url(url))
-    start.wait(30)  # all processes at once, however long each took to start
-    out.put([throttle.reserve("shared", rate, 1).start for _ in range(count)])
-
-
 def test_the_rate_holds_across_processes(redis_client: redis.Redis, redis_server) -> None:
     context = multiprocessing.get_context("spawn")
-    results, start = context.Queue(), context.Barrier(4)
-    workers = [context.Process(target=_reserve_many,
-                               args=(redis_server.url, 100.0, 50, results, start))
+    results, ready = context.Queue(), context.Barrier(4)
+    workers = [context.Process(target=reserve_many,
+                               args=(redis_server.url, 100.0, 50, results, ready))
                for _ in range(4)]
     for process in workers:
         process.start()
-    slots = sorted(s for _ in workers for s in results.get(timeout=30))
+    slots = sorted(s for _ in workers for s in results.get(timeout=120))
     for process in workers:
         process.join(10)
     gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
@@ -179,32 +172,16 @@ def test_the_rate_holds_across_processes(redis_client: redis.Redis, redis_server
     assert min(gaps) == pytest.approx(0.01, abs=1e-5)  # never two slots within 1/rate
 
 
-def _send_through_window(url: str, count: int, out, start) -> None:  # in another process
-    from outbound.throttle import SendWindow
-
-    window = SendWindow(redis.Redis.from_url(url))
-    start.wait(30)  # all processes at once, however long each took to start
-    sent = []
-    for n in range(count):
-        while True:
-            delay, admitted = window.admit("carrier", 20.0, f"{os.getpid()}:{n}")
-            if admitted is not None:
-                break
-            time.sleep(delay)
-        sent.append(admitted)
-    out.put(sent)
-
-
 def test_no_sliding_second_holds_more_than_the_rate_whatever_the_workers_do(
         redis_client: redis.Redis, redis_server) -> None:
     """Four eager senders (no schedule at all) against one window of 20 a second."""
     context = multiprocessing.get_context("spawn")
-    results, start = context.Queue(), context.Barrier(4)
-    workers = [context.Process(target=_send_through_window,
-                               args=(redis_server.url, 15, results, start)) for _ in range(4)]
+    results, ready = context.Queue(), context.Barrier(4)
+    workers = [context.Process(target=send_through_window,
+                               args=(redis_server.url, 15, results, ready)) for _ in range(4)]
     for process in workers:
         process.start()
-    sent = sorted(t for _ in workers for t in results.get(timeout=30))
+    sent = sorted(t for _ in workers for t in results.get(timeout=120))
     for process in workers:
         process.join(10)
     assert len(sent) == 60
