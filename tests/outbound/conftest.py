@@ -1,6 +1,6 @@
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
@@ -70,6 +70,13 @@ def work(redis_client: redis.Redis, runtime: OutboundRuntime):
             burst=True)
 
     return drain
+
+
+@pytest.fixture
+def steady_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries a minute after a failure. Full jitter can draw a few milliseconds: the retry is
+    then due at once, and the burst worker sends it again before the test looks."""
+    monkeypatch.setattr("outbound.retry.backoff", lambda attempt: timedelta(seconds=60))
 
 
 @pytest.fixture

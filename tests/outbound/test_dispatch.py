@@ -94,10 +94,7 @@ def test_every_sms_and_call_reaches_the_provider_exactly_once(
 
 def test_provider_errors_are_retried_or_failed_as_they_say(
         db: Session, sessions, population, make_action, runtime, work, fake_twilio,
-        monkeypatch) -> None:
-    # full jitter can draw a backoff of a few milliseconds: the retry would be due at once
-    # and this burst worker would send it again before we look
-    monkeypatch.setattr("outbound.retry.backoff", lambda attempt: timedelta(seconds=60))
+        steady_backoff) -> None:
     fake_twilio.fake.behaviour.error_rate = 1.0
     action = make_action()
     result = start_action(sessions, action.id, now=NOW)

@@ -207,7 +207,8 @@ def test_one_gone_device_of_two_does_not_fail_the_delivery(
 
 
 def test_throttling_and_server_errors_are_retried(db: Session, sessions, runtime, work,
-                                                  make_action, pushing, subscriber) -> None:
+                                                  make_action, pushing, subscriber,
+                                                  steady_backoff) -> None:
     participant, (browser,) = subscriber()
     pushing.behaviour.fail_next = [429, 500]
     action, _ = _alert(db, sessions, runtime, work, make_action)

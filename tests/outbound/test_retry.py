@@ -104,7 +104,7 @@ def test_a_permanent_failure_is_not_retried(db: Session, started) -> None:
 
 
 def test_calls_that_keep_failing_at_the_provider_end_as_an_sms(
-        db: Session, started, runtime, work, fake_twilio) -> None:
+        db: Session, started, runtime, work, fake_twilio, steady_backoff) -> None:
     action, result = started
     call = _voice_only(db, action)
     db.commit()
