@@ -326,7 +326,8 @@ def nearest_postcode(session: Session, lat: float, lon: float) -> tuple[str | No
                    Postcode.lon.between(lon - reach * 1.6, lon + reach * 1.6),
                    Postcode.population > 0)).all()
         if rows:
-            best = min(rows, key=lambda r: (r.lat - lat) ** 2 + ((r.lon - lon) * 0.62) ** 2)
+            best = min(rows, key=lambda r: ((r.lat - lat) ** 2 + ((r.lon - lon) * 0.62) ** 2,
+                                            r.pc4))  # a tie: the lower postcode
             return best.pc4, best.municipality_id
     return None, None
 

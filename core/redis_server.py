@@ -22,11 +22,19 @@ def free_port() -> int:
 
 
 class EmbeddedRedis:
-    """Starts redis-server without persistence; stops it (and only it) on exit."""
+    """Starts redis-server without persistence; stops it (and only it) on exit.
+
+    A free port can be taken by another program before redis-server binds it (tests and demos
+    run side by side on one machine). Then our server exits, or, worse, another Redis answers
+    on that port; so the server that answers must be ours (its process id), and a port picked
+    here is picked again."""
+
+    ATTEMPTS = 3
 
     def __init__(self, workdir: Path, port: int | None = None) -> None:
         self.workdir = workdir
         self.port = port or free_port()
+        self._port_given = port is not None
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -39,26 +47,44 @@ class EmbeddedRedis:
             raise ConfigError("redis-server is not installed: run the README's setup "
                               "(apt-get install redis-server) or set REDIS_URL")
         self.workdir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1 if self._port_given else self.ATTEMPTS):
+            if attempt:
+                self.port = free_port()
+            if self._launch(binary, timeout):
+                return self
+        raise ConfigError(f"redis-server did not start on port {self.port}; "
+                          f"see {self.workdir / 'redis.log'}")
+
+    def _launch(self, binary: str, timeout: float) -> bool:
+        """Start redis-server on self.port; False when the port turned out to be taken."""
         log = (self.workdir / "redis.log").open("ab")
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.workdir), "--protected-mode", "yes"],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        client = redis.Redis.from_url(self.url)
+        client = redis.Redis.from_url(self.url, socket_timeout=1, socket_connect_timeout=1)
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                client.ping()
-                return self
-            except redis.ConnectionError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
+        try:
+            while True:
+                try:
+                    answered: int | None = int(client.info("server")["process_id"])
+                except (redis.ConnectionError, redis.TimeoutError):
+                    answered = None  # not listening yet, or a program that says nothing
+                except redis.RedisError:
+                    answered = 0  # a program that is not Redis
+                if answered == self.process.pid:
+                    return True
+                if answered is not None or self.process.poll() is not None:
+                    self.stop()  # another program has the port
+                    return False
+                if time.monotonic() > deadline:
                     self.stop()
                     raise ConfigError(f"redis-server did not start on port {self.port}; "
-                                      f"see {self.workdir / 'redis.log'}") from None
+                                      f"see {self.workdir / 'redis.log'}")
                 time.sleep(0.05)
-            finally:
-                client.close()
+        finally:
+            client.close()
 
     def stop(self) -> None:
         if self.process is None:

@@ -332,7 +332,7 @@ def sort_coverage(rows: Iterable[Coverage], key: str, descending: bool) -> list[
     """ROWS sorted by KEY (one of SORT_KEYS); unknown coverage always last."""
     if key not in SORT_KEYS:
         raise ValueError(f"unknown sort key {key!r}")
-    rows = sorted(rows, key=lambda row: dutch_name_key(row.name))
+    rows = sorted(rows, key=lambda row: (dutch_name_key(row.name), row.code))
     if key == "name":
         return rows[::-1] if descending else rows
     known = [row for row in rows if getattr(row, key) is not None]

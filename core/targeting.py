@@ -16,7 +16,7 @@ import json
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, time, timedelta
 from itertools import chain
@@ -143,6 +143,22 @@ class Preview:
     @property
     def messages(self) -> int:
         return sum(self.by_channel.values())
+
+    def channels_ranked(self) -> list[tuple[Channel, int]]:
+        """BY_CHANNEL, most messages first (see rank_channels)."""
+        return rank_channels(self.by_channel)
+
+    def municipalities_ranked(self) -> list[tuple[str, int]]:
+        """BY_MUNICIPALITY, most participants first; equal counts by name, so that the list
+        and its top ten do not change with the order the database returns its rows in."""
+        return sorted(self.by_municipality.items(), key=lambda item: (-item[1], item[0]))
+
+
+def rank_channels(counts: Mapping[Channel, int]) -> list[tuple[Channel, int]]:
+    """COUNTS most first; equal counts in the order of Channel, not in the order the rows
+    came from the database (which Counter.most_common would keep)."""
+    order = list(Channel)
+    return sorted(counts.items(), key=lambda item: (-item[1], order.index(item[0])))
 
 
 def channels_for(urgency: Urgency) -> tuple[Channel, ...]:

@@ -73,7 +73,8 @@ def create(context: Context, kind: str, urgency: str | None, title: str, title_e
                         description_nl=description, description_en=description_en,
                         instruction_nl=instruction, instruction_en=instruction_en,
                         lat=lat, lon=lon, radius_m=radius_m, national=national,
-                        polygon=json.loads(polygon_file.read_text()) if polygon_file else None,
+                        polygon=json.loads(polygon_file.read_text(encoding="utf-8"))
+                        if polygon_file else None,
                         meldkamer_code=meldkamer_code)
     context.ready_engine()
     with transaction(context.sessions) as session:
@@ -95,13 +96,13 @@ def preview_command(context: Context, action_id: int) -> None:
         result = preview_action(session, action, datetime.now(UTC))
     click.echo(f"{result.participants} participants, {result.messages} messages")
     seconds = forecast(context.settings, result.by_channel)
-    for channel, number in result.by_channel.most_common():
+    for channel, number in result.channels_ranked():
         held = f", {result.held[channel]} held until quiet hours end" \
             if result.held[channel] else ""
         click.echo(f"  {channel.value:6} {number}{held}; {seconds[channel]:.0f} s at the "
                    "configured rate")
     click.echo(f"forecast: everyone reached in {max(seconds.values(), default=0):.0f} s")
-    for name, number in result.by_municipality.most_common(10):
+    for name, number in result.municipalities_ranked()[:10]:
         click.echo(f"  {name:28} {number}")
     for language in Language:
         size = sms_size(alert_text(action, language, context.settings.free_number))

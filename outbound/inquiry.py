@@ -35,6 +35,7 @@ from core.models import (
 from core.participants import EMAIL
 from core.permissions import Actor, may_manage, meldkamer_for
 from core.phone import normalize
+from core.targeting import rank_channels
 from outbound.actions import TEXT_MAX, ActionInvalid
 from outbound.fanout import ActionError
 from outbound.feedback import REACHED, Ending, write_update
@@ -162,6 +163,9 @@ class Counts:
     by_channel: Counter[Channel] | None = None
     updates: int = 0
     updates_sent: int = 0
+
+    def channels_ranked(self) -> list[tuple[Channel, int]]:
+        return rank_channels(self.by_channel or {})
 
 
 def counts(session: Session, action_id: int, now: datetime) -> Counts:

@@ -271,10 +271,9 @@ async def _find_all(runtime: OutboundRuntime, work: list[_Work],
             found[item.delivery_id] = await providers[item.channel].find_sent(
                 item.message, since[item.delivery_id])
         return found
-    finally:
+    finally:  # made for this loop alone: closed here, whether or not batches keep theirs
         for provider in {id(p): p for p in providers.values()}.values():
-            if not getattr(provider, "keep_open", False):
-                await provider.close()
+            await provider.close()
 
 
 async def _send_all(runtime: OutboundRuntime,

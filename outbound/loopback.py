@@ -38,6 +38,15 @@ class LoopbackServer:
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
+    def open_connections(self) -> int:
+        """Client connections still open. A connection closes only after the request it
+        carried was answered or refused, so none open means no request still in hand."""
+        async def count() -> int:
+            return len(self._runner.server.connections) if self._runner and \
+                self._runner.server else 0
+
+        return asyncio.run_coroutine_threadsafe(count(), self._loop).result(10)
+
     def stop(self) -> None:
         if self._runner is not None:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)

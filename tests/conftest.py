@@ -2,17 +2,27 @@
 
 The suite runs on SQLite by default; TEST_DATABASE_URL (a PostgreSQL server URL) switches it
 to PostgreSQL, where every database the tests use is created fresh and dropped afterwards.
+
+Nothing of the developer's shell reaches the code under test: before any test module is
+imported, every variable the application reads (core.settings.VARIABLES) leaves the
+environment, and the time zone and locale are fixed. The time zone is deliberately neither
+UTC nor Dutch: the application must work in Europe/Amsterdam time whatever the machine's
+clock says, and a slip into machine-local time then fails on every machine, not only on some.
+Subprocesses (the CLI, `burgernet run`, Chromium) inherit this environment.
 """
 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,10 +31,32 @@ from core.db import make_engine
 from core.redis_server import EmbeddedRedis
 from core.reference import load_reference
 from core.schema import ensure_schema
-from core.settings import DEFAULT_DATA_DIR, PACKAGE_DIR, Settings
+from core.settings import DEFAULT_DATA_DIR, PACKAGE_DIR, VARIABLES, Settings
 
 MELDKAMER_CONFIG = PACKAGE_DIR.parent / "config" / "meldkamers.toml"
 SERVER_URL = os.environ.get("TEST_DATABASE_URL")
+#: Half an hour off any whole-hour zone, with summer time on other dates than the Dutch.
+TEST_TIME_ZONE = "America/St_Johns"
+TEST_LOCALE = "C.UTF-8"
+
+
+def _hermetic_environment() -> None:
+    for name, _default, _meaning in VARIABLES:
+        os.environ.pop(name, None)
+    for name in [n for n in os.environ if n.startswith("LC_")]:
+        del os.environ[name]
+    os.environ.update(TZ=TEST_TIME_ZONE, LANG=TEST_LOCALE, LC_ALL=TEST_LOCALE)
+    time.tzset()
+
+
+_hermetic_environment()
+
+# Examples are drawn from a seed fixed per test (so a failure comes back on every run) and
+# no example is timed: a loaded 2-core CI machine is slow, not wrong.
+hypothesis_settings.register_profile(
+    "burgernet", derandomize=True, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.load_profile("burgernet")
 
 
 @pytest.fixture(scope="session")

@@ -195,7 +195,7 @@ def _preview(action: Action) -> dict[str, Any]:
     except ActionError:
         return {"preview": None}
     seconds = forecast(settings, result.by_channel)
-    municipalities = result.by_municipality.most_common()
+    municipalities = result.municipalities_ranked()
     rest = municipalities[TOP_MUNICIPALITIES:]
     return {"preview": result, "forecast": seconds,
             "forecast_total": max(seconds.values(), default=0.0),

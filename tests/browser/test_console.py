@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from PIL import Image, ImageDraw
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import Screenshot, System, log_in
+from tests.browser.conftest import DUTCH, ENGLISH, NEIGHBOURS, Screenshot, System, log_in
 from tests.browser.maps import UTRECHT, AreaPicker, metres
 
 TITLE = "Verdachte van inbraak gevlucht"
@@ -121,6 +121,9 @@ def test_a_centralist_creates_starts_watches_and_ends_an_action(
         TITLE in m["body"] or TITLE_EN in m["body"]), count=sms)
     assert len(alerts) == sms
     assert len({m["to"] for m in alerts}) == sms, "an SMS went twice to one number"
+    to_neighbours = {m["to"]: m for m in alerts if m["to"] in {n.phone for n in NEIGHBOURS}}
+    assert to_neighbours[DUTCH.phone]["body"].startswith(f"Burgernet: {TITLE}.")
+    assert to_neighbours[ENGLISH.phone]["body"].startswith(f"Burgernet: {TITLE_EN}.")
 
     page.select_option("#outcome", "arrested")
     page.fill("#outcome-text", OUTCOME_TEXT)
@@ -137,7 +140,9 @@ def test_a_centralist_creates_starts_watches_and_ends_an_action(
                            ".textContent) > n", arg=messages)
     results = number(page, "#total-deliveries") - messages
     reached = {m["to"] for m in alerts}
-    recorded = system.wait_sent(lambda m: OUTCOME_TEXT in m["body"], count=1)
+    for neighbour in NEIGHBOURS:  # without quiet hours: theirs go at once, at any hour
+        system.wait_sent(lambda m, to=neighbour.phone: OUTCOME_TEXT in m["body"]
+                         and m["to"] == to)
     for _ in range(150):
         recorded = [m for m in system.sent() if OUTCOME_TEXT in m["body"]]
         waiting = sum(number(page, f"#count-{channel}-queued")
@@ -148,9 +153,13 @@ def test_a_centralist_creates_starts_watches_and_ends_an_action(
     assert len(recorded) + waiting == results, (len(recorded), waiting, results)
     assert Counter(m["to"] for m in recorded).most_common(1)[0][1] == 1, "a result went twice"
     assert {m["to"] for m in recorded if m["channel"] == "sms"} <= reached
-    dutch = [m for m in recorded if m["language"] == "nl"]
-    assert dutch and all(m["body"].startswith(f"Burgernet: de actie '{TITLE}' is beëindigd: "
-                                              "de verdachte is aangehouden.") for m in dutch)
+    for message in recorded:  # each in its recipient's language
+        assert message["body"].startswith(
+            f"Burgernet: the action '{TITLE_EN}' has ended: the suspect has been arrested."
+            if message["language"] == "en" else
+            f"Burgernet: de actie '{TITLE}' is beëindigd: de verdachte is aangehouden."), message
+    assert {m["language"] for m in recorded if m["to"] in {DUTCH.phone, ENGLISH.phone}} == \
+        {"nl", "en"}
 
     page.goto("/console/")
     row = page.locator(f"#action-row-{action_id}")

@@ -162,7 +162,8 @@ def test_stop_is_final_until_start(db: Session) -> None:
     assert not _reached(db, participant)
     start(db, participant, NOW + timedelta(minutes=1))
     assert participant.status == ParticipantStatus.VERIFIED and _reached(db, participant)
-    verbs = db.scalars(select(AuditEvent.verb).where(AuditEvent.object_id == str(participant.id)))
+    verbs = db.scalars(select(AuditEvent.verb).where(AuditEvent.object_id == str(participant.id))
+                       .order_by(AuditEvent.id))
     assert list(verbs) == ["register", "verify", "stop", "start"]
 
 
@@ -322,7 +323,8 @@ def test_places_by_postcode_and_removing_them(db: Session) -> None:
     db.refresh(participant)
     assert sorted(p.kind for p in participant.locations) == ["current", "home"]
     verbs = db.scalars(select(AuditEvent.verb).where(
-        AuditEvent.object_id == str(participant.id), AuditEvent.verb.like("%location"))).all()
+        AuditEvent.object_id == str(participant.id), AuditEvent.verb.like("%location"))
+        .order_by(AuditEvent.id)).all()
     assert verbs == ["add_location", "add_location", "remove_location"]
 
 

@@ -36,6 +36,7 @@ from core.models import (
 from core.targeting import (
     QUIET_HOURS_RULE,
     ChannelRule,
+    Preview,
     _columns,
     preview,
     rule_for,
@@ -210,6 +211,26 @@ def test_the_preview_counts_by_channel_and_municipality_and_writes_nothing(
     assert sum(result.by_municipality.values()) == 4
     assert db.scalar(select(func.count(Delivery.id))) == deliveries
     assert not db.new and not db.dirty
+
+
+def test_equal_counts_are_listed_in_a_fixed_order_whatever_order_the_rows_came_in() -> None:
+    """Pages and the CLI list channels and municipalities most first; a tie goes by Channel's
+    order and by name, not by the order the database returned its rows in (which
+    Counter.most_common would keep)."""
+    rows = [(Channel.PUSH, "Zeist", 2), (Channel.EMAIL, "Bunnik", 2), (Channel.SMS, "Utrecht", 5)]
+    previews = []
+    for ordered in (rows, rows[::-1]):
+        result = Preview()
+        for channel, place, number in ordered:
+            result.by_channel[channel] += number
+            result.by_municipality[place] += number
+        previews.append(result)
+    for result in previews:
+        assert result.channels_ranked() == [(Channel.SMS, 5), (Channel.EMAIL, 2),
+                                            (Channel.PUSH, 2)]
+        assert result.municipalities_ranked() == [("Utrecht", 5), ("Bunnik", 2), ("Zeist", 2)]
+    assert [c for c, _ in previews[0].by_channel.most_common()] != \
+        [c for c, _ in previews[1].by_channel.most_common()]  # what the ranking is for
 
 
 def test_the_selection_streams(db: Session, person) -> None:

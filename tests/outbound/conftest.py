@@ -1,6 +1,6 @@
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
@@ -16,9 +16,9 @@ from core.models import (
     Meldkamer,
     Organisation,
     OrganisationKind,
+    ParticipantStatus,
     Urgency,
 )
-from core.seed import seed_demo
 from core.settings import Settings
 from outbound.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
 from outbound.providers.console import ConsoleProvider
@@ -27,8 +27,8 @@ from outbound.queues import queue_names
 from outbound.runtime import OutboundRuntime, install
 from outbound.throttle import Throttle
 from outbound.worker import BatchWorker
+from tests.population import UTRECHT, add_people, elsewhere, neighbourhood
 
-UTRECHT = (52.0907, 5.1214)
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 
 
@@ -73,6 +73,13 @@ def work(redis_client: redis.Redis, runtime: OutboundRuntime):
 
 
 @pytest.fixture
+def steady_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries a minute after a failure. Full jitter can draw a few milliseconds: the retry is
+    then due at once, and the burst worker sends it again before the test looks."""
+    monkeypatch.setattr("outbound.retry.backoff", lambda attempt: timedelta(seconds=60))
+
+
+@pytest.fixture
 def make_action(db: Session):
     """A draft action around Utrecht."""
 
@@ -93,7 +100,29 @@ def make_action(db: Session):
     return make
 
 
+#: Forty verified participants within 2.5 km of Utrecht centre with every mix of channels,
+#: language and quiet hours (see tests.population.neighbourhood); a pending and a stopped one
+#: among them, whom nothing reaches; and three verified ones far away in other cities, whom
+#: only a national alert reaches.
+NEIGHBOURS = neighbourhood(40)
+POPULATION = [
+    *NEIGHBOURS,
+    elsewhere(NEIGHBOURS[5], *UTRECHT, number=NEIGHBOURS[-1].number + 1,
+              status=ParticipantStatus.PENDING),
+    elsewhere(NEIGHBOURS[5], *UTRECHT, number=NEIGHBOURS[-1].number + 2,
+              status=ParticipantStatus.STOPPED),
+    elsewhere(NEIGHBOURS[0], 52.3731, 4.8922, number=NEIGHBOURS[-1].number + 3),  # Amsterdam
+    elsewhere(NEIGHBOURS[2], 53.2194, 6.5665, number=NEIGHBOURS[-1].number + 4),  # Groningen
+    elsewhere(NEIGHBOURS[1], 50.8514, 5.6910, number=NEIGHBOURS[-1].number + 5),  # Maastricht
+]
+BY_PHONE = {person.phone: person for person in POPULATION}
+BY_EMAIL = {person.email: person for person in POPULATION if person.email}
+
+
 @pytest.fixture
-def population(sessions: sessionmaker[Session]) -> None:
-    """3,000 demo participants; a few dozen live around Utrecht."""
-    seed_demo(sessions, size=3000, seed=5)
+def population(sessions: sessionmaker[Session]) -> dict[str, int]:
+    """POPULATION stored; participant ids by phone number."""
+    with sessions() as session:
+        ids = add_people(session, POPULATION, NOW)
+        session.commit()
+    return ids

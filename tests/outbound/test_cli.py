@@ -1,18 +1,27 @@
+import json
+import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy.orm import Session
 
 from core.cli import main
+from core.db import make_engine
 from core.redis_server import EmbeddedRedis
 from tests.conftest import MELDKAMER_CONFIG
+from tests.population import add_people, neighbourhood
 
 
 @pytest.fixture
 def run(tmp_path: Path, new_database_url: Callable[[], str], redis_server: EmbeddedRedis,
         redis_client):
-    env = {"BURGERNET_HOME": str(tmp_path), "DATABASE_URL": new_database_url(),
+    """`burgernet` on a database with the reference data, the demo organisations and a few
+    dozen participants of our own around Utrecht centre."""
+    url = new_database_url()
+    env = {"BURGERNET_HOME": str(tmp_path), "DATABASE_URL": url,
            "MELDKAMER_CONFIG": str(MELDKAMER_CONFIG), "REDIS_URL": redis_server.url,
            "SMS_RATE": "0", "VOICE_RATE": "0"}
 
@@ -20,7 +29,11 @@ def run(tmp_path: Path, new_database_url: Callable[[], str], redis_server: Embed
         return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
     assert invoke("load-reference").exit_code == 0
-    assert invoke("seed-demo", "--participants", "3000").exit_code == 0
+    assert invoke("seed-demo", "--participants", "0").exit_code == 0
+    engine = make_engine(url)
+    with Session(engine) as session, session.begin():
+        add_people(session, neighbourhood(24), datetime.now(UTC))
+    engine.dispose()
     return invoke
 
 
@@ -62,3 +75,17 @@ def test_a_bad_area_is_one_clear_line(run, args, message) -> None:
 def test_an_unknown_action_is_named(run) -> None:
     result = run("action", "start", "999")
     assert result.exit_code == 1 and "no action 999" in result.output
+
+
+def test_an_action_over_a_drawn_polygon_file(run, tmp_path: Path) -> None:
+    """The file is read as UTF-8 (as GeoJSON is), whatever the machine's locale."""
+    shape = tmp_path / "binnenstad.geojson"
+    shape.write_text(json.dumps({
+        "type": "Polygon", "name": "Binnenstad – rond de Dom",
+        "coordinates": [[[5.10, 52.08], [5.14, 52.08], [5.14, 52.10], [5.10, 52.10],
+                         [5.10, 52.08]]]}, ensure_ascii=False), encoding="utf-8")
+    created = run("action", "create", "--kind", "suspect", "--title", "Man in rode jas",
+                  "--polygon", str(shape), "--meldkamer", "MN")
+    assert created.exit_code == 0, created.output
+    preview = run("action", "preview", created.output.strip())
+    assert re.search(r"^[1-9]\d* participants", preview.output), preview.output

@@ -23,7 +23,7 @@ from outbound.fanout import ActionError, start_action
 from outbound.feedback import end_action, quiet_until, write_update
 from outbound.jobs import enqueue
 from outbound.templates import result_text, update_text
-from tests.outbound.conftest import NOW
+from tests.outbound.conftest import BY_PHONE, NOW
 
 
 @pytest.fixture
@@ -64,13 +64,17 @@ def test_the_result_goes_out_through_the_same_machinery(db: Session, alerted, ru
     enqueue(runtime.redis, ending.batches)
     work()
     sms = [r for r in fake_twilio.fake.records[before:] if r.kind == "message"]
-    assert sms and all("aangehouden" in r.body or "arrested" in r.body for r in sms)
+    assert {BY_PHONE[r.to].language for r in sms} == {Language.NL, Language.EN}
+    for record in sms:  # each in the language of its recipient
+        english = BY_PHONE[record.to].language == Language.EN
+        assert ("arrested" if english else "aangehouden") in record.body, record.body
     assert {d.status for d in _results(db, alerted)} == {DeliveryStatus.SENT}
 
 
 def test_those_not_reached_or_stopped_get_no_result(db: Session, alerted) -> None:
     failed, stopped = db.scalars(select(Delivery).where(
-        Delivery.action_id == alerted.id, Delivery.channel == Channel.SMS).limit(2)).all()
+        Delivery.action_id == alerted.id, Delivery.channel == Channel.SMS)
+        .order_by(Delivery.id).limit(2)).all()
     failed.status = DeliveryStatus.FAILED
     db.execute(Delivery.__table__.delete().where(
         Delivery.participant_id == failed.participant_id, Delivery.id != failed.id))
@@ -177,7 +181,8 @@ def test_ending_an_inquiry_closes_it_without_a_result_message(db: Session, asked
 
 def test_the_update_goes_once_by_email_to_everyone_the_inquiry_reached(
         db: Session, asked, runtime, work) -> None:
-    alerts = db.scalars(select(Delivery).where(Delivery.action_id == asked.id)).all()
+    alerts = db.scalars(select(Delivery).where(Delivery.action_id == asked.id)
+                        .order_by(Delivery.id)).all()
     missed = alerts[0]
     missed.status = DeliveryStatus.FAILED
     db.commit()

@@ -42,7 +42,7 @@ from outbound.links import (
     reaction_token,
     read_reaction_token,
 )
-from tests.outbound.conftest import NOW
+from tests.outbound.conftest import BY_EMAIL, NOW
 
 SECRET = "test-secret-key"
 LIFETIME = timedelta(days=14)
@@ -117,14 +117,16 @@ def test_every_inquiry_email_carries_the_link_of_its_own_delivery(db: Session, a
     sent = [json.loads(line) for line in (tmp_path / "console.jsonl").read_text().splitlines()]
     deliveries = _emails(db, asked)
     assert len(sent) == len(deliveries) > 1 and {r["channel"] for r in sent} == {"email"}
+    assert {r["language"] for r in sent} == {"nl", "en"}
     for record in sent:
+        assert record["language"] == BY_EMAIL[record["to"]].language
         link = next(word for word in record["body"].split() if "/reactie/" in word)
         assert link.startswith(runtime.settings.public_url + "/reactie/")
         token = link.rsplit("/", 1)[1].split("?")[0]
         assert read_reaction_token(runtime.settings.secret_key, token, LIFETIME) == \
             record["delivery"]
-        assert "Burgernet-buurtonderzoek: Man in rode jas" in record["body"] or \
-            "Burgernet neighbourhood inquiry: Man in red coat" in record["body"]
+        assert ("Burgernet neighbourhood inquiry: Man in red coat" if record["language"] == "en"
+                else "Burgernet-buurtonderzoek: Man in rode jas") in record["body"]
 
 
 def test_two_reactions_racing_through_one_link_store_one(db: Session, asked) -> None:

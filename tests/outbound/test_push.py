@@ -215,7 +215,8 @@ def test_one_gone_device_of_two_does_not_fail_the_delivery(
 
 
 def test_throttling_and_server_errors_are_retried(db: Session, sessions, runtime, work,
-                                                  make_action, pushing, subscriber) -> None:
+                                                  make_action, pushing, subscriber,
+                                                  steady_backoff) -> None:
     participant, (browser,) = subscriber()
     pushing.behaviour.fail_next = [429, 500]
     action, _ = _alert(db, sessions, runtime, work, make_action)
@@ -457,7 +458,8 @@ def test_subscribing_twice_is_one_subscription_enabled_again(db: Session, person
     assert again.id == first.id and again.disabled_at is None and again.failures == 0
     assert again.p256dh == info["keys"]["p256dh"] and again.label == "Chrome op Android"
     events = db.scalars(select(AuditEvent).where(AuditEvent.verb == "add_push_subscription",
-                                                 AuditEvent.object_id == str(person.id))).all()
+                                                 AuditEvent.object_id == str(person.id))
+                        .order_by(AuditEvent.id)).all()
     assert len(events) == 2 and events[0].details["service"] == "fcm.googleapis.com"
 
 

@@ -26,7 +26,8 @@ def started(db: Session, sessions, population, make_action):
 
 def _one(db: Session, action, channel: Channel) -> Delivery:
     return db.scalar(select(Delivery).where(Delivery.action_id == action.id,
-                                            Delivery.channel == channel).limit(1))
+                                            Delivery.channel == channel)
+                     .order_by(Delivery.id).limit(1))
 
 
 def _voice_only(db: Session, action) -> Delivery:
@@ -85,7 +86,8 @@ def test_no_failover_sms_when_the_participant_already_has_one(db: Session, start
     call = db.scalar(select(Delivery).where(
         Delivery.action_id == action.id, Delivery.channel == Channel.VOICE,
         Delivery.participant_id.in_(select(Delivery.participant_id).where(
-            Delivery.action_id == action.id, Delivery.channel == Channel.SMS))).limit(1))
+            Delivery.action_id == action.id, Delivery.channel == Channel.SMS)))
+        .order_by(Delivery.id).limit(1))
     call.status, call.attempts, call.provider_id = DeliveryStatus.SENT, 3, "CA3"
     db.commit()
     assert apply_status(db, "CA3", "busy", NOW) == []
@@ -102,7 +104,7 @@ def test_a_permanent_failure_is_not_retried(db: Session, started) -> None:
 
 
 def test_calls_that_keep_failing_at_the_provider_end_as_an_sms(
-        db: Session, started, runtime, work, fake_twilio) -> None:
+        db: Session, started, runtime, work, fake_twilio, steady_backoff) -> None:
     action, result = started
     call = _voice_only(db, action)
     db.commit()

@@ -11,14 +11,22 @@ from aiosmtpd.smtp import Envelope
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.models import ActionKind, Channel, Delivery, DeliveryStatus, Participant, Urgency
+from core.models import (
+    ActionKind,
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    Language,
+    Participant,
+    Urgency,
+)
 from core.redis_server import free_port
 from outbound.fanout import start_action
 from outbound.jobs import enqueue
 from outbound.links import read_reaction_token
 from outbound.providers import Message, ProviderError
 from outbound.providers.smtp import SmtpProvider
-from tests.outbound.conftest import NOW
+from tests.outbound.conftest import BY_EMAIL, NOW
 
 
 class Inbox:
@@ -123,5 +131,6 @@ def test_each_inquiry_email_carries_a_personal_link(db: Session, sessions, popul
         token = link.removeprefix(f"{settings.public_url}/reactie/").split("?")[0]
         assert read_reaction_token(settings.secret_key, token, timedelta(days=14)) == \
             delivery.id
-        assert email["Subject"].startswith(("Burgernet: buurtonderzoek - ",
-                                            "Burgernet: neighbourhood inquiry - "))
+        english = BY_EMAIL[envelope.rcpt_tos[0]].language == Language.EN
+        assert email["Subject"].startswith("Burgernet: neighbourhood inquiry - " if english
+                                           else "Burgernet: buurtonderzoek - ")

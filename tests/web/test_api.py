@@ -27,9 +27,9 @@ from core.models import (
     Organisation,
     Tip,
 )
-from core.seed import seed_demo
 from core.tokens import create_token, revoke_token
 from outbound.queues import queue_names
+from tests.population import add_people, neighbourhood
 from web import api_contract
 
 MN = "Politie Midden-Nederland"
@@ -220,7 +220,9 @@ def test_an_organisation_without_a_meldkamer_names_one(client: FlaskClient,
 def test_create_start_follow_and_end_an_action_through_a_real_redis(
         client: FlaskClient, db: Session, sessions, redis_client: redis.Redis,
         token: str, write_outboxes) -> None:
-    seed_demo(sessions, size=3000, seed=5)
+    with sessions() as session:
+        add_people(session, neighbourhood(16), datetime.now(UTC))  # inside the circle
+        session.commit()
     created = create(client, token)
     assert created.status_code == 201
     action = created.get_json()
@@ -270,8 +272,10 @@ def test_create_start_follow_and_end_an_action_through_a_real_redis(
 
 def test_create_with_start_true_queues_at_once(client: FlaskClient, sessions,
                                                redis_client: redis.Redis, token: str) -> None:
-    """The outbox job is queued with the answer; a worker writes the outbox from it."""
-    seed_demo(sessions, size=3000, seed=5)
+    """The batches are queued with the answer."""
+    with sessions() as session:
+        add_people(session, neighbourhood(4), datetime.now(UTC))  # inside the circle
+        session.commit()
     response = create(client, token, {**DRAFT, "start": True})
     assert response.status_code == 201
     assert response.get_json()["status"] == "active"
