@@ -41,6 +41,7 @@ from web import db, runtime, writer
 from web.auth import (
     acting_user,
     action_or_404,
+    flash_refusal,
     record_refusal,
     roles_required,
     visible_actions,
@@ -218,9 +219,7 @@ def start(action_id: int) -> ResponseReturnValue:
         started = start_for_request(writer(), connection, action.id, now=_now(),
                                     who=actor_for_user(acting_user()))
     except NotPermitted as exc:
-        record_refusal(exc, action.id)
-        for message in exc.errors.values():
-            flash(message, "error")
+        flash_refusal(exc, action.id)
         return target
     except redis.RedisError:
         flash("De actie is gestart, maar de wachtrij was niet bereikbaar. De worker verstuurt "

@@ -45,6 +45,7 @@ from web import db, runtime, writer
 from web.auth import (
     acting_user,
     action_or_404,
+    flash_refusal,
     record_refusal,
     roles_required,
     visible_actions,
@@ -288,9 +289,7 @@ def start(action_id: int) -> ResponseReturnValue:
         started = start_for_request(writer(), connection, action.id, now=_now(),
                                     who=actor_for_user(acting_user()))
     except NotPermitted as exc:
-        record_refusal(exc, action.id)
-        for message in exc.errors.values():
-            flash(message, "error")
+        flash_refusal(exc, action.id)
         return target
     except redis.RedisError:
         flash("Het versturen is begonnen, maar de wachtrij was niet bereikbaar. De worker "
@@ -323,9 +322,7 @@ def end(action_id: int) -> ResponseReturnValue:
         end_and_queue(writer(), connection, action.id, Outcome.CANCELLED, None, now=_now(),
                       who=actor_for_user(acting_user()))
     except NotPermitted as exc:
-        record_refusal(exc, action.id)
-        for message in exc.errors.values():
-            flash(message, "error")
+        flash_refusal(exc, action.id)
         return target
     except ActionError:
         flash("Dit is al gesloten.", "error")
@@ -355,9 +352,7 @@ def send_update(action_id: int) -> ResponseReturnValue:
         update_and_queue(writer(), connection, action.id, form.update_nl.data,
                          form.update_en.data, now=_now(), who=actor_for_user(acting_user()))
     except NotPermitted as exc:
-        record_refusal(exc, action.id)
-        for message in exc.errors.values():
-            flash(message, "error")
+        flash_refusal(exc, action.id)
         return target
     except ActionInvalid as exc:
         return _show_page(action, form, exc.errors, 400)
