@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The full test suite, as CI runs it: lint, layer contract, then pytest on SQLite and on
-# PostgreSQL (a throwaway cluster started here). Extra arguments go to pytest.
+# PostgreSQL (a throwaway cluster started here) side by side, since the suite spends more
+# than half its time waiting on servers, browsers and calls. Each run's output is printed
+# when both are done; the exit status is non-zero if either failed. Extra arguments go to
+# pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh test
@@ -10,12 +13,24 @@ echo "== ruff"
 echo "== import layers"
 .venv/bin/lint-imports --no-cache
 
-echo "== tests on SQLite"
-env -u TEST_DATABASE_URL .venv/bin/pytest "$@"
-
-pgdir="$(mktemp -d /tmp/burgernet-pg.XXXXXX)"
+work="$(mktemp -d /tmp/burgernet-test.XXXXXX)"
 pgport="$(.venv/bin/python -c 'from core.redis_server import free_port; print(free_port())')"
-trap 'scripts/pg.sh stop "$pgdir"; rm -rf "$pgdir"' EXIT
-scripts/pg.sh start "$pgdir" "$pgport"
-echo "== tests on PostgreSQL (port $pgport)"
-TEST_DATABASE_URL="postgresql+psycopg://burgernet@127.0.0.1:$pgport/postgres" .venv/bin/pytest "$@"
+trap 'scripts/pg.sh stop "$work/pg"; rm -rf "$work"' EXIT
+scripts/pg.sh start "$work/pg" "$pgport"
+
+echo "== tests on SQLite and on PostgreSQL (port $pgport), side by side"
+started=$SECONDS
+env -u TEST_DATABASE_URL .venv/bin/pytest "$@" >"$work/sqlite.log" 2>&1 &
+sqlite=$!
+TEST_DATABASE_URL="postgresql+psycopg://burgernet@127.0.0.1:$pgport/postgres" \
+  .venv/bin/pytest "$@" >"$work/postgresql.log" 2>&1 &
+postgresql=$!
+status=0
+wait "$sqlite" || status=1
+wait "$postgresql" || status=1
+echo "== tests on SQLite"
+cat "$work/sqlite.log"
+echo "== tests on PostgreSQL"
+cat "$work/postgresql.log"
+echo "== both in $((SECONDS - started)) s"
+exit "$status"
