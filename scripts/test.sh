@@ -14,9 +14,12 @@ echo "== import layers"
 .venv/bin/lint-imports --no-cache
 
 work="$(mktemp -d /tmp/burgernet-test.XXXXXX)"
+# The cluster gets its own directory: as root, pg.sh hands it to the postgres user, who
+# cannot enter the private $work.
+pgdir="$(mktemp -d /tmp/burgernet-pg.XXXXXX)"
 pgport="$(.venv/bin/python -c 'from core.redis_server import free_port; print(free_port())')"
-trap 'scripts/pg.sh stop "$work/pg"; rm -rf "$work"' EXIT
-scripts/pg.sh start "$work/pg" "$pgport"
+trap 'scripts/pg.sh stop "$pgdir"; rm -rf "$work" "$pgdir"' EXIT
+scripts/pg.sh start "$pgdir" "$pgport"
 
 echo "== tests on SQLite and on PostgreSQL (port $pgport), side by side"
 started=$SECONDS
