@@ -52,6 +52,7 @@ from web.auth import (
 from web.console_forms import LABELS
 from web.console_live import area_of_form, local_time
 from web.i18n import translate
+from web.inputs import page_number
 from web.municipal_forms import FIELD, TEXT_LABEL, MunicipalForm, UpdateForm
 from web.nav import STAFF
 
@@ -80,7 +81,7 @@ def _page_helpers() -> dict[str, Any]:
 @roles_required(*STAFF)
 def index() -> ResponseReturnValue:
     """The organisation's inquiries and messages, newest first."""
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = page_number()
     actions = db().scalars(
         visible_actions(select(Action)).where(Action.kind.in_(MUNICIPAL_KINDS))
         .order_by(Action.created_at.desc(), Action.id.desc())
