@@ -231,6 +231,19 @@ def end_and_queue(sessions: sessionmaker[Session], connection: redis.Redis, acti
     return ending
 
 
+def discard_draft(session: Session, action_id: int, who: Actor, **details: Any) -> None:
+    """Throw away a draft that WHO may manage (core.permissions.may_manage: its own
+    organisation's, of a kind it may make); ActionError when it is no draft (any more). The
+    caller's transaction commits it, with its audit event (DETAILS added)."""
+    action = session.get(Action, action_id, with_for_update=True)
+    if action is None or action.status != ActionStatus.DRAFT:
+        raise ActionError(f"action {action_id} is not a draft")
+    may_manage(who, action)
+    audit.record(session, "discard", "action", action.id, user=who.user, actor=who.name,
+                 kind=action.kind.value, **details)
+    session.delete(action)
+
+
 def require_action(session: Session, action_id: int) -> Action:
     action = session.get(Action, action_id)
     if action is None:
@@ -239,5 +252,5 @@ def require_action(session: Session, action_id: int) -> Action:
 
 
 __all__ = ["ActionDraft", "ActionError", "ActionInvalid", "ActionStatus", "NotPermitted",
-           "create_action", "default_urgency", "end_and_queue", "require_action",
+           "create_action", "default_urgency", "discard_draft", "end_and_queue", "require_action",
            "start_and_queue", "start_for_request", "start_in_background"]
