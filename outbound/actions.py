@@ -34,6 +34,7 @@ from core.permissions import (
     may_manage,
     meldkamer_code,
 )
+from core.texts import text_problem
 from outbound.fanout import ActionError, StartResult, activate_action, start_action
 from outbound.feedback import Ending, end_action
 from outbound.jobs import enqueue, enqueue_outbox, schedule
@@ -99,9 +100,12 @@ def create_action(session: Session, draft: ActionDraft, who: Actor) -> Action:
     if not texts["title_nl"]:
         errors["title_nl"] = "Vul een titel in."
     for name, value in texts.items():
-        limit = TITLE_MAX if name.startswith("title") else TEXT_MAX
+        title = name.startswith("title")
+        limit = TITLE_MAX if title else TEXT_MAX
         if len(value) > limit:
             errors[name] = f"Te lang: hoogstens {limit} tekens."
+        elif problem := text_problem(value, one_line=title):
+            errors[name] = problem
     meldkamer = session.scalar(select(Meldkamer).where(Meldkamer.code == code))
     if meldkamer is None:
         errors["meldkamer"] = "Kies een bestaande meldkamer."
@@ -219,6 +223,8 @@ def end_and_queue(sessions: sessionmaker[Session], connection: redis.Redis, acti
         raise ActionInvalid({"outcome": "Kies een afloop."}) from None
     if text is not None and len(text) > TEXT_MAX:
         raise ActionInvalid({"outcome_text": f"Te lang: hoogstens {TEXT_MAX} tekens."})
+    if text is not None and (problem := text_problem(text, one_line=False)):
+        raise ActionInvalid({"outcome_text": problem})
     if who is not None:
         user, actor = who.user, who.name
     with sessions() as session, session.begin():
