@@ -21,11 +21,15 @@ from core.models import (
     InquiryReaction,
     Meldkamer,
     Organisation,
+    OrganisationKind,
     PushSubscription,
+    Role,
+    Tip,
     Urgency,
+    User,
 )
 from tests.web import test_portal
-from tests.web.helpers import csrf_token, login_as
+from tests.web.helpers import csrf_token, login, login_as
 from tests.web.test_portal import Sms, _add_device, _join, _subscription
 from tests.web.test_reaction import _delivery
 
@@ -63,6 +67,82 @@ def test_an_id_beyond_the_database_is_not_found_on_every_route(app: Flask, who: 
     for method, path in routes:
         response = client.open(path, method=method, data={"csrf_token": token})
         assert response.status_code == 404, (method, path, response.status_code)
+
+
+@pytest.fixture
+def police_rows(db: Session) -> dict[str, int]:
+    """Rows of Politie Midden-Nederland behind every kind of id a route takes: an active
+    search action with a photo and a tip with a photo, an inquiry draft and a sent inquiry,
+    a participant's place and device, an API key."""
+    police = db.scalar(select(Organisation).where(Organisation.name == "Politie Midden-Nederland"))
+    mn = db.scalar(select(Meldkamer).where(Meldkamer.code == "MN"))
+
+    def action(kind: ActionKind, status: ActionStatus) -> Action:
+        row = Action(kind=kind, urgency=Urgency.URGENT, status=status, title_nl="Eigen actie",
+                     center_lat=52.09, center_lon=5.12, radius_m=500, organisation=police,
+                     meldkamer=mn, photo_path="a.jpg", photo_type="image/jpeg",
+                     started_at=None if status == ActionStatus.DRAFT else datetime.now(UTC))
+        db.add(row)
+        return row
+
+    search = action(ActionKind.SUSPECT, ActionStatus.ACTIVE)
+    draft = action(ActionKind.NEIGHBOURHOOD_INQUIRY, ActionStatus.DRAFT)
+    sent = action(ActionKind.NEIGHBOURHOOD_INQUIRY, ActionStatus.ACTIVE)
+    tip = Tip(action=search, source="sms", text="Gezien", media_path="t.jpg",
+              media_type="image/jpeg", received_at=datetime.now(UTC))
+    db.add(tip)
+    db.commit()
+    return {"search": search.id, "draft": draft.id, "sent": sent.id, "tip": tip.id}
+
+
+def _as_of_police(rule: str, rows: dict[str, int]) -> list[str]:
+    """RULE's path once for each of the police's rows its id may name."""
+    if "<int:tip_id>" in rule:
+        return [rule.replace("<int:tip_id>", str(rows["tip"]))]
+    return [rule.replace("<int:action_id>", str(rows[which]))
+            for which in ("search", "draft", "sent")]
+
+
+@pytest.mark.parametrize("who", ["municipality_officer", "other_police"])
+def test_another_organisations_rows_are_not_found_on_any_route(app: Flask, db: Session,
+                                                               police_rows: dict[str, int],
+                                                               who: str) -> None:
+    """Every route naming an action or a tip, read or write, as staff of another
+    organisation: nothing is shown, nothing changes (the participant's own rows are
+    test_portal's: another participant's place or device is a 404 there)."""
+    from werkzeug.security import generate_password_hash
+
+    from core.seed import DEMO_PASSWORD
+    if who == "other_police":
+        db.add(User(email="rotterdam@example.org", name="Centralist Rotterdam",
+                    role=Role.CENTRALIST, password_hash=generate_password_hash(DEMO_PASSWORD),
+                    organisation=Organisation(name="Politie Rotterdam",
+                                              kind=OrganisationKind.POLICE)))
+        db.commit()
+        client = app.test_client()
+        assert login(client, "rotterdam@example.org").status_code == 302
+    else:
+        client = _visitor(app, who)
+    token = _token(client)
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        if "<int:action_id>" not in rule.rule and "<int:tip_id>" not in rule.rule:
+            continue
+        for path in _as_of_police(rule.rule, police_rows):
+            for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+                response = client.open(path, method=method, data={
+                    "csrf_token": token, "outcome": "found", "title_nl": "Overgenomen",
+                    "text_nl": "x", "update_nl": "x", "lat": "52.09", "lon": "5.12",
+                    "radius_m": "500"})
+                assert response.status_code in {403, 404}, (method, path, response.status_code)
+                assert "Eigen actie" not in response.get_data(as_text=True)
+                checked += 1
+    assert checked >= 30
+    db.expire_all()
+    assert [(a.status, a.title_nl, a.update_nl) for a in db.scalars(
+        select(Action).order_by(Action.id))] == [
+        (ActionStatus.ACTIVE, "Eigen actie", None), (ActionStatus.DRAFT, "Eigen actie", None),
+        (ActionStatus.ACTIVE, "Eigen actie", None)]
 
 
 @pytest.mark.parametrize("path", ["/console/", "/gemeente/"])
