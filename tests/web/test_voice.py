@@ -351,6 +351,24 @@ def test_a_failure_inside_the_flow_still_puts_the_caller_through(client, monkeyp
     assert root.find("Dial").text == "+31690000103"  # MN, the national fallback
 
 
+@pytest.mark.parametrize("url", ["/webhooks/twilio/voice/inbound",
+                                 "/webhooks/twilio/voice/step?flow=free&record=1&stage=greeting",
+                                 "/webhooks/twilio/voice/whisper?flow=free&record=1&stage=dial"])
+def test_a_database_failure_inside_the_flow_still_answers_twiml(client, monkeypatch, url):
+    """A failed write leaves the request's session needing a rollback; committing it at the
+    end of the request raised, and Twilio got a 500 instead of the call put through."""
+    def failing_write(flows, *_args, **_kwargs):
+        flows.session.add(CallRecord())  # no direction, no transport: NOT NULL refuses it
+        flows.session.flush()
+
+    for name in ("start_free", "advance", "whisper"):
+        monkeypatch.setattr(f"ivr.flows.Flows.{name}", failing_write)
+    response = post(client, url, {**CALL, "Digits": "3441"})
+    assert response.status_code == 200 and response.mimetype == "text/xml"
+    if "whisper" not in url:
+        assert twiml(response).find("Dial").text == "+31690000103"  # MN, the national fallback
+
+
 # --- replayed webhooks do nothing the second time --------------------------------------
 
 def _records(db, call_sid: str) -> list[CallRecord]:
