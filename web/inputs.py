@@ -19,10 +19,9 @@ from flask import Flask, abort, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.routing import IntegerConverter, Map
 
+from core.models import MAX_ID
 from web.i18n import translate
 
-#: The largest id any table hands out (a 32-bit signed integer column, as the API documents).
-MAX_ID = 2**31 - 1
 #: The last page a list may ask for (100,000 pages of 100 rows is beyond any real list).
 MAX_PAGE = 100_000
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})

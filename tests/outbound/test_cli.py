@@ -62,3 +62,12 @@ def test_a_bad_area_is_one_clear_line(run, args, message) -> None:
 def test_an_unknown_action_is_named(run) -> None:
     result = run("action", "start", "999")
     assert result.exit_code == 1 and "no action 999" in result.output
+
+
+@pytest.mark.parametrize("args", [("action", "status"), ("action", "preview"),
+                                  ("action", "start"), ("action", "end", "--outcome", "found"),
+                                  ("api", "token", "revoke")])
+def test_an_id_no_row_can_have_is_a_clear_error(run, args) -> None:
+    """Not a traceback of SQLite's OverflowError: beyond 64 bits it cannot even compare."""
+    result = run(*args, "9" * 23)
+    assert result.exit_code == 2 and "is not in the range 0<=x<=2147483647" in result.output
