@@ -145,6 +145,56 @@ def test_another_organisations_rows_are_not_found_on_any_route(app: Flask, db: S
         (ActionStatus.ACTIVE, "Eigen actie", None)]
 
 
+#: Blueprints whose POSTs carry no CSRF token: the API (a bearer key, no cookie), LoST (no
+#: state changes) and Twilio's webhooks (signed).
+NO_CSRF = {"api", "lost", "voice", "webhooks"}
+
+
+def test_every_form_post_without_its_csrf_token_is_refused(app: Flask, db: Session,
+                                                          police_rows: dict[str, int]) -> None:
+    client = _visitor(app, "admin")
+    before = _row_counts(db)
+    posts = [rule for rule in app.url_map.iter_rules()
+             if "POST" in rule.methods and rule.endpoint.split(".")[0] not in NO_CSRF]
+    assert len(posts) >= 25
+    for rule in posts:
+        path = rule.rule.replace("<int:action_id>", str(police_rows["draft"]))
+        path = re.sub(r"<int:[^>]+>", "1", path)
+        response = client.post(path, data={"title_nl": "x", "confirm": "y", "name": "n"})
+        # 400, or a municipal page's "the form expired": back to the page, nothing done
+        assert response.status_code == 400 or (
+            path.startswith("/gemeente/") and response.status_code == 302
+            and response.headers["Location"] == f"/gemeente/{police_rows['draft']}"), path
+    assert _row_counts(db) == before
+
+
+def _row_counts(db: Session) -> dict[str, int]:
+    from core.models import Base
+
+    db.expire_all()
+    return {table.name: db.scalar(select(func.count()).select_from(table)) or 0
+            for table in Base.metadata.sorted_tables}
+
+
+@pytest.mark.parametrize("who", VISITORS)
+def test_no_get_changes_anything_but_the_audit_of_an_export_or_a_refusal(
+        app: Flask, db: Session, police_rows: dict[str, int], who: str) -> None:
+    client = _visitor(app, who)
+    before = _row_counts(db)
+    audited = db.scalar(select(func.max(AuditEvent.id))) or 0
+    for rule in app.url_map.iter_rules():
+        if "GET" not in rule.methods or rule.endpoint == "static":
+            continue
+        path = rule.rule.replace("<int:action_id>", str(police_rows["search"]))
+        path = path.replace("<int:tip_id>", str(police_rows["tip"]))
+        client.get(re.sub(r"<[^>]+>", "x", path))
+    after = _row_counts(db)
+    assert {name: n for name, n in after.items() if name != "audit_event"} == \
+        {name: n for name, n in before.items() if name != "audit_event"}
+    verbs = set(db.scalars(select(AuditEvent.verb).where(AuditEvent.id > audited)))
+    assert verbs <= {"export", "forbidden", "api_auth_failed"}
+
+
 @pytest.mark.parametrize("path", ["/console/", "/gemeente/"])
 def test_a_page_number_beyond_any_list_is_an_empty_page(app: Flask, path: str) -> None:
     client = _visitor(app, "admin")
