@@ -118,7 +118,8 @@ def _security_headers(settings: Settings) -> Callable[[Response], Response]:
     Nothing is cached unless its view says how (static files, the CAP feed, rendered
     prompts, the base map): a page of personal data (a participant's own page, the live
     tips, an inquiry's reactions, the audit log) must not stay in a shared computer's
-    browser cache after logging out, nor in any cache between."""
+    browser cache, where Back would show it after its session ended on the server (the
+    cookie unchanged, so `Vary: Cookie` still matches)."""
     images = " ".join(["'self'", "data:", "blob:", _origin(settings.map_tiles_url)]).strip()
     policy = ("default-src 'self'; script-src 'self'; style-src 'self'; "
               f"img-src {images}; connect-src 'self'; object-src 'none'; base-uri 'self'; "
