@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import make_engine, session_factory, transaction
 from core.errors import BurgernetError
+from core.models import MAX_ID
 from core.privacy import install_redaction
 from core.reference import count_rows, load_reference
 from core.schema import current_revision, ensure_schema, head_revision
@@ -49,6 +50,8 @@ class Context:
 
 
 pass_context = click.make_pass_decorator(Context, ensure=True)
+#: A row id on the command line: a clear error for a number no row can have.
+ROW_ID = click.IntRange(0, MAX_ID)
 
 
 class Group(click.Group):

@@ -70,6 +70,9 @@ def _enum(cls: type[enum.Enum]) -> Enum:
 #: still names the old row cannot reach the new one. PostgreSQL's sequences never go back;
 #: SQLite needs AUTOINCREMENT, without which it reuses the highest id after a delete.
 NEVER_REUSED = {"sqlite_autoincrement": True}
+#: The largest id a table hands out: ids are INTEGER columns, 32-bit on PostgreSQL. An id from
+#: outside beyond it is no row's (and beyond 64 bits SQLite cannot even compare it).
+MAX_ID = 2**31 - 1
 
 
 class Base(DeclarativeBase):

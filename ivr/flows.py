@@ -395,14 +395,15 @@ class Flows:
         words = REASONS[language].get(reason, reason)
         caller = _spoken_number(record.caller, language)
         if record.action_id is None:
-            return self._say("whisper_no_action", language, caller=caller, reason=words)
+            return self._say("whisper_no_action", language, caller=caller, reason=words,
+                             private=True)
         action = self.session.get(Action, record.action_id)
         title = action.title_nl if action is not None else str(record.action_id)
         return self._say("whisper", language, action=title.rstrip("."), caller=caller,
-                         reason=words)
+                         reason=words, private=True)
 
-    def _say(self, key: str, language: str, **values: str) -> Say:
-        return Say(self.catalogue.text(key, language, **values), language)
+    def _say(self, key: str, language: str, private: bool = False, **values: str) -> Say:
+        return Say(self.catalogue.text(key, language, **values), language, private)
 
     def _language_of(self, participant_id: int | None) -> str:
         if participant_id is None:

@@ -147,12 +147,12 @@ class SipFlowRunner:
                 return Digits("") if isinstance(turn.waits_for, Gather) else (
                     DialResult("canceled") if isinstance(turn.waits_for, Dial) else None)
             if isinstance(step, Say):
-                call.play(self._frames(step.text, step.language), wait=True)
+                call.play(self._audio(step), wait=True)
             elif isinstance(step, Gather):
                 # Keys typed ahead (during the previous prompt or a database turn) count, and
                 # the first of them cuts this prompt short: a caller who knows the menu.
                 for prompt in step.prompts:
-                    call.play(self._frames(prompt.text, prompt.language), wait=False)
+                    call.play(self._audio(prompt), wait=False)
                 digits = call.collect_dtmf(max_digits=step.max_digits, timeout=step.timeout,
                                            terminator=step.finish_on_key,
                                            lead_keys=step.lead_keys)
@@ -190,12 +190,19 @@ class SipFlowRunner:
             whisper = flows.whisper(state)
             session.commit()
         for say in whisper:
-            leg.play(self._frames(say.text, say.language), wait=True)
+            leg.play(self._audio(say), wait=True)
         if call.ended:
             leg.hangup()
             return DialResult("canceled")
         bridge(call, leg, max_seconds=self.max_call_seconds)
         return DialResult("completed")
+
+    def _audio(self, say: Say) -> bytes:
+        """The frames of SAY: from the prompt cache, or for a private text (the whisper with
+        the caller's number) synthesised for this once and kept nowhere."""
+        if say.private:
+            return self.renderer.speak_once(say.text, say.language)
+        return self._frames(say.text, say.language)
 
     def _render(self, text: str, language: str) -> bytes:
         return raw_frames(self.renderer.render(text, language).u8)

@@ -18,10 +18,15 @@ class FlowError(ValueError):
 
 @dataclass(frozen=True)
 class Say:
-    """Speak TEXT in LANGUAGE ("nl" or "en"): a rendered prompt, or TTS of an action's text."""
+    """Speak TEXT in LANGUAGE ("nl" or "en"): a rendered prompt, or TTS of an action's text.
+
+    A PRIVATE text names a person (the whisper reads the caller's number): it is spoken and
+    forgotten, never rendered into the prompt cache, whose files are public at /sounds/ under
+    a name anyone who guesses the text can compute."""
 
     text: str
     language: str
+    private: bool = False
 
 
 @dataclass(frozen=True)

@@ -203,6 +203,23 @@ class PromptRenderer:
         log.debug("rendered %s (%s) with %s: %r", key, language, engine, text)
         return self._rendered(key, engine)
 
+    def speak_once(self, text: str, language: str) -> bytes:
+        """TEXT as raw 8-bit frames for pyVoIP, synthesised in a directory of its own that is
+        gone when this returns: for a text that names a person, which the cache (and so
+        /sounds/) must never hold. Spoken by espeak-ng here, not sent to Google; neither the
+        text nor its key is logged."""
+        language = self._language(language)
+        text = normalise(text)
+        if not text:
+            raise TTSError("there is no text to speak")
+        with tempfile.TemporaryDirectory(prefix="burgernet-private-") as tmp:
+            work = Path(tmp)
+            engine = self._synthesise(spoken(text, language), language, work, local=True)
+            frames = raw_frames(work / f"out{_SUFFIX['u8']}")
+        with self._count_lock:
+            self.syntheses[engine] += 1
+        return frames
+
     def _rendered(self, key: str, engine: str | None) -> Rendered:
         return Rendered(key, self.path_for(key, "ulaw"), self.path_for(key, "u8"), engine)
 
@@ -239,9 +256,10 @@ class PromptRenderer:
         finally:
             os.close(fd)
 
-    def _synthesise(self, text: str, language: str, work: Path) -> str:
-        """Speak `text` into work/out.*.wav; returns the engine that did it."""
-        if self.use_gtts and time.monotonic() >= self._gtts_down_until:
+    def _synthesise(self, text: str, language: str, work: Path, local: bool = False) -> str:
+        """Speak `text` into work/out.*.wav; returns the engine that did it. LOCAL keeps the
+        text on this machine (espeak-ng, never Google)."""
+        if self.use_gtts and not local and time.monotonic() >= self._gtts_down_until:
             try:
                 source = work / "gtts.mp3"
                 self._gtts(text, language, source)

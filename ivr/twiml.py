@@ -72,7 +72,9 @@ def _add(response: VoiceResponse, step: Step, state: CallState, urls: TwimlUrls,
 
 def _speak(verb: VoiceResponse | GatherVerb, say: Say,
            audio_url: Callable[[Say], str | None]) -> None:
-    url = audio_url(say)
+    """<Play> of the rendered prompt, or <Say>: always for a private text, which gets no
+    file (and so no public URL)."""
+    url = None if say.private else audio_url(say)
     if url:
         verb.play(url)
     else:

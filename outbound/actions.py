@@ -34,6 +34,7 @@ from core.permissions import (
     may_manage,
     meldkamer_code,
 )
+from core.texts import text_problem
 from outbound.fanout import ActionError, StartResult, activate_action, start_action
 from outbound.feedback import Ending, end_action
 from outbound.jobs import enqueue, enqueue_outbox, schedule
@@ -99,9 +100,12 @@ def create_action(session: Session, draft: ActionDraft, who: Actor) -> Action:
     if not texts["title_nl"]:
         errors["title_nl"] = "Vul een titel in."
     for name, value in texts.items():
-        limit = TITLE_MAX if name.startswith("title") else TEXT_MAX
+        title = name.startswith("title")
+        limit = TITLE_MAX if title else TEXT_MAX
         if len(value) > limit:
             errors[name] = f"Te lang: hoogstens {limit} tekens."
+        elif problem := text_problem(value, one_line=title):
+            errors[name] = problem
     meldkamer = session.scalar(select(Meldkamer).where(Meldkamer.code == code))
     if meldkamer is None:
         errors["meldkamer"] = "Kies een bestaande meldkamer."
@@ -219,6 +223,8 @@ def end_and_queue(sessions: sessionmaker[Session], connection: redis.Redis, acti
         raise ActionInvalid({"outcome": "Kies een afloop."}) from None
     if text is not None and len(text) > TEXT_MAX:
         raise ActionInvalid({"outcome_text": f"Te lang: hoogstens {TEXT_MAX} tekens."})
+    if text is not None and (problem := text_problem(text, one_line=False)):
+        raise ActionInvalid({"outcome_text": problem})
     if who is not None:
         user, actor = who.user, who.name
     with sessions() as session, session.begin():
@@ -231,6 +237,19 @@ def end_and_queue(sessions: sessionmaker[Session], connection: redis.Redis, acti
     return ending
 
 
+def discard_draft(session: Session, action_id: int, who: Actor, **details: Any) -> None:
+    """Throw away a draft that WHO may manage (core.permissions.may_manage: its own
+    organisation's, of a kind it may make); ActionError when it is no draft (any more). The
+    caller's transaction commits it, with its audit event (DETAILS added)."""
+    action = session.get(Action, action_id, with_for_update=True)
+    if action is None or action.status != ActionStatus.DRAFT:
+        raise ActionError(f"action {action_id} is not a draft")
+    may_manage(who, action)
+    audit.record(session, "discard", "action", action.id, user=who.user, actor=who.name,
+                 kind=action.kind.value, **details)
+    session.delete(action)
+
+
 def require_action(session: Session, action_id: int) -> Action:
     action = session.get(Action, action_id)
     if action is None:
@@ -239,5 +258,5 @@ def require_action(session: Session, action_id: int) -> Action:
 
 
 __all__ = ["ActionDraft", "ActionError", "ActionInvalid", "ActionStatus", "NotPermitted",
-           "create_action", "default_urgency", "end_and_queue", "require_action",
+           "create_action", "default_urgency", "discard_draft", "end_and_queue", "require_action",
            "start_and_queue", "start_for_request", "start_in_background"]

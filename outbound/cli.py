@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from sqlalchemy import select
 
-from core.cli import Context, pass_context
+from core.cli import ROW_ID, Context, pass_context
 from core.db import session_factory, transaction
 from core.errors import ConfigError
 from core.models import (
@@ -86,7 +86,7 @@ def create(context: Context, kind: str, urgency: str | None, title: str, title_e
 
 
 @action_command.command("preview")
-@click.argument("action_id", type=int)
+@click.argument("action_id", type=ROW_ID)
 @pass_context
 def preview_command(context: Context, action_id: int) -> None:
     """Who the action would reach, by channel and municipality; writes nothing."""
@@ -111,7 +111,7 @@ def preview_command(context: Context, action_id: int) -> None:
 
 
 @action_command.command("start")
-@click.argument("action_id", type=int)
+@click.argument("action_id", type=ROW_ID)
 @pass_context
 def start_command(context: Context, action_id: int) -> None:
     """Start a draft action: write its outbox and queue it. Starting again does nothing."""
@@ -127,7 +127,7 @@ def start_command(context: Context, action_id: int) -> None:
 
 
 @action_command.command("status")
-@click.argument("action_id", type=int)
+@click.argument("action_id", type=ROW_ID)
 @pass_context
 def status_command(context: Context, action_id: int) -> None:
     """Deliveries by channel and status, the current rate and the time left."""
@@ -149,7 +149,7 @@ def _action(session, action_id: int) -> Action:  # type: ignore[no-untyped-def]
 
 
 @action_command.command("end")
-@click.argument("action_id", type=int)
+@click.argument("action_id", type=ROW_ID)
 @click.option("--outcome", type=click.Choice([o.value for o in Outcome]), required=True)
 @click.option("--text", default=None, help="a sentence for everyone the action reached")
 @pass_context

@@ -36,6 +36,7 @@ from core.participants import EMAIL
 from core.permissions import Actor, may_manage, meldkamer_for
 from core.phone import normalize
 from core.targeting import rank_channels
+from core.texts import text_problem
 from outbound.actions import TEXT_MAX, ActionInvalid
 from outbound.fanout import ActionError
 from outbound.feedback import REACHED, Ending, write_update
@@ -207,6 +208,8 @@ def clean_update(text_nl: str | None, text_en: str | None) -> tuple[str, str | N
     for name, value in (("update_nl", text_nl), ("update_en", text_en or "")):
         if len(value) > TEXT_MAX:
             errors[name] = f"Te lang: hoogstens {TEXT_MAX} tekens."
+        elif problem := text_problem(value, one_line=False):
+            errors[name] = problem
     if errors:
         raise ActionInvalid(errors)
     return text_nl, text_en

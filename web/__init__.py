@@ -33,6 +33,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
             place_search.warm_up(session)  # the place search index, before the first keystroke
     settings = runtime.settings
     app = Flask(__name__)
+    from web import inputs
+
+    inputs.init_app(app)  # before any blueprint: its converter bounds every <int:...>
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_HTTPONLY=True,
@@ -110,13 +113,20 @@ def writer() -> sessionmaker[Session]:
 def _security_headers(settings: Settings) -> Callable[[Response], Response]:
     """Headers on every answer: scripts, styles and images only from this site (and the
     map's tile server, when one is configured), no framing, no sniffing, no referrer to
-    other sites; HSTS behind HTTPS. A view that set its own (a photo's sandbox) keeps it."""
+    other sites; HSTS behind HTTPS. A view that set its own (a photo's sandbox) keeps it.
+
+    Nothing is cached unless its view says how (static files, the CAP feed, rendered
+    prompts, the base map): a page of personal data (a participant's own page, the live
+    tips, an inquiry's reactions, the audit log) must not stay in a shared computer's
+    browser cache, where Back would show it after its session ended on the server (the
+    cookie unchanged, so `Vary: Cookie` still matches)."""
     images = " ".join(["'self'", "data:", "blob:", _origin(settings.map_tiles_url)]).strip()
     policy = ("default-src 'self'; script-src 'self'; style-src 'self'; "
               f"img-src {images}; connect-src 'self'; object-src 'none'; base-uri 'self'; "
               "form-action 'self'; frame-ancestors 'none'")
     headers = {"Content-Security-Policy": policy, "X-Frame-Options": "DENY",
-               "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
+               "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
+               "Cache-Control": "no-store"}
     if settings.session_cookie_secure:
         headers["Strict-Transport-Security"] = "max-age=31536000"
 

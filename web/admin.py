@@ -145,6 +145,13 @@ def _form() -> dict[str, str]:
     return {name: request.args.get(name, "") for name in (*TEXT_FILTERS, "van", "tot")}
 
 
+def _back_to_log() -> ResponseReturnValue:
+    """The log page with the same filters: only the filters' own names go into url_for, whose
+    keywords (_external, _scheme, _method, endpoint) a query string must not reach."""
+    return redirect(url_for("admin.audit", **{name: value for name, value in _form().items()
+                                              if value}))
+
+
 @bp.get("/audit", endpoint="audit")
 @roles_required(Role.ADMIN)
 def audit_log() -> ResponseReturnValue:
@@ -171,12 +178,12 @@ def audit_export() -> ResponseReturnValue:
     if errors:
         for message in errors.values():
             flash(message, "error")
-        return redirect(url_for("admin.audit", **request.args))
+        return _back_to_log()
     count = session.scalar(chosen.apply(select(func.count(AuditEvent.id)))) or 0
     if count > EXPORT_LIMIT:
         flash(_("Deze selectie telt {count} regels; een export mag er hoogstens {limit} "
                 "hebben. Verfijn de filters.", count=count, limit=EXPORT_LIMIT), "error")
-        return redirect(url_for("admin.audit", **request.args))
+        return _back_to_log()
     events = session.scalars(chosen.apply(select(AuditEvent)).order_by(AuditEvent.id.desc())
                              .execution_options(yield_per=2000))
     header = [_("Nummer"), _("Tijdstip (Nederlandse tijd)"), _("Wie"), _("Handeling"),

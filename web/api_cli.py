@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import click
 from sqlalchemy import select
 
-from core.cli import Context, pass_context
+from core.cli import ROW_ID, Context, pass_context
 from core.db import transaction
 from core.errors import BurgernetError
 from core.models import Organisation
@@ -74,7 +74,7 @@ def list_command(context: Context) -> None:
 
 
 @token_command.command("scopes")
-@click.argument("token_id", type=int)
+@click.argument("token_id", type=ROW_ID)
 @click.option("--scope", "scopes", multiple=True, type=click.Choice(SCOPES), help=SCOPE_HELP)
 @pass_context
 def scopes_command(context: Context, token_id: int, scopes: tuple[str, ...]) -> None:
@@ -86,7 +86,7 @@ def scopes_command(context: Context, token_id: int, scopes: tuple[str, ...]) -> 
 
 
 @token_command.command("revoke")
-@click.argument("token_id", type=int)
+@click.argument("token_id", type=ROW_ID)
 @pass_context
 def revoke_command(context: Context, token_id: int) -> None:
     """Revoke a key; requests with it get 401 from then on."""

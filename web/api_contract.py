@@ -32,12 +32,15 @@ from core.permissions import NotPermitted
 from outbound.actions import ActionError, ActionInvalid
 from routing.places import PlaceQueryError
 from web.i18n import ENGLISH, LANGUAGES
+from web.inputs import unstorable
 from web.places import error_parts
 
 DOCUMENT_PATH = Path(__file__).with_name("api_openapi.yaml")
 #: Polygons of a whole municipality fit easily; anything larger is refused before parsing.
 MAX_BODY_BYTES = 1024 * 1024
 INTEGER = re.compile(r"^-?[0-9]{1,19}$")
+UNSTORABLE = "De body bevat tekst die niet kan worden opgeslagen: een NUL-teken of een losse " \
+    "surrogaat (\\u0000, \\ud800-\\udfff)."
 
 
 class ApiError(Exception):
@@ -250,10 +253,14 @@ def _json_body() -> Any:
     if not raw.strip():
         raise ApiError(400, "invalid_json", "De body is leeg; stuur een JSON-object.")
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
+        body = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, "invalid_json", "De body is geen geldige JSON.",
                        details={"body": str(exc)[:200]}) from None
+    if unstorable(body):
+        raise ApiError(400, "invalid_json", UNSTORABLE,
+                       details={"body": "a string holds NUL (\\u0000) or a lone surrogate"})
+    return body
 
 
 def language() -> str:

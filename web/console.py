@@ -50,6 +50,7 @@ from web.boundaries import BaseLayer, build_base_layer
 from web.console_forms import CONSOLE_KINDS, LABELS, ActionForm, EndForm
 from web.console_live import area_of_form, duration, live_data, local_time, sms_sizes
 from web.i18n import translate
+from web.inputs import page_number
 from web.media import PhotoInvalid, discard, media_dir, read_upload, send_photo
 from web.nav import STAFF
 from web.places import error_parts, places_json
@@ -93,7 +94,7 @@ def index() -> ResponseReturnValue:
     statement = visible_actions(select(Action)).where(Action.kind.in_(CONSOLE_KINDS))
     if status in {s.value for s in ActionStatus}:
         statement = statement.where(Action.status == ActionStatus(status))
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = page_number()
     actions = db().scalars(statement.order_by(Action.created_at.desc(), Action.id.desc())
                            .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)).all()
     return render_template("console/index.html", actions=actions[:PAGE_SIZE], status=status,
@@ -168,8 +169,11 @@ def _store_draft(form: ActionForm, errors: dict[str, str],
 
 @bp.errorhandler(RequestEntityTooLarge)
 def too_large(_error: RequestEntityTooLarge) -> ResponseReturnValue:
-    """A body over the app's limit cannot even be read; say what the limit is."""
-    if request.endpoint != "console.new":
+    """A body over the app's limit cannot even be read; say what the limit is. The body is
+    refused before the view (and its role check) runs, so only a user who may see the form
+    gets it back."""
+    if request.endpoint != "console.new" or not current_user.is_authenticated \
+            or current_user.role not in CONSOLE_ROLES:
         return translate("Het verzoek is te groot."), 413
     form = ActionForm.for_user(acting_user(), formdata=None)
     return render_template("console/new.html", form=form,

@@ -15,7 +15,6 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import audit
 from core.db import transaction
 from core.models import (
     Action,
@@ -26,10 +25,11 @@ from core.models import (
     Outcome,
     User,
 )
-from core.permissions import MUNICIPAL_MARGIN_M, NotPermitted, actor_for_user
+from core.permissions import MUNICIPAL_MARGIN_M, Actor, NotPermitted, actor_for_user
 from outbound.actions import (
     ActionInvalid,
     create_action,
+    discard_draft,
     end_and_queue,
     start_for_request,
 )
@@ -53,6 +53,7 @@ from web.auth import (
 from web.console_forms import LABELS
 from web.console_live import area_of_form, local_time
 from web.i18n import translate
+from web.inputs import page_number
 from web.municipal_forms import FIELD, TEXT_LABEL, MunicipalForm, UpdateForm
 from web.nav import STAFF
 
@@ -81,7 +82,7 @@ def _page_helpers() -> dict[str, Any]:
 @roles_required(*STAFF)
 def index() -> ResponseReturnValue:
     """The organisation's inquiries and messages, newest first."""
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = page_number()
     actions = db().scalars(
         visible_actions(select(Action)).where(Action.kind.in_(MUNICIPAL_KINDS))
         .order_by(Action.created_at.desc(), Action.id.desc())
@@ -198,8 +199,9 @@ def _store(form: MunicipalForm, kind: ActionKind, errors: dict[str, str],
         with transaction(writer()) as session:
             user = session.get(User, current_user.id)
             assert user is not None
+            actor = actor_for_user(user)
             try:
-                action = create_action(session, form.draft(kind), actor_for_user(user))
+                action = create_action(session, form.draft(kind), actor)
             except (ActionInvalid, NotPermitted) as exc:
                 raise _Refused({**{FIELD.get(k, k): v for k, v in exc.errors.items()},
                                 **errors}, exc if isinstance(exc, NotPermitted) else None
@@ -207,21 +209,22 @@ def _store(form: MunicipalForm, kind: ActionKind, errors: dict[str, str],
             if errors:
                 raise _Refused(errors)
             if replaces is not None:
-                _discard(session, replaces, user, replaced_by=action.id)
+                _replace(session, replaces, actor, action.id)
             return action.id, {}
     except _Refused as refused:
         if refused.refusal is not None:
-            record_refusal(refused.refusal)
+            record_refusal(refused.refusal, replaces)
         return None, refused.errors
 
 
-def _discard(session: Session, action_id: int, user: User, **details: Any) -> None:
-    old = session.get(Action, action_id, with_for_update=True)
-    if old is None or old.status != ActionStatus.DRAFT:
-        raise _Refused({"form": "Dit concept is intussen verstuurd of verwijderd."})
-    audit.record(session, "discard", "action", old.id, user=user, kind=old.kind.value,
-                 **details)
-    session.delete(old)
+def _replace(session: Session, old_id: int, actor: Actor, new_id: int) -> None:
+    """Drop the draft OLD_ID that NEW_ID replaces, if the actor may (the service decides)."""
+    try:
+        discard_draft(session, old_id, actor, replaced_by=new_id)
+    except ActionError:
+        raise _Refused({"form": "Dit concept is intussen verstuurd of verwijderd."}) from None
+    except NotPermitted as exc:
+        raise _Refused(exc.errors, exc) from None
 
 
 @bp.post("/<int:action_id>/verwijderen")
@@ -229,14 +232,20 @@ def _discard(session: Session, action_id: int, user: User, **details: Any) -> No
 def discard(action_id: int) -> ResponseReturnValue:
     """Throw a draft away (a started inquiry or message stays, it can be closed)."""
     action = _municipal_action(action_id)
+    target = redirect(url_for("municipal.show", action_id=action.id))
     try:
         with transaction(writer()) as session:
             user = session.get(User, current_user.id)
             assert user is not None
-            _discard(session, action.id, user)
-    except _Refused:
+            discard_draft(session, action.id, actor_for_user(user))
+    except ActionError:
         flash("Alleen een concept kan worden verwijderd.", "error")
-        return redirect(url_for("municipal.show", action_id=action.id))
+        return target
+    except NotPermitted as exc:
+        record_refusal(exc, action.id)
+        for message in exc.errors.values():
+            flash(message, "error")
+        return target
     flash("Het concept is verwijderd.")
     return redirect(url_for("municipal.index"))
 

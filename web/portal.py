@@ -53,6 +53,7 @@ from web.portal_session import (
     reset_session,
     secret,
 )
+from web.steady import steady
 
 __all__ = ["bp"]
 
@@ -144,15 +145,17 @@ def _send_code(phone: str, purpose: str, issue: Callable[[], CodeToSend | None],
             raise CodeRefused(translate(REFUSALS["budget"]), 503)
         if refusal is not None:
             raise CodeRefused(translate(REFUSALS[refusal]), 429)
-        try:
-            sent = issue()
-        except TooManyCodes:
-            if purpose == "signup":
-                raise CodeRefused(translate(REFUSALS["wait"]), 429) from None
-            sent = None  # the code sent before still stands; saying so would tell it is known
-        if sent is not None:
-            enqueue_code(limits.connection, secret(), sent)
-        limits.issued(phone)
+        with steady():  # a known number's code is written and queued, an unknown one's not
+            try:
+                sent = issue()
+            except TooManyCodes:
+                if purpose == "signup":
+                    raise CodeRefused(translate(REFUSALS["wait"]), 429) from None
+                sent = None  # the earlier code stands; saying so would tell it is known
+            if sent is not None:
+                enqueue_code(limits.connection, secret(), sent)
+            limits.issued(phone)
+            db().commit()
     except redis.RedisError:
         db().rollback()
         raise CodeRefused(translate(NO_SMS), 503) from None
@@ -191,7 +194,12 @@ def _check(pending: dict[str, object], code: str) -> tuple[str | None, bool]:
         return translate(USED_UP), True
     check = confirm_signup if purpose == "signup" else log_in
     try:
-        participant = check(db(), phone, code, secret=secret(), now=now())
+        with steady():  # a wrong code is counted in a known number's row only
+            try:
+                participant = check(db(), phone, code, secret=secret(), now=now())
+            except VerificationFailed:
+                db().commit()  # that count, within the steady time
+                raise
     except VerificationFailed:
         left = _guesses(lambda: limits.failed(phone) if limits else None)
         if left == 0:

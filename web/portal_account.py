@@ -43,6 +43,7 @@ from outbound.providers.console import forget_sent
 from outbound.providers.webpush import application_server_key
 from web import db, runtime
 from web.i18n import current_language, translate
+from web.inputs import unstorable
 from web.portal_forms import CHANNEL_LABELS, DeleteForm, PlaceForm, PreferencesForm
 from web.portal_session import bp, national, now, participant_required, reset_session
 
@@ -141,6 +142,8 @@ def remove_place(participant: Participant, location_id: int) -> ResponseReturnVa
 def add_device(participant: Participant) -> ResponseReturnValue:
     """A browser's push subscription (its toJSON()), posted by the page's script."""
     body = request.get_json(silent=True)
+    if unstorable(body):
+        body = None  # refused below as any subscription that is not one
     subscription = body.get("subscription") if isinstance(body, dict) else None
     label = body.get("label") if isinstance(body, dict) else None
     settings = runtime().settings

@@ -29,16 +29,19 @@ from core.tokens import (
 )
 from web import db
 from web.auth import roles_required
+from web.inputs import MAX_ID
 
 bp = Blueprint("tokens", __name__, url_prefix="/beheer/api-sleutels")
 
 
 def _id_or_none(value: object) -> int | None:
-    """The organisation id from the form; anything else becomes None, refused in Dutch below."""
+    """The organisation id from the form; anything else (no number, or none an id can be)
+    becomes None, refused in Dutch below."""
     try:
-        return int(value)  # type: ignore[call-overload,no-any-return]
+        number = int(value)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         return None
+    return number if 0 < number <= MAX_ID else None
 
 
 #: The Dutch name of each scope (English in admin.toml).

@@ -79,6 +79,7 @@ def _audio_url(say: Say) -> str | None:
 def _rescue(error: Exception) -> Response:
     """Put the caller through to the national fallback whatever went wrong."""
     log.exception("voice webhook failed; caller goes to the national fallback", exc_info=error)
+    _forget_writes()
     settings = runtime().settings
     try:
         code = runtime().national_fallback
@@ -137,7 +138,7 @@ def message() -> Response:
         return Response(f"{exc}\n", status=404, mimetype="text/plain")
     except Exception:  # noqa: BLE001 - the participant still hears where to call
         log.exception("voice message %s failed; a short notice is read instead", delivery)
-        db().rollback()
+        _forget_writes()
         response = VoiceResponse()
         response.say(f"Dit is een bericht van Burgernet. Kijk in uw sms of bel gratis "
                      f"{runtime().settings.free_number}.", language="nl-NL")
@@ -189,7 +190,17 @@ def whisper() -> Response:
         return _twiml(render_says(_flows().whisper(state), _audio_url))
     except Exception as exc:  # noqa: BLE001
         log.exception("whisper failed; the call is connected without it", exc_info=exc)
+        _forget_writes()
         return _twiml("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>")
+
+
+def _forget_writes() -> None:
+    """Roll the request's session back after a failure: a failed write leaves it needing
+    that, and the commit at the end of the request would raise (a 500 instead of TwiML)."""
+    try:
+        db().rollback()
+    except Exception:  # noqa: BLE001 - the caller's answer matters more than this session
+        log.exception("the voice webhook's session could not be rolled back")
 
 
 def _digits(value: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -9,6 +10,10 @@ from email.utils import make_msgid
 import aiosmtplib
 
 from outbound.providers import Message, ProviderError
+
+#: Unicode categories that cannot stand in a header line: controls (CR, LF among them), line
+#: and paragraph separators, lone surrogates.
+BREAKING = frozenset({"Cc", "Zl", "Zp", "Cs"})
 
 
 class SmtpProvider:
@@ -29,7 +34,7 @@ class SmtpProvider:
         email = EmailMessage()
         email["From"] = self.sender
         email["To"] = message.to
-        email["Subject"] = message.subject or message.body[:78]
+        email["Subject"] = one_line(message.subject or message.body[:78])
         email["Message-ID"] = make_msgid(domain=self.sender.rpartition("@")[2] or None)
         email.set_content(message.body)
         email["Content-Language"] = message.language  # after set_content, which resets it
@@ -53,3 +58,10 @@ class SmtpProvider:
 
     async def close(self) -> None:
         return None
+
+
+def one_line(text: str) -> str:
+    """TEXT as a header value: every run of whitespace and control characters (a line break
+    would make the header invalid, and Python refuses to write it) becomes one space."""
+    return " ".join("".join(" " if unicodedata.category(char) in BREAKING else char
+                            for char in text).split())

@@ -49,6 +49,28 @@ def test_a_password_change_logs_the_user_out_in_their_other_browser(
         expect(laptop.locator("main")).to_contain_text("Uw wachtwoord is gewijzigd.")
 
 
+def test_back_shows_no_page_of_a_session_ended_elsewhere(browser: Browser,
+                                                        system: System) -> None:
+    """A session ended on the server (a password change elsewhere, a timeout) leaves the
+    browser's cookie as it was, so the cache's copy of a page still matched it: Back showed
+    the audit log (addresses, who did what) without asking the server. Nothing of a session
+    is kept in the cache now."""
+    with fresh_page(browser, system) as laptop, fresh_page(browser, system) as shared:
+        log_in(shared, "beheer@example.org")
+        shared.goto("/beheer/audit")
+        expect(shared.locator("h1")).to_have_text("Auditlog")
+        shared.goto("/")
+        log_in(laptop, "beheer@example.org")
+        laptop.goto("/wachtwoord")
+        try:
+            _change_password(laptop, DEMO_PASSWORD, NEW_PASSWORD)
+            shared.go_back()
+            expect(shared.locator("h1")).to_have_text("Inloggen")
+        finally:  # the other browser tests log in with the demo password
+            laptop.goto("/wachtwoord")
+            _change_password(laptop, NEW_PASSWORD, DEMO_PASSWORD)
+
+
 def _change_password(page: Page, current: str, new: str) -> None:
     page.fill("#current", current)
     page.fill("#new", new)

@@ -275,6 +275,20 @@ def test_no_gtts_never_asks_google(tmp_path: Path, google) -> None:
     assert len(google.calls) == 0
 
 
+def test_a_private_text_is_spoken_without_a_file_and_without_google(tmp_path: Path,
+                                                                   google) -> None:
+    """The whisper names the caller's number: the cache (served at /sounds/) never holds it,
+    and it stays on this machine even where gTTS is on."""
+    google.post(GOOGLE, status=500)
+    renderer = PromptRenderer(tmp_path / "sounds")
+    text = "Burgernetgesprek zonder lopende actie. Beller 3 1 6 1 2 3 4 5 6 7 8."
+    frames = renderer.speak_once(text, "nl")
+    assert len(frames) / 8000 > 2  # 8 kHz, a byte a frame: seconds of speech
+    assert len(google.calls) == 0
+    assert not (tmp_path / "sounds").exists() or not any((tmp_path / "sounds").rglob("*"))
+    assert not renderer.is_cached(text, "nl")
+
+
 # --- burgernet sounds ------------------------------------------------------------------------
 
 @pytest.fixture

@@ -70,3 +70,18 @@ def test_hangup_and_whisper_documents():
     assert [c.tag for c in root] == ["Say", "Hangup"]
     whisper = ET.fromstring(render_says([Say("Actie 3.", "nl")], lambda say: None))
     assert [(c.tag, c.text) for c in whisper] == [("Say", "Actie 3.")]
+
+
+def test_a_private_say_is_never_played_from_a_file():
+    """A text naming a person gets no rendered file, so no public URL: Twilio reads it."""
+    asked: list[Say] = []
+
+    def audio_url(say: Say) -> str:
+        asked.append(say)
+        return "https://bn.example/sounds/" + "a" * 64 + ".wav"
+
+    root = ET.fromstring(render_says([Say("Burgernetgesprek.", "nl"),
+                                      Say("Beller 3 1 6 1 2.", "nl", private=True)], audio_url))
+    assert [child.tag for child in root] == ["Play", "Say"]
+    assert root[1].text == "Beller 3 1 6 1 2." and root[1].get("language") == "nl-NL"
+    assert [say.private for say in asked] == [False]

@@ -316,8 +316,10 @@ def test_identifiers_are_unique_per_message(db, publish, finish) -> None:
 
 def test_markup_in_texts_is_escaped_and_survives_a_round_trip(db, publish, settings) -> None:
     title = 'Man met "pet" & <tas> \'s avonds'
-    action = publish(title_nl=title, description_nl="a < b && c > d\x07]]>",
+    action = publish(title_nl=title, description_nl="a < b && c > d]]>",
                      instruction_nl="Bel <b>niet</b> & \"wacht\"")
+    action.description_nl = "a < b && c > d\x07]]>"  # stored before the service refused it
+    db.commit()
     body = cap.alert_document(db, action, cap.alert_message(action), settings)
     assert b"&lt;tas&gt;" in body and b"&amp; " in body and b"<b>" not in body
     root = assert_conforms(body)

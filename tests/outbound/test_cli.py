@@ -89,3 +89,12 @@ def test_an_action_over_a_drawn_polygon_file(run, tmp_path: Path) -> None:
     assert created.exit_code == 0, created.output
     preview = run("action", "preview", created.output.strip())
     assert re.search(r"^[1-9]\d* participants", preview.output), preview.output
+
+
+@pytest.mark.parametrize("args", [("action", "status"), ("action", "preview"),
+                                  ("action", "start"), ("action", "end", "--outcome", "found"),
+                                  ("api", "token", "revoke")])
+def test_an_id_no_row_can_have_is_a_clear_error(run, args) -> None:
+    """Not a traceback of SQLite's OverflowError: beyond 64 bits it cannot even compare."""
+    result = run(*args, "9" * 23)
+    assert result.exit_code == 2 and "is not in the range 0<=x<=2147483647" in result.output

@@ -168,6 +168,15 @@ def test_the_counts_follow_the_inquiry(db: Session, asked) -> None:
     assert result.sent == len(emails) - 2 and result.updates == 0
 
 
+def test_an_update_holds_no_control_characters(asked, runtime, redis_client) -> None:
+    with pytest.raises(ActionInvalid) as caught:
+        update_and_queue(runtime.sessions, redis_client, asked.id, "Gevonden.\x00",
+                         "Found.\x1b", now=NOW)
+    assert caught.value.errors == dict.fromkeys(
+        ("update_nl", "update_en"), "De tekst bevat een stuurteken; alleen regeleinden en tabs "
+                                    "mogen.")
+
+
 def test_the_update_is_checked_sent_once_and_held_by_quiet_hours(
         db: Session, asked, runtime, redis_client) -> None:
     with pytest.raises(ActionInvalid) as caught:

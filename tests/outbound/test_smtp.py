@@ -134,3 +134,37 @@ def test_each_inquiry_email_carries_a_personal_link(db: Session, sessions, popul
         english = BY_EMAIL[envelope.rcpt_tos[0]].language == Language.EN
         assert email["Subject"].startswith("Burgernet: neighbourhood inquiry - " if english
                                            else "Burgernet: buurtonderzoek - ")
+
+
+def test_a_subject_with_a_line_break_goes_out_on_one_line(smtp_server) -> None:
+    """Python refuses to write a header with a line break (which could add headers, a Bcc)."""
+    inbox, port = smtp_server
+    provider = SmtpProvider("127.0.0.1", port, "burgernet@example.org")
+    asyncio.run(provider.send(Message(1, Channel.EMAIL, "deelnemer@example.org", "Tekst.", "nl",
+                                      subject="Burgernet: Let op\r\nBcc: x@example.org\u2028")))
+    [(envelope, email)] = inbox.messages
+    assert email["Subject"] == "Burgernet: Let op Bcc: x@example.org"
+    assert email["Bcc"] is None and envelope.rcpt_tos == ["deelnemer@example.org"]
+
+
+def test_a_title_stored_with_a_line_break_still_reaches_everyone_by_email(
+        db: Session, sessions, population, make_action, runtime, work, smtp_server) -> None:
+    """A draft from before titles were kept to one line: its e-mails all go out (before, each
+    batch failed whole and its e-mails stayed in 'sending')."""
+    inbox, port = smtp_server
+    runtime.providers[Channel.EMAIL] = lambda: SmtpProvider("127.0.0.1", port,
+                                                            "burgernet@example.org")
+    action = make_action(kind=ActionKind.PREVENTIVE, urgency=Urgency.NORMAL, radius_m=8000)
+    action.title_nl = "Let op\nBcc: x@example.org"
+    db.commit()
+    result = start_action(sessions, action.id, now=NOW)
+    db.commit()
+    enqueue(runtime.redis, result.batches)
+    work()
+    db.expire_all()
+    emails = db.scalars(select(Delivery).where(Delivery.action_id == action.id,
+                                               Delivery.channel == Channel.EMAIL)).all()
+    assert emails and {d.status for d in emails} == {DeliveryStatus.SENT}
+    assert len(inbox.messages) == len(emails)
+    assert {e["Subject"] for _, e in inbox.messages} <= {
+        "Burgernet: Let op Bcc: x@example.org", "Burgernet: Man in red coat"}

@@ -421,6 +421,31 @@ def test_the_action_services_own_checks_come_back_per_field(client: FlaskClient,
     assert amber.status_code == 201 and amber.get_json()["area"] is None
 
 
+def test_a_title_is_one_line_and_no_text_holds_control_characters(
+        client: FlaskClient, token: str, sessions, redis_client: redis.Redis) -> None:
+    """A line break in a title would make every e-mail of the action fail (an e-mail subject
+    is one line), a control character any TwiML <Say> invalid XML."""
+    titled = create(client, token, {**DRAFT, "title": {"nl": "Man\nBcc: x@example.org"}})
+    assert titled.status_code == 422
+    assert titled.get_json()["error"]["fields"] == {
+        "title.nl": "Een titel is één regel tekst, zonder regeleinden of andere stuurtekens."}
+    bell = create(client, token, {**DRAFT, "description": {"nl": "Let op\x07"},
+                                  "instruction": {"en": "Go\u2028away"}},
+                  **{"Accept-Language": "en"})
+    assert bell.get_json()["error"]["fields"] == {
+        "description.nl": "The text holds a control character; only line breaks and tabs "
+                          "are allowed."}
+    lines = create(client, token, {**DRAFT, "description": {"nl": "Rode jas.\r\n\tZwarte pet."},
+                                   "start": True})
+    assert lines.status_code == 201
+    ended = client.post(f"/api/v1/actions/{lines.get_json()['id']}/end",
+                        json={"outcome": "found", "text": "Gevonden\x1b[31m"},
+                        headers=bearer(token))
+    assert ended.status_code == 422
+    assert ended.get_json()["error"]["fields"] == {
+        "text": "De tekst bevat een stuurteken; alleen regeleinden en tabs mogen."}
+
+
 def test_the_area_names_the_wrong_part_of_the_shape_that_was_meant(client: FlaskClient,
                                                                    token: str) -> None:
     circle = create(client, token, {**DRAFT, "area": {"type": "circle", "lat": 95, "lon": 5}})

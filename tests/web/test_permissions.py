@@ -35,7 +35,13 @@ from core.permissions import (
     actor_for_user,
 )
 from core.seed import DEMO_PASSWORD
-from outbound.actions import ActionDraft, create_action, end_and_queue, start_for_request
+from outbound.actions import (
+    ActionDraft,
+    create_action,
+    discard_draft,
+    end_and_queue,
+    start_for_request,
+)
 from outbound.inquiry import update_and_queue
 from tests.web.helpers import csrf_token, login, login_as
 from tests.web.test_api import MN, MakeToken, bearer, create, make_token  # noqa: F401
@@ -390,6 +396,60 @@ def test_the_console_asks_the_same_rule_as_the_api(client: FlaskClient, db: Sess
     assert count_actions(db) == 0
     event = db.scalar(select(AuditEvent).where(AuditEvent.verb == "forbidden"))
     assert event.actor == municipal_centralist and event.details["reasons"]["kind"]
+
+
+# --- throwing a draft away is the service's to allow -----------------------------------------
+
+def test_the_service_discards_only_a_draft_its_caller_may_manage(app, db: Session) -> None:
+    police = organisation(db, MN)
+    draft = create_action(db, ActionDraft(
+        kind="neighbourhood_inquiry", title_nl="Van de politie", meldkamer_code="MN",
+        lat=52.09, lon=5.12, radius_m=500), actor_for_organisation(police)).id
+    db.commit()
+    officer = actor_for_user(db.scalar(select(User).where(User.email == "gemeente@example.org")))
+    with pytest.raises(NotPermitted) as refused:
+        discard_draft(db, draft, officer)
+    assert refused.value.errors == {"organisation": "Deze actie is van een andere organisatie."}
+    discard_draft(db, draft, actor_for_organisation(police))
+    db.commit()
+    assert db.get(Action, draft) is None
+    assert db.scalar(select(AuditEvent.actor).where(AuditEvent.verb == "discard")) == "cli"
+
+
+@pytest.fixture
+def fire_centralist(db: Session) -> tuple[str, int]:
+    """A centralist of a fire brigade (whose kind makes preventive messages only) and an
+    inquiry draft of that brigade from before the rules."""
+    from werkzeug.security import generate_password_hash
+
+    fire = Organisation(name="Brandweer Midden", kind=OrganisationKind.FIRE,
+                        meldkamer=db.scalar(select(Meldkamer).where(Meldkamer.code == "MN")))
+    db.add(User(email="brandweer@example.org", name="Centralist Brandweer",
+                role=Role.CENTRALIST, organisation=fire,
+                password_hash=generate_password_hash(DEMO_PASSWORD)))
+    db.flush()
+    draft = create_action(db, ActionDraft(kind="neighbourhood_inquiry", title_nl="Wie zag het?",
+                                          meldkamer_code="MN", lat=52.09, lon=5.12,
+                                          radius_m=500), unrestricted(fire))
+    db.commit()
+    return "brandweer@example.org", draft.id
+
+
+def test_a_draft_is_thrown_away_only_by_whom_the_rules_let_manage_it(
+        client: FlaskClient, db: Session, fire_centralist: tuple[str, int]) -> None:
+    email, draft = fire_centralist
+    assert login(client, email).status_code == 302
+    assert client.get(f"/gemeente/{draft}").status_code == 200  # their organisation's
+    token = csrf_token(client, f"/gemeente/{draft}")
+    response = client.post(f"/gemeente/{draft}/verwijderen", data={"csrf_token": token})
+    assert response.status_code == 302
+    assert "Deze soort actie valt buiten uw bevoegdheid." in \
+        client.get(f"/gemeente/{draft}").get_data(as_text=True)
+    db.expire_all()
+    assert db.get(Action, draft) is not None
+    event = db.scalar(select(AuditEvent).where(AuditEvent.verb == "forbidden"))
+    assert (event.actor, event.object_id) == (email, str(draft))
+    assert "may not make neighbourhood_inquiry" in event.details["reasons"]["kind"]
 
 
 # --- keys and their scopes -------------------------------------------------------------------

@@ -5,6 +5,7 @@ fake received, never from the database."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -55,7 +56,7 @@ from outbound.runtime import OutboundRuntime, install
 from outbound.throttle import Throttle
 from outbound.worker import BatchWorker
 from tests.web.helpers import csrf_token
-from web import create_app, portal, portal_account, portal_forms
+from web import create_app, portal, portal_account, portal_forms, steady
 from web.i18n import ENGLISH
 from web.runtime import Runtime
 
@@ -429,6 +430,33 @@ def test_logging_in_answers_alike_for_registered_and_unknown_numbers(
              for c, p in ((known, PHONE), (unknown, OTHER))]
     assert [a.status_code for a in again] == [429, 429]
     assert _same(_page(again[0]), PHONE) == _same(_page(again[1]), OTHER)
+
+
+def _timed_post(client: FlaskClient, path: str, data: dict[str, str],
+                form_page: str | None = None) -> float:
+    """Seconds the POST took (the CSRF token fetched before the clock starts)."""
+    token = csrf_token(client, form_page or path)
+    started = time.monotonic()
+    client.post(path, data={**data, "csrf_token": token})
+    return time.monotonic() - started
+
+
+def test_the_answers_take_no_less_time_for_unknown_numbers(
+        app: Flask, sms: Sms, db: Session, redis_client: redis.Redis) -> None:
+    """Alike in time too: what a known number causes (a code written and queued, a wrong
+    code counted in its row) happens within a fixed time, so the delay tells nothing."""
+    _join(app.test_client(), sms)
+    _forget_resend_wait(redis_client, db)
+    known, unknown = app.test_client(), app.test_client()
+    asked = [_timed_post(c, "/deelnemen/inloggen", {"phone": p})
+             for c, p in ((known, PHONE), (unknown, OTHER))]
+    checked = [_timed_post(c, "/deelnemen/code", {"code": "000001"})
+               for c in (known, unknown)]
+    signed_up = [_timed_post(app.test_client(), "/deelnemen/aanmelden",
+                             {"phone": phone, "postcode": "3511", "language": "nl",
+                              "consent": "y"}) for phone in ("06 11223344", "06 55667788")]
+    assert min(asked + checked + signed_up) >= steady.ANSWER_SECONDS
+    assert _participant(db, "+31611223344") is not None  # the sign-ups went through
 
 
 def test_logging_in_with_the_code_opens_the_page_and_a_stopped_participant_stays_stopped(

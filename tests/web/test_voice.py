@@ -36,7 +36,7 @@ from core.models import (
 )
 from core.settings import Settings
 from ivr.prompts import load_catalogue
-from ivr.tts import key_for
+from ivr.tts import key_for, sounds_dir
 from outbound.fake_twilio import AUTH_TOKEN
 from tests.media_server import MediaServer
 from web import create_app
@@ -95,7 +95,7 @@ def test_a_call_is_greeted_asked_for_a_postcode_and_put_through_with_a_whisper(
     assert number.text == mn.phone
 
     whisper = twiml(post(client, number.get("url"), {"CallSid": "CA" + "2" * 32}))
-    assert whisper.find("Play") is not None
+    assert whisper.find("Say") is not None  # it names the caller: never a file (see below)
 
     root = twiml(post(client, dial.get("action"), {**CALL, "DialCallStatus": "completed"}))
     assert root.find("Hangup") is not None
@@ -108,6 +108,23 @@ def test_a_call_is_greeted_asked_for_a_postcode_and_put_through_with_a_whisper(
     assert status.status_code == 204
     db.refresh(record)
     assert record.ended_at is not None
+
+
+def test_the_whisper_naming_the_caller_leaves_no_sound_file_anyone_could_fetch(
+        client, settings_signed):
+    """A rendered prompt is public at /sounds/<hash of its text>: had the whisper been one,
+    anyone could test whether a number called about an action by asking for that hash."""
+    caller = {**CALL, "CallSid": "CA" + "5" * 32, "From": "+31612345678"}
+    root = twiml(post(client, "/webhooks/twilio/voice/inbound", caller))
+    gather = root.find("Gather")
+    dial = twiml(post(client, gather.get("action"), {**caller, "Digits": "3441#"})).find("Dial")
+    sounds = sounds_dir(settings_signed)
+    before = set(sounds.iterdir())
+    whisper = twiml(post(client, dial.find("Number").get("url"), {"CallSid": "CA" + "6" * 32}))
+    [said] = whisper.findall("Say")
+    assert "Beller 3 1 6 1 2 3 4 5 6 7 8." in said.text and whisper.find("Play") is None
+    assert set(sounds.iterdir()) == before
+    assert client.get(f"/sounds/{key_for(said.text, 'nl')}.wav").status_code == 404
 
 
 def test_a_busy_meldkamer_hands_the_caller_to_its_fallback(client, db):
@@ -332,6 +349,24 @@ def test_a_failure_inside_the_flow_still_puts_the_caller_through(client, monkeyp
     monkeypatch.setattr("ivr.flows.Flows.start_free", broken)
     root = twiml(post(client, "/webhooks/twilio/voice/inbound", CALL))
     assert root.find("Dial").text == "+31690000103"  # MN, the national fallback
+
+
+@pytest.mark.parametrize("url", ["/webhooks/twilio/voice/inbound",
+                                 "/webhooks/twilio/voice/step?flow=free&record=1&stage=greeting",
+                                 "/webhooks/twilio/voice/whisper?flow=free&record=1&stage=dial"])
+def test_a_database_failure_inside_the_flow_still_answers_twiml(client, monkeypatch, url):
+    """A failed write leaves the request's session needing a rollback; committing it at the
+    end of the request raised, and Twilio got a 500 instead of the call put through."""
+    def failing_write(flows, *_args, **_kwargs):
+        flows.session.add(CallRecord())  # no direction, no transport: NOT NULL refuses it
+        flows.session.flush()
+
+    for name in ("start_free", "advance", "whisper"):
+        monkeypatch.setattr(f"ivr.flows.Flows.{name}", failing_write)
+    response = post(client, url, {**CALL, "Digits": "3441"})
+    assert response.status_code == 200 and response.mimetype == "text/xml"
+    if "whisper" not in url:
+        assert twiml(response).find("Dial").text == "+31690000103"  # MN, the national fallback
 
 
 # --- replayed webhooks do nothing the second time --------------------------------------
