@@ -1,7 +1,8 @@
 """SIP transport for the IVR: a pyVoIP 1.6.8 endpoint behind a registrar/proxy (Kamailio).
 
 Transport primitives only (answer, play, collect DTMF, dial, bridge, hang up); the flows that
-drive them are transport-free and live elsewhere in `ivr`. `patches` holds every fix to pyVoIP.
+drive them are transport-free and live elsewhere in `ivr`. Everything that knows pyVoIP's
+internals is in `pyvoip*.py` (see `pyvoip`); importing this package changes nothing in pyVoIP.
 """
 
 from __future__ import annotations

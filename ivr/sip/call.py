@@ -5,9 +5,12 @@ from __future__ import annotations
 import enum
 import time
 
-from ivr.sip import patches
 from ivr.sip.body import BodyPart, body_parts, media_type, part_for_cid
 from ivr.sip.errors import SipError
+from ivr.sip.headers import raw_body, raw_headers
+from ivr.sip.pyvoip import CallState, InvalidStateError, VoIPCall
+from ivr.sip.pyvoip_phone import Phone
+from ivr.sip.pyvoip_rtp import flush_out, pending_out, take_received
 
 SAMPLE_RATE = 8000
 _POLL = 0.02
@@ -35,7 +38,7 @@ class SipCall:
     collection returns what it has, `hangup()` does nothing.
     """
 
-    def __init__(self, phone: patches.Phone, voip_call: patches.VoIPCall, *, inbound: bool,
+    def __init__(self, phone: Phone, voip_call: VoIPCall, *, inbound: bool,
                  target: str | None = None) -> None:
         self._phone = phone
         self._voip = voip_call
@@ -43,8 +46,8 @@ class SipCall:
         self._late_terminator: tuple[str, float] | None = None
         request = voip_call.request
         self.call_id: str = voip_call.call_id
-        self.headers: dict[str, str] = patches.raw_headers(request.raw)
-        self.body: bytes = patches.raw_body(request.raw)
+        self.headers: dict[str, str] = raw_headers(request.raw)
+        self.body: bytes = raw_body(request.raw)
         self.content_type: str = self.header("Content-Type") or ""
         if inbound:
             self.caller: str | None = request.headers["From"]["number"]
@@ -98,7 +101,7 @@ class SipCall:
 
     @property
     def ended(self) -> bool:
-        return self._voip.state == patches.CallState.ENDED
+        return self._voip.state == CallState.ENDED
 
     def wait_ended(self, timeout: float) -> bool:
         """Wait up to TIMEOUT seconds for the call to end; True if it has."""
@@ -132,7 +135,7 @@ class SipCall:
         if state == SipCallState.ANSWERED:
             try:
                 self._voip.hangup()
-            except patches._voip.InvalidStateError:
+            except InvalidStateError:
                 pass  # the other side hung up meanwhile
         elif state == SipCallState.RINGING:
             self._phone.reject(self._voip, 486, "Busy Here")
@@ -159,17 +162,17 @@ class SipCall:
         """Samples queued for sending and not sent yet."""
         if self.ended:
             return 0
-        return max((patches.pending_out(client) for client in self._voip.RTPClients), default=0)
+        return max((pending_out(client) for client in self._voip.RTPClients), default=0)
 
     def stop_playback(self) -> None:
         for client in self._voip.RTPClients:
-            patches.flush_out(client)
+            flush_out(client)
 
     def read_audio(self) -> bytes:
         """The audio received since the last read (8-bit unsigned), without waiting."""
         if self.ended or not self._voip.RTPClients:
             return b""
-        return patches.take_received(self._voip.RTPClients[0])
+        return take_received(self._voip.RTPClients[0])
 
     # DTMF
 

@@ -6,9 +6,11 @@ import logging
 import time
 from collections.abc import Callable
 
-from ivr.sip import patches
 from ivr.sip.call import SipCall
 from ivr.sip.errors import SipError, SipNoAnswer, error_for_status
+from ivr.sip.pyvoip import PhoneStatus, VoIPCall
+from ivr.sip.pyvoip_fixes import apply_fixes
+from ivr.sip.pyvoip_phone import Phone
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +24,7 @@ class SipEndpoint:
     trunk, users to their registrations. Inbound calls run ON_CALL on a thread of their own,
     ringing; when ON_CALL returns the call is hung up (or refused, if never answered), so
     ON_CALL owns the call for its whole life. Without ON_CALL, inbound calls get 486.
+    Building one installs the fixes to pyVoIP (`pyvoip_fixes.apply_fixes`) for the process.
     """
 
     def __init__(self, *, proxy_host: str, proxy_port: int, username: str, password: str = "",
@@ -32,7 +35,8 @@ class SipEndpoint:
         self.proxy_port = proxy_port
         self.username = username
         self._on_call = on_call
-        self._phone = patches.Phone(proxy_host, proxy_port, username, password, my_ip=local_ip,
+        apply_fixes()
+        self._phone = Phone(proxy_host, proxy_port, username, password, my_ip=local_ip,
                                     sip_port=sip_port, rtp_low=rtp_ports[0],
                                     rtp_high=rtp_ports[1],
                                     call_callback=self._incoming if on_call else None)
@@ -48,7 +52,7 @@ class SipEndpoint:
 
     @property
     def registered(self) -> bool:
-        return self._phone.get_status() == patches.PhoneStatus.REGISTERED
+        return self._phone.get_status() == PhoneStatus.REGISTERED
 
     def start(self, timeout: float = 5.0) -> None:
         """Register; raise SipError if the registrar does not answer within TIMEOUT or refuses.
@@ -112,7 +116,7 @@ class SipEndpoint:
         self._phone.forget(voip_call)
         raise error_for_status(outcome.status, outcome.reason, target)
 
-    def _incoming(self, voip_call: patches.VoIPCall) -> None:
+    def _incoming(self, voip_call: VoIPCall) -> None:
         call = SipCall(self._phone, voip_call, inbound=True)
         try:
             assert self._on_call is not None

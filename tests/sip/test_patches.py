@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from pyVoIP import RTP
 
-from ivr.sip import patches
+from ivr.sip.headers import raw_body
+from ivr.sip.pyvoip import SIP
+from ivr.sip.pyvoip_fixes import apply_fixes
+from ivr.sip.pyvoip_phone import Phone
 
 SDP = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
        "m=audio 4000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
        "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n")
 
 
+@pytest.fixture(autouse=True)
+def _fixes_applied() -> None:
+    apply_fixes()  # as a SipEndpoint does when it is built
+
+
 def message(head: list[str], body: str = "") -> bytes:
     return ("\r\n".join([*head, f"Content-Length: {len(body)}", "", body])).encode()
 
 
-def phone() -> patches.Phone:
-    return patches.Phone("127.0.0.1", 5060, "ivr", "", my_ip="127.0.0.1", sip_port=5062,
+def phone() -> Phone:
+    return Phone("127.0.0.1", 5060, "ivr", "", my_ip="127.0.0.1", sip_port=5062,
                          rtp_low=30000, rtp_high=30010, call_callback=None)
 
 
@@ -32,12 +41,12 @@ def test_multipart_invite_keeps_its_sdp_and_content_type():
                    "Call-ID: c1", "CSeq: 1 INVITE", "Contact: <sip:0612345678@127.0.0.1:5070>",
                    "Geolocation: <cid:loc@x>", "Content-Type: multipart/mixed;boundary=b1"], body)
 
-    parsed = patches.SIPMessage(raw)
+    parsed = SIP.SIPMessage(raw)
 
     assert parsed.body["m"][0]["port"] == 4000
     assert parsed.body["c"][0]["address"] == "127.0.0.1"
     assert parsed.headers["Content-Type"] == "multipart/mixed;boundary=b1"
-    assert patches.raw_body(raw) == body.encode()
+    assert raw_body(raw) == body.encode()
 
 
 def test_empty_compact_and_lower_case_headers_are_understood():
@@ -45,7 +54,7 @@ def test_empty_compact_and_lower_case_headers_are_understood():
                    "f: <sip:a@127.0.0.1>;tag=a", "t: <sip:ivr@127.0.0.1>;tag=b", "i: c2",
                    "cseq: 2 BYE", "Supported:", "Warning: 399 host \"a: b\""])
 
-    parsed = patches.SIPMessage(raw)
+    parsed = SIP.SIPMessage(raw)
 
     assert parsed.headers["Call-ID"] == "c2"
     assert parsed.headers["CSeq"] == {"check": "2", "method": "BYE"}
@@ -59,7 +68,7 @@ def test_unknown_status_code_is_kept():
                    "From: <sip:ivr@127.0.0.1>;tag=a", "To: <sip:0201@127.0.0.1>;tag=b",
                    "Call-ID: c3", "CSeq: 1 INVITE"])
 
-    parsed = patches.SIPMessage(raw)
+    parsed = SIP.SIPMessage(raw)
 
     assert (parsed.status_code, parsed.reason) == (499, "Something New")
 
@@ -69,7 +78,7 @@ def test_ack_and_bye_for_a_2xx_follow_contact_route_set_and_to_tag():
     invite = sip.gen_invite("0201234567", "1", {30000: {0: RTP.PayloadType.PCMU}},
                             RTP.TransmitType.SENDRECV, "z9hG4bKinvite", "c4@127.0.0.1")
     tag = sip.tagLibrary["c4@127.0.0.1"]
-    ok = patches.SIPMessage(message([
+    ok = SIP.SIPMessage(message([
         "SIP/2.0 200 OK", "Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKinvite",
         "Record-Route: <sip:10.0.0.2;lr>", "Record-Route: <sip:10.0.0.1;lr>",
         f"From: <sip:ivr@127.0.0.1>;tag={tag}", "To: <sip:0201234567@127.0.0.1:5060>;tag=uas",
@@ -98,7 +107,7 @@ def test_ack_for_a_failure_reuses_the_invite_branch_and_uri():
     sip.gen_invite("0201234567", "1", {30000: {0: RTP.PayloadType.PCMU}},
                    RTP.TransmitType.SENDRECV, "z9hG4bKinvite", "c5@127.0.0.1")
     tag = sip.tagLibrary["c5@127.0.0.1"]
-    busy = patches.SIPMessage(message([
+    busy = SIP.SIPMessage(message([
         "SIP/2.0 486 Busy Here", "Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKinvite",
         f"From: <sip:ivr@127.0.0.1>;tag={tag}", "To: <sip:0201234567@127.0.0.1:5060>;tag=uas",
         "Call-ID: c5@127.0.0.1", "CSeq: 1 INVITE"]))
