@@ -6,7 +6,7 @@ import logging
 import sys
 from functools import cached_property
 from importlib.metadata import entry_points
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 from sqlalchemy import Engine
@@ -19,6 +19,9 @@ from core.privacy import install_redaction
 from core.reference import count_rows, load_reference
 from core.schema import current_revision, ensure_schema, head_revision
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar
 
 COMMAND_GROUP = "burgernet.commands"
 
@@ -139,6 +142,10 @@ def db_cluster(context: Context) -> None:
                else "nothing to do: SQLite keeps locations in index order")
 
 
+def _progress(length: int, label: str) -> ProgressBar[int]:
+    return click.progressbar(length=length, label=label, file=sys.stderr)
+
+
 @main.command("load-reference")
 @pass_context
 def load_reference_command(context: Context) -> None:
@@ -146,7 +153,7 @@ def load_reference_command(context: Context) -> None:
     settings = context.settings
     context.ready_engine()
     total = count_rows(settings.reference_data_dir)
-    with click.progressbar(length=total, label="reference data", file=sys.stderr) as bar, \
+    with _progress(total, "reference data") as bar, \
             transaction(context.sessions) as session:
         report = load_reference(session, settings.reference_data_dir,
                                 settings.meldkamer_config, progress=bar.update)
@@ -177,7 +184,7 @@ def seed_demo_command(context: Context, size: int, seed: int, reset: bool) -> No
     from core.seed import seed_demo
 
     context.ready_engine()
-    with click.progressbar(length=size, label="participants", file=sys.stderr) as bar:
+    with _progress(size, "participants") as bar:
         result = seed_demo(context.sessions, size=size, seed=seed, reset=reset,
                            progress=bar.update)
     click.echo(result.summary())

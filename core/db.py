@@ -7,12 +7,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import JSON, Connection, DateTime, Engine, Table, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import CursorResult, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import Executable
 
 from core.errors import DatabaseError
 
@@ -99,6 +100,12 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session that commits when the block ends normally and rolls back otherwise."""
     with factory() as session, session.begin():
         yield session
+
+
+def changed_rows(session: Session, statement: Executable) -> int:
+    """Run an UPDATE or DELETE and say how many rows it changed (`Session.execute` is typed as
+    returning a plain Result, which has no rowcount, though it is a CursorResult here)."""
+    return cast(CursorResult[Any], session.execute(statement)).rowcount
 
 
 def bulk_insert(connection: Connection, table: Table, columns: Sequence[str],

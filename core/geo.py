@@ -183,7 +183,7 @@ def parse_area(*, lat: float | None = None, lon: float | None = None,
 
 
 @cache
-def netherlands() -> PreparedGeometry:
+def netherlands() -> PreparedGeometry[BaseGeometry]:
     """The national land outline from the reference data (its simplification leaves one
     self-intersection, which make_valid repairs)."""
     document = json.loads((DEFAULT_DATA_DIR / "netherlands.geojson").read_text(encoding="utf-8"))
@@ -230,7 +230,8 @@ def metres_around(lat0: float, lon0: float) -> Any:
         k = np.where(c > 1e-12, c / np.sin(np.maximum(c, 1e-12)), 1.0)
         east = k * np.cos(phi) * np.sin(dlam)
         north = k * (math.cos(phi0) * np.sin(phi) - math.sin(phi0) * np.cos(phi) * np.cos(dlam))
-        return np.column_stack((east, north)) * stretch
+        metres: np.ndarray = np.column_stack((east, north)) * stretch
+        return metres
 
     return project
 
@@ -243,6 +244,7 @@ def within_boundary(area: Area, boundary: dict[str, Any], margin_m: float) -> bo
     centre = region.centroid
     project = metres_around(centre.y, centre.x)
     region_m = shapely.transform(shapely.segmentize(region, SEGMENT_DEG), project)
+    area_m: BaseGeometry
     if isinstance(area, Circle):
         middle = shapely.transform(shapely.Point(area.lon, area.lat), project)
         area_m = middle.buffer(area.radius_m, quad_segs=64)

@@ -20,6 +20,7 @@ from typing import Any
 import phonenumbers
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from core import audit
 from core.errors import BurgernetError, PhoneNumberError
@@ -181,8 +182,9 @@ def stop(session: Session, participant: Participant, now: datetime,
     participant.status = ParticipantStatus.STOPPED
     participant.stopped_at = now
     participant.code_hash = None
+    said: dict[str, Any] = {"message_sid": message_sid} if message_sid else {}
     audit.record(session, "stop", "participant", participant.id, actor=actor_of(participant),
-                 **({"message_sid": message_sid} if message_sid else {}))
+                 **said)
 
 
 def start(session: Session, participant: Participant, now: datetime,
@@ -193,8 +195,9 @@ def start(session: Session, participant: Participant, now: datetime,
     if participant.stopped_at is not None:
         participant.consent_at = now
     participant.stopped_at = None
+    said: dict[str, Any] = {"message_sid": message_sid} if message_sid else {}
     audit.record(session, "start", "participant", participant.id, actor=actor_of(participant),
-                 **({"message_sid": message_sid} if message_sid else {}))
+                 **said)
 
 
 def said_before(session: Session, participant: Participant, message_sid: str) -> bool:
@@ -552,7 +555,7 @@ def _scrub_calls(session: Session, erased: list[Erased], mentions: bool) -> None
     the participant and their number (as caller, in the called URI, in the routing reason)
     go."""
     ids = [one.participant_id for one in erased]
-    found = [CallRecord.participant_id.in_(ids),
+    found: list[ColumnElement[bool]] = [CallRecord.participant_id.in_(ids),
              CallRecord.caller.in_([one.phone for one in erased])]
     if mentions:
         for one in erased:
@@ -578,7 +581,7 @@ def _scrub_tips(session: Session, erased: list[Erased], mentions: bool) -> None:
     """A tip stays for the investigation, without the link to its sender and without their
     number or e-mail address in its text."""
     ids = [one.participant_id for one in erased]
-    found = [Tip.participant_id.in_(ids)]
+    found: list[ColumnElement[bool]] = [Tip.participant_id.in_(ids)]
     if mentions:
         for one in erased:
             found.append(_digits_of(Tip.text).contains(national_digits(one.phone)))

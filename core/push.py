@@ -74,10 +74,10 @@ def add_push_subscription(session: Session, participant: Participant,
     existing.label = label or existing.label
     existing.disabled_at, existing.failures = None, 0
     session.flush()
+    moved: dict[str, Any] = {"moved_from": moved_from} if moved_from is not None else {}
     audit.record(session, "add_push_subscription", "participant", participant.id,
                  actor=actor_of(participant), subscription=existing.id,
-                 service=urlsplit(endpoint).hostname,
-                 **({"moved_from": moved_from} if moved_from is not None else {}))
+                 service=urlsplit(endpoint).hostname, **moved)
     return existing
 
 
@@ -108,8 +108,9 @@ def active_push_targets(session: Session,
                PushSubscription.p256dh, PushSubscription.auth)
         .where(PushSubscription.participant_id.in_(ids), PushSubscription.disabled_at.is_(None))
         .order_by(PushSubscription.id)).all()
-    for participant_id, *target in rows:
-        targets.setdefault(participant_id, []).append(PushTarget(*target))
+    for participant_id, subscription_id, endpoint, p256dh, auth in rows:
+        targets.setdefault(participant_id, []).append(
+            PushTarget(subscription_id, endpoint, p256dh, auth))
     return targets
 
 

@@ -18,6 +18,7 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from core.db import changed_rows
 from core.errors import ConfigError, DataError, PhoneNumberError
 from core.models import (
     Base,
@@ -336,17 +337,17 @@ def _relocate(session: Session, before: dict[str, Placement],
         old = before.get(pc4)
         if old is None or old == (lat, lon, municipality_id):
             continue
-        moved += session.execute(
+        moved += changed_rows(session,
             update(location)
             .where(location.pc4 == pc4, location.lat == old[0], location.lon == old[1])
             .values(lat=lat, lon=lon, municipality_id=municipality_id)
-            .execution_options(synchronize_session=False)).rowcount or 0
-        moved += session.execute(
+            .execution_options(synchronize_session=False))
+        moved += changed_rows(session,
             update(location)
             .where(location.pc4 == pc4, location.country == "NL",
                    location.municipality_id != municipality_id)
             .values(municipality_id=municipality_id)
-            .execution_options(synchronize_session=False)).rowcount or 0
+            .execution_options(synchronize_session=False))
     return moved
 
 

@@ -17,9 +17,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.security import generate_password_hash
 
@@ -154,10 +154,10 @@ def _ensure_users(session: Session) -> list[DemoUser]:
             session.add(org)
         organisations[spec.name] = org
     password_hash = generate_password_hash(DEMO_PASSWORD)
-    for spec in DEMO_USERS:
-        if session.scalar(select(User.id).where(User.email == spec.email)) is None:
-            session.add(User(email=spec.email, name=spec.name, role=spec.role,
-                             organisation=organisations[spec.organisation],
+    for user in DEMO_USERS:
+        if session.scalar(select(User.id).where(User.email == user.email)) is None:
+            session.add(User(email=user.email, name=user.name, role=user.role,
+                             organisation=organisations[user.organisation],
                              password_hash=password_hash))
     session.flush()
     return list(DEMO_USERS)
@@ -209,13 +209,15 @@ class _Draw:
 def _insert_population(session: Session, areas: list[Area], size: int, rng: random.Random,
                        progress: Callable[[int], None]) -> tuple[int, int]:
     connection = session.connection()
-    first_participant = reserve_ids(connection, Participant.__table__, size)
-    first_location = reserve_ids(connection, ParticipantLocation.__table__, size * 2)  # home, work
+    participants = cast(Table, Participant.__table__)
+    locations = cast(Table, ParticipantLocation.__table__)
+    first_participant = reserve_ids(connection, participants, size)
+    first_location = reserve_ids(connection, locations, size * 2)  # home, work
     located = 0
     for people, places in population_chunks(areas, size, rng, first_participant,
                                             first_location):
-        bulk_insert(connection, Participant.__table__, PARTICIPANT_COLUMNS, people)
-        bulk_insert(connection, ParticipantLocation.__table__, LOCATION_COLUMNS, places)
+        bulk_insert(connection, participants, PARTICIPANT_COLUMNS, people)
+        bulk_insert(connection, locations, LOCATION_COLUMNS, places)
         located += len(places)
         progress(len(people))
     return size, located

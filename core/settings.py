@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -241,7 +242,7 @@ class Settings:
         )
 
 
-def _sessions(env: Mapping[str, str], public_url: str) -> dict[str, object]:
+def _sessions(env: Mapping[str, str], public_url: str) -> dict[str, Any]:
     """Cookies only over TLS when the public URL is https (unless told otherwise), the trusted
     proxy hops, and how long staff and portal sessions last."""
     https = public_url.lower().startswith("https://")
@@ -267,7 +268,7 @@ def _whole(value: str, name: str, low: int, high: int, unit: str) -> int:
     return int(value)
 
 
-def _map_tiles(env: Mapping[str, str]) -> dict[str, str]:
+def _map_tiles(env: Mapping[str, str]) -> dict[str, Any]:
     """An http(s) tile URL template with {z}, {x} and {y}, or nothing (the map stays offline)."""
     url = env.get("MAP_TILES_URL", "").strip()
     if url and not (re.match(r"^https?://[^\s/]+/\S*$", url)
@@ -290,7 +291,7 @@ def _rate(value: str, name: str) -> float:
     return rate
 
 
-def _outbound(env: Mapping[str, str]) -> dict[str, object]:
+def _outbound(env: Mapping[str, str]) -> dict[str, Any]:
     providers = {}
     for name in ("SMS_PROVIDER", "VOICE_PROVIDER"):
         value = env.get(name, "console").lower()
@@ -316,7 +317,7 @@ def _outbound(env: Mapping[str, str]) -> dict[str, object]:
             **_email(env)}
 
 
-def _email(env: Mapping[str, str]) -> dict[str, object]:
+def _email(env: Mapping[str, str]) -> dict[str, Any]:
     provider = env.get("EMAIL_PROVIDER", "console").lower()
     if provider not in {"console", "smtp"}:
         raise ConfigError(f"EMAIL_PROVIDER={provider!r} is not console or smtp")
@@ -339,7 +340,7 @@ def _link_days(value: str) -> int:
 VAPID_SUBJECT = re.compile(r"^(mailto:[^@\s/]+@[^@\s/]+|https://[^\s/]+(/\S*)?)$")
 
 
-def _push(env: Mapping[str, str], home: Path) -> dict[str, object]:
+def _push(env: Mapping[str, str], home: Path) -> dict[str, Any]:
     """PUSH_PROVIDER=webpush needs a readable P-256 key and a subject: checked here, at start,
     rather than at the first alert."""
     provider = _choice(env.get("PUSH_PROVIDER", "console"), "PUSH_PROVIDER",
@@ -389,7 +390,7 @@ def _choice(value: str, name: str, allowed: tuple[str, ...]) -> str:
     return lowered
 
 
-def _sip(env: Mapping[str, str]) -> dict[str, object]:
+def _sip(env: Mapping[str, str]) -> dict[str, Any]:
     proxy_text = env.get("SIP_PROXY", "").strip()
     proxy = None
     if proxy_text:
@@ -416,7 +417,7 @@ def _sip(env: Mapping[str, str]) -> dict[str, object]:
 CAP_STATUSES = ("Actual", "Exercise", "System", "Test")
 
 
-def _cap(env: Mapping[str, str]) -> dict[str, object]:
+def _cap(env: Mapping[str, str]) -> dict[str, Any]:
     """The CAP feed's sender, status and how long an ended alert stays (CAP 1.2, 3.2.1)."""
     sender = env.get("CAP_SENDER", "burgernet@example.org").strip()
     if not sender or re.search(r"[\s,<&]", sender):
@@ -446,7 +447,7 @@ def _credentials(value: str) -> str:
     return value
 
 
-def _abuse(env: Mapping[str, str]) -> dict[str, object]:
+def _abuse(env: Mapping[str, str]) -> dict[str, Any]:
     """The global budget of code SMS and the hosts outside URLs may lead to."""
     budget = env.get("CODE_SMS_PER_HOUR", "300").strip()
     if not budget.isdigit() or int(budget) < 1:

@@ -16,7 +16,7 @@ import json
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, time, timedelta
 from itertools import chain
@@ -263,8 +263,9 @@ def preview(session: Session, area: Area, rule: ChannelRule | Urgency, now: date
                 result.by_channel.update(dict.fromkeys(channels, len(ids)))
                 result.held.update({c: len(ids) for c, until in zip(channels, held, strict=True)
                                     if until is not None})
-    names = dict(session.execute(select(Municipality.id, Municipality.name)
-                                 .where(Municipality.id.in_([i for i in by_id if i]))).all())
+    rows = session.execute(select(Municipality.id, Municipality.name)
+                           .where(Municipality.id.in_([i for i in by_id if i]))).all()
+    names: dict[int | None, str] = dict(rows)
     for municipality_id, count in by_id.items():
         result.by_municipality[names.get(municipality_id, "buiten Nederland")] += count
     return result
@@ -312,8 +313,8 @@ def _groups(session: Session, area: Area, rule: ChannelRule,
             channels = choose(mask, quiet)
             if channels:
                 parts[(tuple(channels), language)].append(ids)
-        for (channels, language), arrays in parts.items():
-            yield RecipientGroup(channels, language,
+        for (group, language), arrays in parts.items():
+            yield RecipientGroup(group, language,
                                  arrays[0] if len(arrays) == 1 else np.concatenate(arrays))
 
 
@@ -403,7 +404,7 @@ class _Seen:
             self.slot = np.concatenate([self.slot, np.zeros(more, dtype=np.int32)])
         order = np.arange(len(ids), dtype=np.int32)
         self.slot[ids] = order  # of an id given twice, one position wins
-        fresh = (self.slot[ids] == order) & ~self.bits[ids]
+        fresh: npt.NDArray[np.bool_] = (self.slot[ids] == order) & ~self.bits[ids]
         self.bits[ids[fresh]] = True
         return fresh
 
@@ -448,7 +449,7 @@ def _per_column(session: Session, area: Area, rule: ChannelRule, now: datetime,
         yield parts
 
 
-Packed = list[tuple[tuple[Any, ...], Ids]]
+Packed = list[tuple[Sequence[Any], Ids]]
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, joinedload
 
 from core import audit
+from core.db import changed_rows
 from core.errors import BurgernetError
 from core.models import ApiToken, Organisation, User
 from core.permissions import ALLOWED_SCOPES, DEFAULT_SCOPES, SCOPES, parse_scopes, scope_text
@@ -162,9 +163,9 @@ def revoke_token(session: Session, token_id: int, *, now: datetime, user: User |
     token = session.get(ApiToken, token_id)
     if token is None:
         raise TokenNotFound(f"no API token {token_id}")
-    revoked = session.execute(
+    revoked = changed_rows(session,
         update(ApiToken).where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
-        .values(revoked_at=now)).rowcount
+        .values(revoked_at=now))
     if revoked != 1:
         return False
     session.refresh(token)

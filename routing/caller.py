@@ -94,6 +94,7 @@ def parse_caller(raw: str | None, national: str | None = None) -> str | None:
         region = context or national or ""
         if not region or not NATIONAL.fullmatch(compact):
             return None
+    number: str | None
     try:
         number = normalize(compact, default_region=region)
     except PhoneNumberError:

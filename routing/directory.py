@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import shapely
 from shapely.geometry import shape
-from sqlalchemy import Engine, Select, bindparam, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session, aliased
 
 from core.errors import BurgernetError
@@ -87,14 +87,14 @@ class Place:
 
 # --- meldkamers, postcodes and municipalities by query ---------------------------------------
 
-def _meldkamer_query() -> Select[tuple[str, str, str | None, str | None, str | None]]:
+def _meldkamer_query() -> Select[str, str, str | None, str | None, str | None]:
     fallback = aliased(Meldkamer)
     return (select(Meldkamer.code, Meldkamer.name, Meldkamer.phone, Meldkamer.sip_uri,
                    fallback.code)
             .outerjoin(fallback, Meldkamer.fallback_id == fallback.id))
 
 
-def _place_query() -> Select[tuple[str, str, str, str]]:
+def _place_query() -> Select[str, str, str, str]:
     return (select(Meldkamer.code, Municipality.code, Municipality.name, SafetyRegion.name)
             .select_from(Municipality)
             .join(SafetyRegion, Municipality.safety_region_id == SafetyRegion.id)
@@ -133,7 +133,8 @@ def place_for_postcode(session: Session, pc4: str) -> Place:
     row = session.execute(_PLACE_BY_POSTCODE, {"pc4": pc4}).first()
     if row is None:
         raise UnknownPlace(f"postcode {pc4} is not a known PC4 area")
-    return Place(*row[:4], pc4=row[4])
+    meldkamer_code, municipality_code, municipality, region, postcode = row
+    return Place(meldkamer_code, municipality_code, municipality, region, pc4=postcode)
 
 
 def place_by_name(session: Session, name: str) -> Place:
@@ -236,15 +237,14 @@ _indexes: dict[str, BoundaryIndex] = {}
 _lock = threading.Lock()
 
 
-def _engine_key(session: Session) -> str:
-    bind = session.get_bind()
-    engine: Engine = getattr(bind, "engine", bind)
-    return engine.url.render_as_string(hide_password=True)
+def engine_key(session: Session) -> str:
+    """Which database SESSION is bound to, as a key for per-process caches."""
+    return session.get_bind().engine.url.render_as_string(hide_password=True)
 
 
 def boundary_index(session: Session) -> BoundaryIndex:
     """The boundary index of SESSION's database, built on first use and kept per process."""
-    key = _engine_key(session)
+    key = engine_key(session)
     index = _indexes.get(key)
     if index is not None:
         return index
@@ -255,7 +255,7 @@ def boundary_index(session: Session) -> BoundaryIndex:
                 _place_query().add_columns(Municipality.boundary)
                 .where(Municipality.boundary.is_not(None))
                 .order_by(Municipality.code)).all()
-            index = BoundaryIndex([tuple(row) for row in rows])  # type: ignore[misc]
+            index = BoundaryIndex([tuple(row) for row in rows])
             if rows:  # before load-reference there is nothing to keep
                 _indexes[key] = index
     return index

@@ -285,8 +285,8 @@ def _parse(body: bytes) -> Any:
 
 
 def _serialise(root: Any) -> bytes:
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + etree.tostring(
-        root, encoding="UTF-8", pretty_print=True)
+    body: bytes = etree.tostring(root, encoding="UTF-8", pretty_print=True)
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body
 
 
 def _lost(name: str) -> str:

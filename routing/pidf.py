@@ -27,7 +27,8 @@ from urllib.parse import unquote
 from xml.etree import ElementTree as ET
 from xml.parsers import expat
 
-from routing.geoshape import PidfError, key, read_shape
+from routing.geoshape import PidfError as PidfError
+from routing.geoshape import key, read_shape
 from routing.postcode import postcode_or_reason
 
 PIDF = "urn:ietf:params:xml:ns:pidf"
@@ -161,10 +162,10 @@ def _mime_parts(data: bytes, content_type: str | None) -> list[tuple[str | None,
     """(Content-ID, media type, decoded payload) of each leaf part of a multipart body."""
     if not content_type or not content_type.lower().lstrip().startswith("multipart/"):
         first = data.lstrip().split(b"\n", 1)[0].strip()
-        boundary = first[2:].decode("ascii", "replace")
-        if not boundary or not re.fullmatch(r"[0-9A-Za-z'()+_,\-./:=? ]{1,70}", boundary):
+        line = first[2:].decode("ascii", "replace")
+        if not line or not re.fullmatch(r"[0-9A-Za-z'()+_,\-./:=? ]{1,70}", line):
             raise PidfError("multipart body without a Content-Type has no usable boundary line")
-        content_type = f'multipart/mixed; boundary="{boundary}"'
+        content_type = f'multipart/mixed; boundary="{line}"'
     if "\r" in content_type or "\n" in content_type or not content_type.isascii():
         raise PidfError("Content-Type header is malformed")
     message = email.message_from_bytes(

@@ -25,12 +25,12 @@ from dataclasses import dataclass, replace
 from itertools import islice, takewhile
 from typing import Any
 
-from sqlalchemy import Engine, Text, cast, func, select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from core.errors import BurgernetError
 from core.models import Meldkamer, Municipality, Postcode, SafetyRegion
-from routing.directory import boundary_index
+from routing.directory import boundary_index, engine_key
 from routing.place_index import (
     MunicipalityRow,
     Note,
@@ -257,17 +257,11 @@ _cache: dict[str, _Cached] = {}
 _lock = threading.Lock()
 
 
-def _engine_key(session: Session) -> str:
-    bind = session.get_bind()
-    engine: Engine = getattr(bind, "engine", bind)
-    return engine.url.render_as_string(hide_password=True)
-
-
 def place_index(session: Session, *, check_every: float = CHECK_EVERY,
                 clock: Callable[[], float] = time.monotonic) -> PlaceIndex:
     """The index of SESSION's database: built on first use, rebuilt when a check (at most
     every CHECK_EVERY seconds) finds that the reference data changed."""
-    key = _engine_key(session)
+    key = engine_key(session)
     now = clock()
     cached = _cache.get(key)
     if cached is not None and now - cached.checked < check_every:

@@ -167,7 +167,7 @@ def recent_action(session: Session, participant_id: int, now: datetime,
 
 
 def _latest_action(session: Session, participant_id: int, now: datetime,
-                   recent: timedelta) -> Row[tuple[int, Channel, ActionStatus, int]] | None:
+                   recent: timedelta) -> Row[int, Channel, ActionStatus, int] | None:
     return session.execute(_LATEST_ACTION, {"participant_id": participant_id,
                                             "ended_since": now - recent}).first()
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The full test suite, as CI runs it: lint, layer contract, then pytest on SQLite and on
-# PostgreSQL (a throwaway cluster started here) side by side, since the suite spends more
-# than half its time waiting on servers, browsers and calls. Each run's output is printed
+# The full test suite, as CI runs it: lint, layer contract, types (mypy), then pytest on
+# SQLite and on PostgreSQL (a throwaway cluster started here) side by side, since the suite
+# spends more than half its time waiting on servers, browsers and calls. Each run's output is printed
 # when both are done; the exit status is non-zero if either failed. Extra arguments go to
 # pytest.
 set -euo pipefail
@@ -12,6 +12,8 @@ echo "== ruff"
 .venv/bin/ruff check .
 echo "== import layers"
 .venv/bin/lint-imports --no-cache
+echo "== types (strict: core, routing)"
+.venv/bin/mypy --strict -p core -p routing
 
 work="$(mktemp -d /tmp/burgernet-test.XXXXXX)"
 # The cluster gets its own directory: as root, pg.sh hands it to the postgres user, who
