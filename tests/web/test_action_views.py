@@ -9,7 +9,7 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.models import (
@@ -17,7 +17,6 @@ from core.models import (
     ActionStatus,
     AuditEvent,
     Channel,
-    Organisation,
     OrganisationKind,
     User,
 )
@@ -88,14 +87,15 @@ def neighbours(db: Session) -> None:
 
 
 def refused_count(db: Session) -> int:
-    return db.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.verb == "forbidden"))
+    return db.scalar(select(func.count(AuditEvent.id))
+                     .where(AuditEvent.verb == "forbidden")) or 0
 
 
 def organisation_kind(db: Session, email: str, kind: OrganisationKind) -> None:
     """Make EMAIL's organisation of KIND (as an administrator's change of it would)."""
     user = db.scalar(select(User).where(User.email == email))
-    db.execute(update(Organisation).where(Organisation.id == user.organisation_id)
-               .values(kind=kind))
+    assert user is not None
+    user.organisation.kind = kind
     db.commit()
 
 
