@@ -108,13 +108,6 @@ def record_refusal(refusal: NotPermitted, action_id: object = None, *,
                      ip=request.remote_addr, error=refusal.error_id, reasons=refusal.details)
 
 
-def flash_refusal(refusal: NotPermitted, action_id: object) -> None:
-    """A refused change on a page: kept in the audit trail, and each reason shown."""
-    record_refusal(refusal, action_id)
-    for message in refusal.errors.values():
-        flash(message, "error")
-
-
 def acting_user() -> User:
     """The logged-in user as a model object (not Flask-Login's proxy), for the audit log."""
     return current_user._get_current_object()  # type: ignore[no-any-return]

@@ -3,10 +3,8 @@ AMBER Alerts of the user's own organisation (admins: every organisation)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-import redis
 from flask import (
     Blueprint,
     abort,
@@ -25,27 +23,14 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from core.db import transaction
 from core.images import CleanImage, store_image
-from core.models import Action, ActionStatus, Role, Tip, User
-from core.permissions import NotPermitted, actor_for_user
-from outbound.actions import (
-    ActionDraft,
-    ActionInvalid,
-    create_action,
-    end_and_queue,
-    start_for_request,
-)
+from core.models import Action, ActionStatus, Role, Tip
+from outbound.actions import ActionDraft
 from outbound.fanout import ActionError, preview_action
 from outbound.progress import forecast, progress
 from routing.places import PlaceQueryError, search_places
-from web import db, runtime, writer
-from web.auth import (
-    acting_user,
-    action_or_404,
-    flash_refusal,
-    record_refusal,
-    roles_required,
-    visible_actions,
-)
+from web import action_views, db, runtime, writer
+from web.action_views import FormPage, Refused, Says, create_draft, now, session_actor
+from web.auth import acting_user, action_or_404, roles_required, visible_actions
 from web.boundaries import BaseLayer, build_base_layer
 from web.console_forms import CONSOLE_KINDS, LABELS, ActionForm, EndForm
 from web.console_live import area_of_form, duration, live_data, local_time, sms_sizes
@@ -60,10 +45,18 @@ bp = Blueprint("console", __name__, url_prefix="/console")
 CONSOLE_ROLES = (Role.ADMIN, Role.CENTRALIST)
 PAGE_SIZE = 100
 TOP_MUNICIPALITIES = 15
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+START = Says(done="De actie is gestart.",
+             again="Deze actie was al gestart; er is niets opnieuw verstuurd.",
+             conflict="Deze actie heeft geen geldig gebied en kan niet starten.",
+             no_queue="Er is geen wachtrij (Redis) ingesteld; de actie kan nu niet starten.",
+             queue_down="De actie is gestart, maar de wachtrij was niet bereikbaar. De worker "
+                        "verstuurt de berichten alsnog binnen enkele minuten.")
+END = Says(done="De actie is beëindigd; de uitslag gaat naar iedereen die de actie ontving.",
+           conflict="Deze actie is al beëindigd.",
+           not_started="Een concept kan niet worden beëindigd; het is nog niet gestart.",
+           no_queue="Er is geen wachtrij (Redis) ingesteld; beëindigen kan nu niet.",
+           queue_down="De actie is beëindigd, maar de wachtrij was niet bereikbaar. De worker "
+                      "verstuurt de uitslag alsnog binnen enkele minuten.")
 
 
 def _console_action(action_id: int) -> Action:
@@ -124,16 +117,6 @@ def new() -> ResponseReturnValue:
     return redirect(url_for("console.show", action_id=action_id))
 
 
-class _Refused(Exception):
-    """Rolls the draft's transaction back; ERRORS go to the form, a REFUSAL of the
-    permission rules to the audit trail."""
-
-    def __init__(self, errors: dict[str, str], refusal: NotPermitted | None = None) -> None:
-        super().__init__(errors)
-        self.errors = errors
-        self.refusal = refusal
-
-
 def _store_draft(form: ActionForm, errors: dict[str, str],
                  photo: CleanImage | None) -> tuple[int | None, dict[str, str]]:
     """Create the draft with its photo in one transaction; the photo file stays only if the
@@ -142,25 +125,14 @@ def _store_draft(form: ActionForm, errors: dict[str, str],
     name = None
     try:
         with transaction(writer()) as session:
-            user = session.get(User, current_user.id)
-            assert user is not None
-            try:
-                action = create_action(session, ActionDraft(**form.draft_values()),
-                                       actor_for_user(user))
-            except NotPermitted as exc:
-                raise _Refused({**exc.errors, **errors}, exc) from None
-            except ActionInvalid as exc:
-                raise _Refused({**exc.errors, **errors}) from None
-            if errors:
-                raise _Refused(errors)
+            action = create_draft(session, session_actor(session),
+                                  ActionDraft(**form.draft_values()), errors)
             if photo is not None:
                 name = store_image(photo, directory)
                 action.photo_path, action.photo_type = name, photo.content_type
             action_id = action.id
-    except _Refused as refused:
-        if refused.refusal is not None:
-            record_refusal(refused.refusal)
-        return None, refused.errors
+    except Refused as refused:
+        return None, refused.recorded()
     except BaseException:
         discard(directory, name)
         raise
@@ -188,15 +160,20 @@ def show(action_id: int) -> ResponseReturnValue:
     if action.status == ActionStatus.DRAFT:
         return render_template("console/draft.html", action=action,
                                area=area_of_form(action), **_preview(action))
+    return _live_page(action, EndForm(), {})
+
+
+def _live_page(action: Action, end_form: EndForm, errors: dict[str, str],
+               status: int = 200) -> ResponseReturnValue:
     return render_template("console/live.html", action=action, area=area_of_form(action),
-                           end_form=EndForm(), errors={})
+                           end_form=end_form, errors=errors), status
 
 
 def _preview(action: Action) -> dict[str, Any]:
     """Recipients by channel and municipality, SMS sizes, and how long sending would take."""
     settings = runtime().settings
     try:
-        result = preview_action(db(), action, _now())
+        result = preview_action(db(), action, now())
     except ActionError:
         return {"preview": None}
     seconds = forecast(settings, result.by_channel)
@@ -213,67 +190,17 @@ def _preview(action: Action) -> dict[str, Any]:
 @roles_required(*CONSOLE_ROLES)
 def start(action_id: int) -> ResponseReturnValue:
     """Start a draft (see `start_for_request`); a second start does nothing."""
-    action = _console_action(action_id)
-    target = redirect(url_for("console.show", action_id=action.id))
-    connection = runtime().redis
-    if connection is None:
-        flash("Er is geen wachtrij (Redis) ingesteld; de actie kan nu niet starten.", "error")
-        return target
-    try:
-        started = start_for_request(writer(), connection, action.id, now=_now(),
-                                    who=actor_for_user(acting_user()))
-    except NotPermitted as exc:
-        flash_refusal(exc, action.id)
-        return target
-    except redis.RedisError:
-        flash("De actie is gestart, maar de wachtrij was niet bereikbaar. De worker verstuurt "
-              "de berichten alsnog binnen enkele minuten.", "error")
-        return target
-    except ActionError:
-        flash("Deze actie heeft geen geldig gebied en kan niet starten.", "error")
-        return target
-    flash("De actie is gestart." if started else
-          "Deze actie was al gestart; er is niets opnieuw verstuurd.")
-    return target
+    return action_views.start(_console_action(action_id), START)
 
 
 @bp.post("/actions/<int:action_id>/end")
 @roles_required(*CONSOLE_ROLES)
 def end(action_id: int) -> ResponseReturnValue:
     """End an active action with an outcome; everyone it reached gets the result."""
-    action = _console_action(action_id)
-    target = redirect(url_for("console.show", action_id=action.id))
-    if action.status != ActionStatus.ACTIVE:
-        flash("Deze actie is al beëindigd." if action.status == ActionStatus.ENDED else
-              "Een concept kan niet worden beëindigd; het is nog niet gestart.", "error")
-        return target
-    form = EndForm()
-    errors: dict[str, str] = {}
-    connection = runtime().redis
-    if connection is None:
-        errors["outcome"] = "Er is geen wachtrij (Redis) ingesteld; beëindigen kan nu niet."
-    if not errors:
-        try:
-            end_and_queue(writer(), connection, action.id,  # type: ignore[arg-type]
-                          form.outcome.data or "", (form.text.data or "").strip() or None,
-                          now=_now(), who=actor_for_user(acting_user()))
-        except NotPermitted as exc:
-            record_refusal(exc, action.id)
-            errors = exc.errors
-        except ActionInvalid as exc:
-            errors = exc.errors
-        except ActionError:
-            flash("Deze actie is al beëindigd.", "error")
-            return target
-        except redis.RedisError:
-            flash("De actie is beëindigd, maar de wachtrij was niet bereikbaar. De worker "
-                  "verstuurt de uitslag alsnog binnen enkele minuten.", "error")
-            return target
-    if errors:
-        return render_template("console/live.html", action=action, area=area_of_form(action),
-                               end_form=form, errors=errors), 400
-    flash("De actie is beëindigd; de uitslag gaat naar iedereen die de actie ontving.")
-    return target
+    action, form = _console_action(action_id), EndForm()
+    return action_views.end(action, END, form.outcome.data or "",
+                            (form.text.data or "").strip() or None,
+                            FormPage(lambda errors: _live_page(action, form, errors, 400)))
 
 
 @bp.get("/actions/<int:action_id>/progress.json")
@@ -281,8 +208,7 @@ def end(action_id: int) -> ResponseReturnValue:
 def progress_json(action_id: int) -> ResponseReturnValue:
     """Deliveries by channel and status, current rate, forecast, calls and tips, for polling."""
     action = _console_action(action_id)
-    now = _now()
-    result = progress(db(), action.id, runtime().settings, now)
+    result = progress(db(), action.id, runtime().settings, now())
     tips_allowed = current_user.role == Role.CENTRALIST
     response = jsonify(live_data(db(), action, result, tips_allowed=tips_allowed))
     response.headers["Cache-Control"] = "private, no-store"

@@ -4,10 +4,9 @@ admins every organisation's. Search actions are the console's, not these pages'.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
 from typing import Any
 
-import redis
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
@@ -23,16 +22,9 @@ from core.models import (
     InquiryReaction,
     Language,
     Outcome,
-    User,
 )
 from core.permissions import MUNICIPAL_MARGIN_M, Actor, NotPermitted, actor_for_user
-from outbound.actions import (
-    ActionInvalid,
-    create_action,
-    discard_draft,
-    end_and_queue,
-    start_for_request,
-)
+from outbound.actions import ActionInvalid, discard_draft
 from outbound.fanout import ActionError, preview_action
 from outbound.inquiry import (
     MUNICIPAL_KINDS,
@@ -41,15 +33,19 @@ from outbound.inquiry import (
     update_and_queue,
 )
 from outbound.templates import message_text
-from web import db, runtime, writer
-from web.auth import (
-    acting_user,
-    action_or_404,
-    flash_refusal,
-    record_refusal,
-    roles_required,
-    visible_actions,
+from web import action_views, db, runtime, writer
+from web.action_views import (
+    FormPage,
+    Refused,
+    Says,
+    acting_actor,
+    back,
+    change,
+    create_draft,
+    now,
+    session_actor,
 )
+from web.auth import acting_user, action_or_404, roles_required, visible_actions
 from web.console_forms import LABELS
 from web.console_live import area_of_form, local_time
 from web.i18n import translate
@@ -60,10 +56,27 @@ from web.nav import STAFF
 bp = Blueprint("municipal", __name__, url_prefix="/gemeente")
 
 PAGE_SIZE = 100
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+SEND = Says(done="Het versturen is begonnen.",
+            again="Dit was al verstuurd; er is niets opnieuw verstuurd.",
+            conflict="Dit concept heeft geen geldig gebied en kan niet worden verstuurd.",
+            no_queue="Er is geen wachtrij (Redis) ingesteld; er kan nu niets worden verstuurd.",
+            queue_down="Het versturen is begonnen, maar de wachtrij was niet bereikbaar. De "
+                       "worker verstuurt de berichten alsnog binnen enkele minuten.")
+_CLOSE = Says(done="Het buurtonderzoek is gesloten; er komen geen reacties meer bij.",
+              conflict="Dit is al gesloten.",
+              not_started="Een concept is nog niet verstuurd en hoeft niet te worden gesloten.",
+              no_queue="Er is geen wachtrij (Redis) ingesteld; sluiten kan nu niet.")
+CLOSE = {ActionKind.NEIGHBOURHOOD_INQUIRY: _CLOSE,
+         ActionKind.PREVENTIVE: replace(_CLOSE, done="Het bericht is gestopt; wat nog wachtte, "
+                                                      "wordt niet meer verstuurd.")}
+ALREADY_UPDATED = "Het vervolgbericht is al verstuurd; er gaat er maar één naar de buurt."
+UPDATE = Says(done="Het vervolgbericht gaat naar iedereen die de e-mail van het "
+                   "buurtonderzoek kreeg.",
+              conflict=ALREADY_UPDATED,
+              queue_down="Het vervolgbericht is opgeslagen, maar de wachtrij was niet "
+                         "bereikbaar. De worker verstuurt het alsnog binnen enkele minuten.")
+DISCARD = Says(done="Het concept is verwijderd.",
+               conflict="Alleen een concept kan worden verwijderd.")
 
 
 def _municipal_action(action_id: int) -> Action:
@@ -123,8 +136,7 @@ def edit(action_id: int) -> ResponseReturnValue:
     """Change a draft: the changed version replaces it, all or nothing."""
     action = _municipal_action(action_id)
     if action.status != ActionStatus.DRAFT:
-        flash("Alleen een concept kan nog worden gewijzigd.", "error")
-        return redirect(url_for("municipal.show", action_id=action.id))
+        return back(action, "Alleen een concept kan nog worden gewijzigd.")
     if request.method == "GET":
         return _form_page(MunicipalForm.of_draft(acting_user(), action), action.kind, {}, action)
     return _save(MunicipalForm.for_user(acting_user()), action.kind, action)
@@ -177,18 +189,7 @@ def _expired(_error: CSRFError) -> ResponseReturnValue:
     if request.endpoint == "municipal.edit" and action.status == ActionStatus.DRAFT:
         return _form_page(MunicipalForm.for_user(acting_user()), action.kind, {"form": EXPIRED},
                           action, 400)
-    flash("Het sessieformulier is verlopen; probeer het opnieuw.", "error")
-    return redirect(url_for("municipal.show", action_id=action.id))
-
-
-class _Refused(Exception):
-    """Rolls the draft's transaction back; ERRORS go to the form, a REFUSAL of the
-    permission rules to the audit trail."""
-
-    def __init__(self, errors: dict[str, str], refusal: NotPermitted | None = None) -> None:
-        super().__init__(errors)
-        self.errors = errors
-        self.refusal = refusal
+    return back(action, "Het sessieformulier is verlopen; probeer het opnieuw.")
 
 
 def _store(form: MunicipalForm, kind: ActionKind, errors: dict[str, str],
@@ -197,24 +198,13 @@ def _store(form: MunicipalForm, kind: ActionKind, errors: dict[str, str],
     is named at once."""
     try:
         with transaction(writer()) as session:
-            user = session.get(User, current_user.id)
-            assert user is not None
-            actor = actor_for_user(user)
-            try:
-                action = create_action(session, form.draft(kind), actor)
-            except (ActionInvalid, NotPermitted) as exc:
-                raise _Refused({**{FIELD.get(k, k): v for k, v in exc.errors.items()},
-                                **errors}, exc if isinstance(exc, NotPermitted) else None
-                               ) from None
-            if errors:
-                raise _Refused(errors)
+            actor = session_actor(session)
+            action = create_draft(session, actor, form.draft(kind), errors, FIELD)
             if replaces is not None:
                 _replace(session, replaces, actor, action.id)
             return action.id, {}
-    except _Refused as refused:
-        if refused.refusal is not None:
-            record_refusal(refused.refusal, replaces)
-        return None, refused.errors
+    except Refused as refused:
+        return None, refused.recorded(replaces)
 
 
 def _replace(session: Session, old_id: int, actor: Actor, new_id: int) -> None:
@@ -222,9 +212,9 @@ def _replace(session: Session, old_id: int, actor: Actor, new_id: int) -> None:
     try:
         discard_draft(session, old_id, actor, replaced_by=new_id)
     except ActionError:
-        raise _Refused({"form": "Dit concept is intussen verstuurd of verwijderd."}) from None
+        raise Refused({"form": "Dit concept is intussen verstuurd of verwijderd."}) from None
     except NotPermitted as exc:
-        raise _Refused(exc.errors, exc) from None
+        raise Refused(exc.errors, exc) from None
 
 
 @bp.post("/<int:action_id>/verwijderen")
@@ -232,22 +222,12 @@ def _replace(session: Session, old_id: int, actor: Actor, new_id: int) -> None:
 def discard(action_id: int) -> ResponseReturnValue:
     """Throw a draft away (a started inquiry or message stays, it can be closed)."""
     action = _municipal_action(action_id)
-    target = redirect(url_for("municipal.show", action_id=action.id))
-    try:
-        with transaction(writer()) as session:
-            user = session.get(User, current_user.id)
-            assert user is not None
-            discard_draft(session, action.id, actor_for_user(user))
-    except ActionError:
-        flash("Alleen een concept kan worden verwijderd.", "error")
-        return target
-    except NotPermitted as exc:
-        record_refusal(exc, action.id)
-        for message in exc.errors.values():
-            flash(message, "error")
-        return target
-    flash("Het concept is verwijderd.")
-    return redirect(url_for("municipal.index"))
+    return change(action, DISCARD, lambda: _discard(action.id), then=url_for("municipal.index"))
+
+
+def _discard(action_id: int) -> None:
+    with transaction(writer()) as session:
+        discard_draft(session, action_id, session_actor(session))
 
 
 @bp.get("/<int:action_id>")
@@ -266,11 +246,11 @@ def _show_page(action: Action, update_form: UpdateForm, errors: dict[str, str],
                               "samples": _samples(action)}
     if action.status == ActionStatus.DRAFT:
         try:
-            values["preview"] = preview_action(db(), action, _now())
+            values["preview"] = preview_action(db(), action, now())
         except ActionError:
             values["preview"] = None
     else:
-        values["counts"] = counts(db(), action.id, _now())
+        values["counts"] = counts(db(), action.id, now())
         values["reactions"] = (reactions(db(), action.id)
                                if action.kind == ActionKind.NEIGHBOURHOOD_INQUIRY else [])
     return render_template("municipal/show.html", **values), status
@@ -287,29 +267,7 @@ def _samples(action: Action) -> list[tuple[str, str]]:
 @roles_required(*STAFF)
 def start(action_id: int) -> ResponseReturnValue:
     """Send a draft (see `start_for_request`); a second send does nothing."""
-    action = _municipal_action(action_id)
-    target = redirect(url_for("municipal.show", action_id=action.id))
-    connection = runtime().redis
-    if connection is None:
-        flash("Er is geen wachtrij (Redis) ingesteld; er kan nu niets worden verstuurd.",
-              "error")
-        return target
-    try:
-        started = start_for_request(writer(), connection, action.id, now=_now(),
-                                    who=actor_for_user(acting_user()))
-    except NotPermitted as exc:
-        flash_refusal(exc, action.id)
-        return target
-    except redis.RedisError:
-        flash("Het versturen is begonnen, maar de wachtrij was niet bereikbaar. De worker "
-              "verstuurt de berichten alsnog binnen enkele minuten.", "error")
-        return target
-    except ActionError:
-        flash("Dit concept heeft geen geldig gebied en kan niet worden verstuurd.", "error")
-        return target
-    flash("Het versturen is begonnen." if started else
-          "Dit was al verstuurd; er is niets opnieuw verstuurd.")
-    return target
+    return action_views.start(_municipal_action(action_id), SEND)
 
 
 @bp.post("/<int:action_id>/sluiten")
@@ -318,28 +276,7 @@ def end(action_id: int) -> ResponseReturnValue:
     """Close an inquiry (its form takes no more reactions) or stop a message; what is still
     waiting in the queue is not sent."""
     action = _municipal_action(action_id)
-    target = redirect(url_for("municipal.show", action_id=action.id))
-    if action.status != ActionStatus.ACTIVE:
-        flash("Dit is al gesloten." if action.status == ActionStatus.ENDED else
-              "Een concept is nog niet verstuurd en hoeft niet te worden gesloten.", "error")
-        return target
-    connection = runtime().redis
-    if connection is None:
-        flash("Er is geen wachtrij (Redis) ingesteld; sluiten kan nu niet.", "error")
-        return target
-    try:
-        end_and_queue(writer(), connection, action.id, Outcome.CANCELLED, None, now=_now(),
-                      who=actor_for_user(acting_user()))
-    except NotPermitted as exc:
-        flash_refusal(exc, action.id)
-        return target
-    except ActionError:
-        flash("Dit is al gesloten.", "error")
-        return target
-    flash("Het buurtonderzoek is gesloten; er komen geen reacties meer bij."
-          if action.kind == ActionKind.NEIGHBOURHOOD_INQUIRY else
-          "Het bericht is gestopt; wat nog wachtte, wordt niet meer verstuurd.")
-    return target
+    return action_views.end(action, CLOSE[action.kind], Outcome.CANCELLED, None)
 
 
 @bp.post("/<int:action_id>/vervolg")
@@ -349,34 +286,19 @@ def send_update(action_id: int) -> ResponseReturnValue:
     action = _municipal_action(action_id)
     if action.kind != ActionKind.NEIGHBOURHOOD_INQUIRY:
         abort(404)
+    if refusal := _update_refusal(action):
+        return back(action, refusal)
     form = UpdateForm()
-    target = redirect(url_for("municipal.show", action_id=action.id))
-    refusal = _update_refusal(action)
-    if refusal:
-        flash(refusal, "error")
-        return target
+    return change(action, UPDATE, lambda: _update(action, form),
+                  FormPage(lambda errors: _show_page(action, form, errors, 400),
+                           takes=(ActionInvalid,)))
+
+
+def _update(action: Action, form: UpdateForm) -> None:
     connection = runtime().redis
     assert connection is not None
-    try:
-        update_and_queue(writer(), connection, action.id, form.update_nl.data,
-                         form.update_en.data, now=_now(), who=actor_for_user(acting_user()))
-    except NotPermitted as exc:
-        flash_refusal(exc, action.id)
-        return target
-    except ActionInvalid as exc:
-        return _show_page(action, form, exc.errors, 400)
-    except ActionError:
-        flash(ALREADY_UPDATED, "error")
-        return target
-    except redis.RedisError:
-        flash("Het vervolgbericht is opgeslagen, maar de wachtrij was niet bereikbaar. De "
-              "worker verstuurt het alsnog binnen enkele minuten.", "error")
-        return target
-    flash("Het vervolgbericht gaat naar iedereen die de e-mail van het buurtonderzoek kreeg.")
-    return target
-
-
-ALREADY_UPDATED = "Het vervolgbericht is al verstuurd; er gaat er maar één naar de buurt."
+    update_and_queue(writer(), connection, action.id, form.update_nl.data, form.update_en.data,
+                     now=now(), who=acting_actor())
 
 
 def _update_refusal(action: Action) -> str | None:
