@@ -1,4 +1,4 @@
-"""A local Twilio-compatible server: real HTTP on loopback, for tests and benchmarks.
+"""A local Twilio-compatible server: real HTTP on loopback, for tests, benchmarks and the demo.
 
 It accepts Messages.json and Calls.json like Twilio's REST API (Basic auth with the account
 SID and auth token), answers after a configurable latency, fails a configurable share of
@@ -223,7 +223,7 @@ class FakeTwilio:
 
 
 class FakeTwilioServer(LoopbackServer):
-    """Runs a FakeTwilio on 127.0.0.1 in a background thread (for tests and benchmarks)."""
+    """Runs a FakeTwilio on 127.0.0.1 in a background thread."""
 
     def __init__(self, fake: FakeTwilio | None = None, port: int = 0) -> None:
         super().__init__(port)

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from core.cli import main
 from core.settings import Settings
+from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -143,3 +144,11 @@ def test_the_benchmarks_take_their_peers_from_fakes_not_from_the_tests() -> None
     assert len(benchmarks) >= 4
     assert [path.name for path in benchmarks if "tests" in _imported(path)] == []
     assert "fakes" in _imported(ROOT / "bench" / "sip.py")
+
+
+def test_the_demos_fake_carrier_is_the_fake_with_its_own_account() -> None:
+    """`DEMO_CARRIER=fake scripts/demo.sh` (README) points the Twilio settings at fakes.twilio."""
+    demo = (ROOT / "scripts" / "demo.sh").read_text()
+    assert '-m fakes.twilio --port "$port"' in demo
+    assert 'TWILIO_BASE_URL="http://127.0.0.1:$port"' in demo
+    assert f"TWILIO_ACCOUNT_SID={ACCOUNT_SID} TWILIO_AUTH_TOKEN={AUTH_TOKEN} " in demo
