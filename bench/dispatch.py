@@ -51,7 +51,7 @@ from core.reference import load_reference  # noqa: E402
 from core.schema import ensure_schema  # noqa: E402
 from core.seed import seed_demo  # noqa: E402
 from core.settings import DEFAULT_DATA_DIR, PACKAGE_DIR, Settings  # noqa: E402
-from outbound.fake_twilio import ACCOUNT_SID, AUTH_TOKEN  # noqa: E402
+from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN  # noqa: E402
 from outbound.fanout import start_action  # noqa: E402
 from outbound.jobs import enqueue  # noqa: E402
 from outbound.runtime import build_runtime  # noqa: E402
@@ -235,9 +235,9 @@ def main() -> None:
     url = f"sqlite:///{home / 'bench.sqlite3'}"
     action_id = prepare(url, args.messages, 1 if args.channel == "voice" else 2)
     port = free_port()
-    fake = subprocess.Popen([sys.executable, "-m", "outbound.fake_twilio", "--port", str(port),
+    fake = subprocess.Popen([sys.executable, "-m", "fakes.twilio", "--port", str(port),
                              "--no-callbacks", "--latency-ms", str(args.latency_ms)],
-                            stdout=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
     fake_url = f"http://127.0.0.1:{port}"
     try:
         time.sleep(1.5)

@@ -54,17 +54,10 @@ from core.models import CallRecord  # noqa: E402
 from core.reference import load_reference  # noqa: E402
 from core.schema import ensure_schema  # noqa: E402
 from core.settings import DEFAULT_DATA_DIR, PACKAGE_DIR  # noqa: E402
+from fakes import sip as peers  # noqa: E402
+from fakes.sip import HOST, PeerError, free_udp_port, stop_process  # noqa: E402
 from ivr.prompts import load_catalogue  # noqa: E402
 from ivr.tts import PromptRenderer  # noqa: E402
-from tests.sip.peers import (  # noqa: E402
-    HOST,
-    find_binary,
-    free_udp_port,
-    missing_binary,
-    sip_options,
-    stop_process,
-    wait_bound,
-)
 
 DATA = Path(__file__).resolve().parent / "sip"
 CONFIG = PACKAGE_DIR.parent / "config" / "meldkamers.toml"
@@ -114,55 +107,25 @@ def serve(args: argparse.Namespace) -> None:
 
 # --- peers on loopback ------------------------------------------------------------------------
 
-def binary(name: str, package: str) -> str:
-    path = find_binary(name, package)
-    if path is None:
-        raise SystemExit(missing_binary(name, package))
-    return path
-
-
 @contextmanager
 def kamailio(workdir: Path, *, trunk_port: int, children: int,
              memory_mb: int) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """Kamailio on a free port: registrar, and numbers starting with 0 or + to TRUNK_PORT."""
     port = free_udp_port()
-    config = workdir / "kamailio.cfg"
-    config.write_text((DATA / "kamailio.cfg").read_text()
-                      .replace("@CHILDREN@", str(children)).replace("@PORT@", str(port))
-                      .replace("@TRUNK_PORT@", str(trunk_port)))
-    with (workdir / "kamailio.log").open("wb") as log:
-        process = subprocess.Popen(
-            [binary("kamailio", "kamailio"), "-f", str(config), "-DD", "-E",
-             "-P", str(workdir / "kamailio.pid"), "-Y", str(workdir), "-w", str(workdir),
-             "-m", str(memory_mb), "-M", "8"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 10
-        while sip_options(port) != "SIP/2.0 200 OK":
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("Kamailio did not answer OPTIONS:\n"
-                                 + (workdir / "kamailio.log").read_text()[-3000:])
+    config = ((DATA / "kamailio.cfg").read_text()
+              .replace("@CHILDREN@", str(children)).replace("@PORT@", str(port))
+              .replace("@TRUNK_PORT@", str(trunk_port)))
+    with peers.kamailio(config, workdir, port, memory_mb=memory_mb, private_mb=8) as process:
         yield port, process
-    finally:
-        stop_process(process)
 
 
 def sipp(workdir: Path, scenario: str, *, port: int, arguments: list[str],
          proxy_port: int | None = None) -> subprocess.Popen[bytes]:
     """SIPp with SCENARIO from bench/sip on PORT, its files in WORKDIR; a UAC when PROXY_PORT."""
     workdir.mkdir()
-    command = [binary("sipp", "sip-tester"), *([f"{HOST}:{proxy_port}"] if proxy_port else []),
-               "-sf", str(DATA / scenario), "-i", HOST, "-p", str(port),
-               "-mi", HOST, "-mp", str(free_udp_port(span=4)), "-nostdin", "-buff_size",
-               str(4 * 1024 * 1024), "-trace_err", "-error_file", str(workdir / "errors.log"),
-               "-trace_stat", "-stf", str(workdir / "stats.csv"), "-fd", "1", *arguments]
-    process = subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL,
-                               stderr=(workdir / "stderr.log").open("wb"),
-                               stdin=subprocess.DEVNULL, start_new_session=True)
-    if proxy_port is None:
-        wait_bound(port, process)
-    return process
+    return peers.sipp(DATA / scenario, workdir, port=port, media_port=free_udp_port(span=4),
+                      arguments=["-buff_size", str(4 * 1024 * 1024), "-fd", "1", *arguments],
+                      proxy_port=proxy_port)
 
 
 # --- measuring ------------------------------------------------------------------------------
@@ -418,4 +381,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except PeerError as error:
+        raise SystemExit(str(error)) from None

@@ -12,6 +12,7 @@ trap 'rm -rf "$scratch"' EXIT
 {
   echo "# Exact versions for scripts/setup.sh (pip install -c constraints.txt)."
   echo "# Made by scripts/lock.sh on $(date -u +%Y-%m-%d) with $("$scratch/venv/bin/python" -V)."
-  "$scratch/venv/bin/python" -m pip freeze --exclude-editable
+  # --all: setuptools too (a dev dependency: the wheel test builds without isolation)
+  "$scratch/venv/bin/python" -m pip freeze --all --exclude-editable | grep -v '^pip=='
 } > constraints.txt
 echo "constraints.txt: $(grep -c '==' constraints.txt) packages"

@@ -1,82 +1,32 @@
 """Online tiles under the console map, as docs/maps.md recommends them: PDOK's
 BRT-Achtergrondkaart in Web Mercator. No test talks to the internet, so a loopback server
-answers PDOK's path layout with a small PNG; the system runs with MAP_TILES_URL pointing at
-it, and the browser must ask it for the tiles of the area on screen, show them (the CSP lets
-them through) and credit the Kadaster."""
+(fakes/tiles.py) answers PDOK's path layout with a small PNG; the system runs with
+MAP_TILES_URL pointing at it, and the browser must ask it for the tiles of the area on screen,
+show them (the CSP lets them through) and credit the Kadaster."""
 
 from __future__ import annotations
 
-import io
 import math
 import re
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
-from PIL import Image, ImageDraw
 from playwright.sync_api import Browser, Page, expect
 
 from core.settings import PDOK_ATTRIBUTION, PDOK_TILES
+from fakes.tiles import PATH, TILE, TileServer
 from tests.browser.conftest import System, fresh_page, log_in, running_system
 
-PATH = "/brt/achtergrondkaart/wmts/v2_0/standaard/EPSG:3857/{z}/{x}/{y}.png"
-TILE = re.compile(r"/brt/achtergrondkaart/wmts/v2_0/standaard/EPSG:3857/(\d+)/(\d+)/(\d+)\.png")
 #: Corners of the country: on the first view (the whole of the Netherlands) all are on screen.
 CORNERS = {"Groningen": (53.2194, 6.5665), "Maastricht": (50.8514, 5.6910),
            "Vlissingen": (51.4425, 3.5736), "Den Helder": (52.9563, 4.7601)}
 
 
-def png() -> bytes:
-    """A 256 × 256 tile: pale land with a road across, as a base map tile looks."""
-    image = Image.new("RGB", (256, 256), (238, 234, 222))
-    ImageDraw.Draw(image).line((0, 128, 256, 140), fill=(250, 200, 90), width=6)
-    out = io.BytesIO()
-    image.save(out, "PNG")
-    return out.getvalue()
-
-
-class TileServer:
-    """Answers PDOK's tile paths with TILE_PNG on a loopback port and records every request."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[int, int, int]] = []
-        self.misses: list[str] = []
-        body, requests, misses = png(), self.requests, self.misses
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
-                match = TILE.fullmatch(self.path)
-                if match is None:
-                    misses.append(self.path)
-                    self.send_error(404)
-                    return
-                requests.append((int(match[1]), int(match[2]), int(match[3])))
-                self.send_response(200)
-                self.send_header("Content-Type", "image/png")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *_args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def template(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{PATH}"
-
-
 @pytest.fixture(scope="module")
 def tiles() -> Iterator[TileServer]:
-    server = TileServer()
-    server.thread.start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+    with TileServer() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

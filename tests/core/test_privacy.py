@@ -21,7 +21,7 @@ from core.privacy import (
     redact_query,
     strip_number,
 )
-from outbound.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
+from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
 from outbound.providers import Message
 from outbound.providers.twilio_rest import TwilioRestProvider
 

@@ -35,7 +35,7 @@ from core.redis_server import EmbeddedRedis
 from core.reference import load_reference
 from core.schema import ensure_schema
 from core.settings import DEFAULT_DATA_DIR, Settings
-from outbound.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
+from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
 from outbound.fanout import start_action
 from outbound.jobs import enqueue, reclaim
 from outbound.runtime import build_runtime

@@ -20,7 +20,7 @@ from core.models import (
     Urgency,
 )
 from core.settings import Settings
-from outbound.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
+from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
 from outbound.providers.console import ConsoleProvider
 from outbound.providers.twilio_rest import TwilioRestProvider
 from outbound.queues import queue_names

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.models import Channel, Language
 from core.participants import MAX_ATTEMPTS, CodeToSend
 from core.settings import Settings
+from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
 from outbound.codes import (
     JOB,
     PER_CLIENT_PER_HOUR,
@@ -25,7 +26,6 @@ from outbound.codes import (
     seal,
     unseal,
 )
-from outbound.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
 from outbound.providers.console import ConsoleProvider
 from outbound.providers.twilio_rest import TwilioRestProvider
 from outbound.runtime import OutboundRuntime, install

@@ -25,7 +25,7 @@ from core.models import (
     Urgency,
 )
 from core.targeting import preview
-from outbound.fake_twilio import FakeTwilioServer
+from fakes.twilio import FakeTwilioServer
 from outbound.fanout import BATCH_SIZE, area_of, preview_action, start_action
 from outbound.jobs import enqueue
 from outbound.templates import alert_text

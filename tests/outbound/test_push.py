@@ -1,5 +1,5 @@
 """App push through Web Push, against a local push service that checks VAPID and decrypts
-(outbound.fake_push), through the real worker path."""
+(fakes.push), through the real worker path."""
 
 import asyncio
 import itertools
@@ -41,12 +41,13 @@ from core.push import (
 )
 from core.redis_server import free_port
 from core.settings import Settings
+from fakes.dns import StaticResolver
+from fakes.loopback import LoopbackServer
+from fakes.push import FakePushServer, Subscription, decrypt
 from outbound.cli import push_command
-from outbound.fake_push import FakePushServer, Subscription, decrypt
 from outbound.fanout import start_action
 from outbound.feedback import end_action
 from outbound.jobs import enqueue, schedule
-from outbound.loopback import LoopbackServer
 from outbound.providers import Message, ProviderError
 from outbound.providers.webpush import (
     MAX_PLAINTEXT,
@@ -56,7 +57,6 @@ from outbound.providers.webpush import (
     generate_vapid_key,
 )
 from outbound.runtime import build_runtime
-from tests.fake_dns import StaticResolver
 from tests.outbound.conftest import NOW, UTRECHT
 
 SUBJECT = "mailto:beheer@burgernet.example"

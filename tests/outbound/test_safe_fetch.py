@@ -14,10 +14,10 @@ from aiohttp.abc import AbstractResolver
 from core.addresses import client_network, is_public
 from core.egress import Egress, EgressRefused, host_matches, parse_hosts
 from core.errors import ConfigError
+from fakes.dns import StaticResolver
+from fakes.media import MediaServer
 from outbound import safe_fetch
 from outbound.safe_fetch import Fetched, FetchRefused
-from tests.fake_dns import StaticResolver
-from tests.media_server import MediaServer
 
 #: The media host runs on 127.0.0.1 over http: only the test-only allowance reaches it.
 LOCAL = Egress(("media.example.net",), test_only_allow_loopback=True)

@@ -3,11 +3,8 @@
 import asyncio
 from collections.abc import Iterator
 from datetime import timedelta
-from email import message_from_bytes
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import Envelope
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -21,6 +18,7 @@ from core.models import (
     Urgency,
 )
 from core.redis_server import free_port
+from fakes.smtp import Inbox, SmtpServer
 from outbound.fanout import start_action
 from outbound.jobs import enqueue
 from outbound.links import read_reaction_token
@@ -29,31 +27,10 @@ from outbound.providers.smtp import SmtpProvider
 from tests.outbound.conftest import BY_EMAIL, NOW
 
 
-class Inbox:
-    """An SMTP handler that keeps what it gets and refuses addresses on request."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[Envelope, object]] = []
-        self.refuse: dict[str, str] = {}
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
-        if address in self.refuse:
-            return self.refuse[address]
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
-        self.messages.append((envelope, message_from_bytes(envelope.content)))
-        return "250 Message accepted for delivery"
-
-
 @pytest.fixture
 def smtp_server() -> Iterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield inbox, controller.port
-    controller.stop()
+    with SmtpServer() as server:
+        yield server.inbox, server.port
 
 
 def _send(port: int, to: str) -> str:

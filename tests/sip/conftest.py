@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,19 +21,12 @@ from core.db import make_engine, session_factory
 from core.reference import load_reference
 from core.schema import ensure_schema
 from core.settings import DEFAULT_DATA_DIR
+from fakes import sip as peers
+from fakes.sip import HOST, PeerError, find_binary, free_udp_port, missing_binary, stop_process
 from ivr.prompts import load_catalogue
 from ivr.sip import SipCall, SipEndpoint
 from ivr.tts import PromptRenderer
 from tests.conftest import MELDKAMER_CONFIG
-from tests.sip.peers import (
-    HOST,
-    find_binary,
-    free_udp_port,
-    missing_binary,
-    sip_options,
-    stop_process,
-    wait_bound,
-)
 
 DATA = Path(__file__).parent / "data"
 
@@ -66,33 +58,22 @@ def kamailio_routes() -> dict[str, int]:
 
 @pytest.fixture
 def kamailio(tmp_path: Path, kamailio_routes: dict[str, int]) -> Iterator[Kamailio]:
-    binary = require("kamailio", "kamailio")
+    require("kamailio", "kamailio")
     require("sipp", "sip-tester")
     workdir = tmp_path / "kamailio"
     workdir.mkdir()
     server = Kamailio(port=free_udp_port(), trunk_port=free_udp_port(), workdir=workdir)
-    config = workdir / "kamailio.cfg"
-    config.write_text((DATA / "kamailio.cfg").read_text()
-                      .replace("@PORT@", str(server.port))
-                      .replace("@TRUNK_PORT@", str(server.trunk_port))
-                      .replace("@ROUTES@", "\n".join(
-                          f'    if ($rU == "{number}") {{ $du = "sip:{HOST}:{port}"; '
-                          't_relay(); exit; }' for number, port in kamailio_routes.items())))
-    with (workdir / "kamailio.log").open("wb") as log:
-        process = subprocess.Popen(
-            [binary, "-f", str(config), "-DD", "-E", "-P", str(workdir / "kamailio.pid"),
-             "-Y", str(workdir), "-w", str(workdir), "-m", "32", "-M", "4"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+    config = ((DATA / "kamailio.cfg").read_text()
+              .replace("@PORT@", str(server.port))
+              .replace("@TRUNK_PORT@", str(server.trunk_port))
+              .replace("@ROUTES@", "\n".join(
+                  f'    if ($rU == "{number}") {{ $du = "sip:{HOST}:{port}"; '
+                  't_relay(); exit; }' for number, port in kamailio_routes.items())))
     try:
-        deadline = time.monotonic() + 10
-        while sip_options(server.port) != "SIP/2.0 200 OK":
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"Kamailio did not answer OPTIONS on {HOST}:{server.port}:\n"
-                            f"{server.log()[-3000:]}", pytrace=False)
-        yield server
-    finally:
-        stop_process(process)
+        with peers.kamailio(config, workdir, server.port):
+            yield server
+    except PeerError as error:
+        pytest.fail(str(error), pytrace=False)
 
 
 @dataclass
@@ -130,7 +111,7 @@ class SippRun:
 def sipp(tmp_path: Path, kamailio: Kamailio) -> Iterator[Callable[..., SippRun]]:
     """Start SIPp scenarios from tests/sip/data: UACs call through Kamailio, a UAS listens on
     PORT (usually `kamailio.trunk_port`)."""
-    binary = require("sipp", "sip-tester")
+    require("sipp", "sip-tester")
     runs: list[SippRun] = []
 
     def start(scenario: str, *, port: int | None = None, service: str | None = None,
@@ -140,23 +121,13 @@ def sipp(tmp_path: Path, kamailio: Kamailio) -> Iterator[Callable[..., SippRun]]
         media_port = free_udp_port(span=4)
         workdir = tmp_path / f"sipp-{len(runs)}-{Path(scenario).stem}"
         workdir.mkdir()
-        command = [binary, *([f"{HOST}:{kamailio.port}"] if is_uac else []),
-                   "-sf", str(DATA / scenario), "-i", HOST, "-p", str(port),
-                   "-mi", HOST, "-mp", str(media_port), "-m", "1", "-nostdin",
-                   "-timeout", f"{timeout:g}s", "-timeout_error",
-                   "-trace_err", "-error_file", str(workdir / "errors.log"),
-                   "-trace_stat", "-stf", str(workdir / "stats.csv"),
-                   "-trace_msg", "-message_file", str(workdir / "messages.log")]
-        if service is not None:
-            command += ["-s", service]
-        with (workdir / "screen.log").open("wb") as screen:
-            process = subprocess.Popen(command, cwd=workdir, stdout=screen,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=True)
+        arguments = ["-m", "1", "-timeout", f"{timeout:g}s", "-timeout_error",
+                     "-trace_msg", "-message_file", str(workdir / "messages.log"),
+                     *(["-s", service] if service is not None else [])]
+        process = peers.sipp(DATA / scenario, workdir, port=port, media_port=media_port,
+                             arguments=arguments, proxy_port=kamailio.port if is_uac else None)
         run = SippRun(scenario, port, media_port, workdir, process)
         runs.append(run)
-        if not is_uac:
-            wait_bound(port, process)
         return run
 
     yield start

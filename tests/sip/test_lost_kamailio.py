@@ -7,9 +7,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import socket
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,9 +18,9 @@ from werkzeug.serving import make_server
 
 from core.db import session_factory
 from core.settings import Settings
+from fakes.sip import HOST, PeerError, free_udp_port, kamailio
 from tests.routing.conftest import DATA as ROUTING_DATA
 from tests.sip.conftest import DATA, require
-from tests.sip.peers import HOST, free_udp_port, sip_options, stop_process
 from web import create_app
 from web.runtime import Runtime
 
@@ -63,30 +61,18 @@ def lost_url(settings: Settings, engine: Engine, redis_client: redis.Redis,
 @pytest.fixture
 def proxy(tmp_path: Path, lost_url: str) -> Iterator[tuple[int, Path]]:
     """Kamailio with the lost module, on a free port; yields the port and its log."""
-    binary = require("kamailio", "kamailio")
+    require("kamailio", "kamailio")
     if not any(path.exists() for path in Path("/usr/lib").glob("*/kamailio/modules/lost.so")):
         pytest.fail("Kamailio's lost module is not installed: apt-get install "
                     "kamailio-utils-modules", pytrace=False)
     port = free_udp_port()
-    config = tmp_path / "kamailio.cfg"
-    config.write_text((DATA / "kamailio-lost.cfg").read_text()
-                      .replace("@PORT@", str(port)).replace("@LOST_URL@", lost_url))
-    log_path = tmp_path / "kamailio.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [binary, "-f", str(config), "-DD", "-E", "-P", str(tmp_path / "kamailio.pid"),
-             "-Y", str(tmp_path), "-w", str(tmp_path), "-m", "32", "-M", "4"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+    config = ((DATA / "kamailio-lost.cfg").read_text()
+              .replace("@PORT@", str(port)).replace("@LOST_URL@", lost_url))
     try:
-        deadline = time.monotonic() + 10
-        while sip_options(port) != "SIP/2.0 200 OK":
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"Kamailio did not start:\n{log_path.read_text()[-3000:]}",
-                            pytrace=False)
-        yield port, log_path
-    finally:
-        stop_process(process)
+        with kamailio(config, tmp_path, port):
+            yield port, tmp_path / "kamailio.log"
+    except PeerError as error:
+        pytest.fail(str(error), pytrace=False)
 
 
 def invite(port: int, body: bytes, timeout: float = 10.0) -> dict[str, str]:

@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import redis
-from aiosmtpd.controller import Controller
 from flask.testing import FlaskClient
 from rq import Queue
 from rq.serializers import JSONSerializer
@@ -40,8 +39,8 @@ from core.models import (
     channel_mask,
 )
 from core.permissions import SCOPES, Actor, actor_for_organisation
-from core.redis_server import free_port
 from core.settings import Settings
+from fakes.smtp import Inbox, SmtpServer
 from outbound.actions import ActionDraft, create_action
 from outbound.providers.console import ConsoleProvider
 from outbound.providers.smtp import SmtpProvider
@@ -49,7 +48,6 @@ from outbound.queues import queue_names
 from outbound.runtime import OutboundRuntime, install
 from outbound.throttle import Throttle
 from outbound.worker import BatchWorker
-from tests.outbound.test_smtp import Inbox
 from tests.web.helpers import csrf_token, login_as
 
 #: A quiet spot in Utrecht (the test database has no demo population).
@@ -117,11 +115,8 @@ def officer(client: FlaskClient) -> FlaskClient:
 
 @pytest.fixture
 def smtp_server() -> Iterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield inbox, controller.port
-    controller.stop()
+    with SmtpServer() as server:
+        yield server.inbox, server.port
 
 
 @pytest.fixture

@@ -49,8 +49,8 @@ from core.participants import MAX_ATTEMPTS, RESEND_AFTER, purge_unverified
 from core.seed import seed_demo
 from core.settings import Settings
 from core.targeting import QUIET_HOURS_RULE
+from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
 from outbound.codes import QUEUE
-from outbound.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
 from outbound.providers.twilio_rest import TwilioRestProvider
 from outbound.runtime import OutboundRuntime, install
 from outbound.throttle import Throttle

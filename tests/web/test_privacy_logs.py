@@ -25,7 +25,7 @@ from twilio.request_validator import RequestValidator
 from core.models import Channel
 from core.seed import seed_demo
 from core.settings import Settings
-from outbound.fake_twilio import AUTH_TOKEN
+from fakes.twilio import AUTH_TOKEN
 from outbound.providers.console import ConsoleProvider
 from outbound.queues import OUTBOX_QUEUE, queue_names
 from outbound.runtime import OutboundRuntime, install

@@ -35,10 +35,10 @@ from core.models import (
     Urgency,
 )
 from core.settings import Settings
+from fakes.media import MediaServer
+from fakes.twilio import AUTH_TOKEN
 from ivr.prompts import load_catalogue
 from ivr.tts import key_for, sounds_dir
-from outbound.fake_twilio import AUTH_TOKEN
-from tests.media_server import MediaServer
 from web import create_app
 from web.runtime import Runtime
 

@@ -36,8 +36,8 @@ from core.models import (
     Urgency,
 )
 from core.settings import Settings
+from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, Behaviour, FakeTwilio, FakeTwilioServer
 from outbound.callbacks import apply_early
-from outbound.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, Behaviour, FakeTwilio, FakeTwilioServer
 from outbound.providers import Message
 from outbound.providers.twilio_rest import TwilioRestProvider
 from web import create_app

@@ -26,7 +26,7 @@ from core.models import (
     Urgency,
 )
 from core.settings import Settings
-from outbound.fake_twilio import AUTH_TOKEN
+from fakes.twilio import AUTH_TOKEN
 from web import create_app
 from web.runtime import Runtime
 

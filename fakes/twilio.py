@@ -1,4 +1,4 @@
-"""A local Twilio-compatible server: real HTTP on loopback, for tests and benchmarks.
+"""A local Twilio-compatible server: real HTTP on loopback, for tests, benchmarks and the demo.
 
 It accepts Messages.json and Calls.json like Twilio's REST API (Basic auth with the account
 SID and auth token), answers after a configurable latency, fails a configurable share of
@@ -12,7 +12,7 @@ MachineDetectionDuration; a machine with DetectMessageEnd after its greeting
 (machine_end_beep), with Enable at once (machine_start). The share of answered calls a
 machine takes is `machine_rate`; the TwiML each call got is kept on its record.
 
-    python -m outbound.fake_twilio --port 8700 --latency-ms 100 --error-rate 0.01
+    python -m fakes.twilio --port 8700 --latency-ms 100 --error-rate 0.01
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from email.utils import format_datetime
 from aiohttp import ClientSession, web
 from twilio.request_validator import RequestValidator
 
-from outbound.loopback import LoopbackServer
+from fakes.loopback import LoopbackServer
 
 ACCOUNT_SID = "AC" + "0" * 32
 E164 = re.compile(r"^\+[1-9]\d{7,14}$")
@@ -223,7 +223,7 @@ class FakeTwilio:
 
 
 class FakeTwilioServer(LoopbackServer):
-    """Runs a FakeTwilio on 127.0.0.1 in a background thread (for tests and benchmarks)."""
+    """Runs a FakeTwilio on 127.0.0.1 in a background thread."""
 
     def __init__(self, fake: FakeTwilio | None = None, port: int = 0) -> None:
         super().__init__(port)

@@ -8,7 +8,7 @@ import asyncio
 
 from aiohttp import web
 
-from outbound.loopback import LoopbackServer
+from fakes.loopback import LoopbackServer
 
 
 class MediaServer(LoopbackServer):

@@ -1,13 +1,21 @@
-"""A local aiohttp app on 127.0.0.1 in a background thread: how our fake providers run in
-tests and benchmarks."""
+"""A local aiohttp app on 127.0.0.1 in a background thread: how the fakes run in tests,
+benchmarks and the demo."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from typing import Any, Self
 
 from aiohttp import web
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class LoopbackServer:

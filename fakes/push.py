@@ -9,7 +9,7 @@ then decrypted as the browser would (RFC 8291 aes128gcm), with our own code rath
 library the sender uses. It can answer 410 for chosen subscriptions, and 429 or 500 at a
 rate or for the next requests.
 
-    python -m outbound.fake_push --port 8710      # POST /_fake/subscribe for a subscription
+    python -m fakes.push --port 8710      # POST /_fake/subscribe for a subscription
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from outbound.loopback import LoopbackServer
+from fakes.loopback import LoopbackServer
 
 MAX_BODY = 4096
 URGENCIES = {"very-low", "low", "normal", "high"}

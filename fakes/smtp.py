@@ -1,0 +1,56 @@
+"""A real SMTP server on loopback (aiosmtpd) that keeps every message it accepts and refuses
+the recipients it is told to, with the reply it is given."""
+
+from __future__ import annotations
+
+from email import message_from_bytes
+from typing import Any, Self
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
+
+from fakes.loopback import free_port
+
+
+class Inbox:
+    """An SMTP handler that keeps what it gets and refuses addresses on request."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[Envelope, object]] = []
+        #: Recipient address -> the SMTP reply that refuses it, e.g. "550 no such user".
+        self.refuse: dict[str, str] = {}
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        self.messages.append((envelope, message_from_bytes(envelope.content)))
+        return "250 Message accepted for delivery"
+
+
+class SmtpServer:
+    """An Inbox served on a free port of 127.0.0.1 in a background thread until stopped."""
+
+    def __init__(self, inbox: Inbox | None = None) -> None:
+        self.inbox = inbox or Inbox()
+        self._controller = Controller(self.inbox, hostname="127.0.0.1", port=free_port())
+
+    @property
+    def port(self) -> int:
+        return int(self._controller.port)
+
+    def start(self) -> Self:
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *_exc: Any) -> None:
+        self.stop()
