@@ -65,10 +65,14 @@ SEND = Says(done="Het versturen is begonnen.",
 _CLOSE = Says(done="Het buurtonderzoek is gesloten; er komen geen reacties meer bij.",
               conflict="Dit is al gesloten.",
               not_started="Een concept is nog niet verstuurd en hoeft niet te worden gesloten.",
-              no_queue="Er is geen wachtrij (Redis) ingesteld; sluiten kan nu niet.")
+              no_queue="Er is geen wachtrij (Redis) ingesteld; sluiten kan nu niet.",
+              queue_down="Het buurtonderzoek is gesloten, maar de wachtrij was niet bereikbaar. "
+                         "De worker rondt het alsnog af binnen enkele minuten.")
 CLOSE = {ActionKind.NEIGHBOURHOOD_INQUIRY: _CLOSE,
-         ActionKind.PREVENTIVE: replace(_CLOSE, done="Het bericht is gestopt; wat nog wachtte, "
-                                                      "wordt niet meer verstuurd.")}
+         ActionKind.PREVENTIVE: replace(
+             _CLOSE, done="Het bericht is gestopt; wat nog wachtte, wordt niet meer verstuurd.",
+             queue_down="Het bericht is gestopt, maar de wachtrij was niet bereikbaar. De worker "
+                        "rondt het alsnog af binnen enkele minuten.")}
 ALREADY_UPDATED = "Het vervolgbericht is al verstuurd; er gaat er maar één naar de buurt."
 UPDATE = Says(done="Het vervolgbericht gaat naar iedereen die de e-mail van het "
                    "buurtonderzoek kreeg.",

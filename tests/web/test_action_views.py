@@ -134,6 +134,9 @@ def test_without_a_queue_the_console_shows_the_end_form_again(app: Flask,
     ("console", "end", {"outcome": "found"},
      "De actie is beëindigd, maar de wachtrij was niet bereikbaar. De worker verstuurt de "
      "uitslag alsnog binnen enkele minuten."),
+    ("municipal", "end", {},
+     "Het buurtonderzoek is gesloten, maar de wachtrij was niet bereikbaar. De worker rondt "
+     "het alsnog af binnen enkele minuten."),
     ("municipal", "update", {"update_nl": "Dank voor uw hulp."},
      "Het vervolgbericht is opgeslagen, maar de wachtrij was niet bereikbaar. De worker "
      "verstuurt het alsnog binnen enkele minuten."),
