@@ -8,7 +8,7 @@ import socket
 import threading
 from queue import Empty, Queue
 
-from tests.sip.peers import HOST
+from fakes.sip import HOST
 
 SDP = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
        "m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from fakes.sip import HOST
 from ivr.sip import pyvoip_client, pyvoip_parsing, pyvoip_phone, pyvoip_rtp
 from ivr.sip.errors import SipError
 from ivr.sip.pyvoip import RTP, SIP, CallState, NoPortsAvailableError, VoIPCall, VoIPPhone
@@ -36,7 +37,6 @@ from tests.sip.loopback_proxy import (
     response_to,
     sip_message,
 )
-from tests.sip.peers import HOST
 
 ROOT = Path(__file__).resolve().parents[2]
 WITH_AND_WITHOUT = pytest.mark.parametrize("fixed", [False, True], ids=["pyVoIP", "fixed"])
