@@ -53,7 +53,7 @@ from core.seed import seed_demo  # noqa: E402
 from core.settings import DEFAULT_DATA_DIR, PACKAGE_DIR, Settings  # noqa: E402
 from outbound.fake_twilio import ACCOUNT_SID, AUTH_TOKEN  # noqa: E402
 from outbound.fanout import start_action  # noqa: E402
-from outbound.jobs import enqueue  # noqa: E402
+from outbound.queues import enqueue  # noqa: E402
 from outbound.runtime import build_runtime  # noqa: E402
 
 CONFIG = PACKAGE_DIR.parent / "config" / "meldkamers.toml"

@@ -16,9 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import redis
-from rq import Queue, Retry
-from rq.serializers import JSONSerializer
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
@@ -36,10 +33,10 @@ from core.models import (
 )
 from core.push import active_push_targets
 from outbound.callbacks import apply_early
-from outbound.fanout import Batch, priority_of, write_outbox
+from outbound.fanout import write_outbox
 from outbound.links import reaction_link
 from outbound.providers import Message, ProviderError
-from outbound.queues import OUTBOX_QUEUE
+from outbound.queues import enqueue, priority_of, schedule
 from outbound.retry import fail
 from outbound.runtime import OutboundRuntime, call_token, current
 from outbound.templates import inquiry_text, message_text, subject_text
@@ -49,44 +46,6 @@ MAX_IN_FLIGHT = 200
 CALL_SLOT_POLL = 0.2
 #: A scheduled job may fire a moment early, or on a host whose clock runs ahead.
 EARLY = timedelta(seconds=2)
-JOB = "outbound.jobs.send_batch"
-OUTBOX_JOB = "outbound.jobs.write_action_outbox"
-
-
-def enqueue(connection: redis.Redis, batches: Iterable[Batch], delay: float = 0.0) -> int:
-    """Put BATCHES on their queues in one pipeline (RQ's enqueue_many); returns the count.
-    A batch held until `not_before` (quiet hours) goes to RQ's scheduler until then."""
-    by_queue: dict[str, list[Batch]] = defaultdict(list)
-    for batch in batches:
-        by_queue[batch.queue].append(batch)
-    now = time.time()
-    with connection.pipeline() as pipe:
-        for name, group in by_queue.items():
-            queue = Queue(name, connection=connection, serializer=JSONSerializer)
-            jobs = [Queue.prepare_data(JOB, args=(list(b.delivery_ids),),
-                                       job_id=f"{b.job_id}-{int(time.time() * 1000)}",
-                                       result_ttl=3600, failure_ttl=7 * 86400,
-                                       retry=Retry(max=3, interval=[5, 30, 120]))
-                    for b in group]
-            waits = [max(delay, b.not_before.timestamp() - now if b.not_before else 0.0)
-                     for b in group]
-            for data, wait in zip(jobs, waits, strict=True):
-                if wait > 0:
-                    queue.enqueue_in(timedelta(seconds=wait), data.func, *data.args,
-                                     job_id=data.job_id, pipeline=pipe)
-            now_jobs = [data for data, wait in zip(jobs, waits, strict=True) if wait <= 0]
-            if now_jobs:
-                queue.enqueue_many(now_jobs, pipeline=pipe)
-        pipe.execute()
-    return sum(len(g) for g in by_queue.values())
-
-
-def enqueue_outbox(connection: redis.Redis, action_id: int) -> None:
-    """Have a worker write the outbox of an activated action (a web request must not wait
-    for a national alert's million rows). One job per action: a second enqueue replaces it."""
-    Queue(OUTBOX_QUEUE, connection=connection, serializer=JSONSerializer).enqueue(
-        OUTBOX_JOB, action_id, job_id=f"outbox-{action_id}", result_ttl=3600,
-        failure_ttl=7 * 86400, job_timeout=3600, retry=Retry(max=3, interval=[5, 30, 120]))
 
 
 def write_action_outbox(action_id: int) -> dict[str, int]:
@@ -383,17 +342,3 @@ def _record(session: Session, outcomes: list[tuple[_Work, str | ProviderError, s
 def _schedule_retries(runtime: OutboundRuntime, delivery_ids: list[int]) -> None:
     with runtime.sessions() as session:
         schedule(runtime.redis, session, delivery_ids)
-
-
-def schedule(connection: redis.Redis, session: Session, delivery_ids: list[int]) -> None:
-    """Each queued delivery back on its own queue after its backoff (RQ's scheduler holds it)."""
-    if not delivery_ids:
-        return
-    rows = session.execute(select(Delivery, Action)
-                           .join(Action, Action.id == Delivery.action_id)
-                           .where(Delivery.id.in_(delivery_ids))).all()
-    now = datetime.now(UTC)
-    for delivery, action in rows:
-        queue = f"{delivery.channel.value}-{priority_of(action, delivery.purpose)}"
-        delay = max(0.0, ((delivery.next_attempt_at or now) - now).total_seconds())
-        enqueue(connection, [Batch(queue, (delivery.id,))], delay=delay)

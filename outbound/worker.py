@@ -7,14 +7,14 @@ import threading
 from datetime import UTC, datetime
 
 import click
-from rq import Queue, SimpleWorker
+from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from core.cli import Context, pass_context
 from outbound.fanout import resume_outboxes
-from outbound.jobs import enqueue, reclaim
+from outbound.jobs import reclaim
 from outbound.purge import purge_unconfirmed
-from outbound.queues import queue_names
+from outbound.queues import enqueue, queue, queue_names
 from outbound.runtime import OutboundRuntime, build_runtime, connect_redis, install
 
 log = logging.getLogger("burgernet.worker")
@@ -39,12 +39,12 @@ class BatchWorker(SimpleWorker):
 
 
 @click.command("worker")
-@click.option("--queue", "queues", multiple=True,
+@click.option("--queue", "names", multiple=True,
               help="queue to drain (repeatable); default: every outbound queue by priority")
 @click.option("--burst", is_flag=True, help="stop when the queues are empty")
 @click.option("--name", default=None, help="worker name (default: host and pid)")
 @pass_context
-def worker_command(context: Context, queues: tuple[str, ...], burst: bool,
+def worker_command(context: Context, names: tuple[str, ...], burst: bool,
                    name: str | None) -> None:
     """Process outbound jobs from Redis until stopped."""
     connection = connect_redis(context.settings, "a worker")
@@ -56,12 +56,10 @@ def worker_command(context: Context, queues: tuple[str, ...], burst: bool,
     if not burst:
         threading.Thread(target=_reclaim_forever, args=(runtime, stop), daemon=True,
                          name="reclaim").start()
-    names = list(queues) or queue_names()
     # One process keeps its database pool and throttle warm; a batch is the unit of work,
     # so forking per job (~20 ms) buys isolation we do not need.
-    worker = BatchWorker([Queue(n, connection=connection, serializer=JSONSerializer)
-                          for n in names], connection=connection, name=name,
-                         serializer=JSONSerializer)
+    worker = BatchWorker([queue(connection, n) for n in names or queue_names()],
+                         connection=connection, name=name, serializer=JSONSerializer)
     try:
         worker.work(burst=burst, with_scheduler=True)
     finally:

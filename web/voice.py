@@ -31,7 +31,7 @@ from ivr.steps import CallState, DialResult, Digits, FlowError, Say
 from ivr.twiml import TwimlUrls, render, render_says
 from outbound import safe_fetch
 from outbound.callbacks import answered_by, apply_or_keep
-from outbound.jobs import schedule
+from outbound.queues import schedule
 from outbound.templates import message_text
 from web import csrf, db, runtime
 from web.webhooks import first_time, signed_only

@@ -18,7 +18,7 @@ from twilio.request_validator import RequestValidator
 from core.models import Delivery
 from ivr.flows import call_ended
 from outbound.callbacks import CALL_ENDED, UnknownStatus, apply_or_keep
-from outbound.jobs import schedule
+from outbound.queues import schedule
 from outbound.runtime import call_slots, call_token
 from web import csrf, db, runtime
 

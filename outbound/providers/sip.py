@@ -103,7 +103,7 @@ class SipVoiceProvider:
 def build_sip_provider(settings: Settings, runtime: OutboundRuntime) -> SipVoiceProvider:
     """The SIP voice provider of a worker: its endpoint registered, its calls reported."""
     from outbound.callbacks import apply_or_keep
-    from outbound.jobs import schedule
+    from outbound.queues import schedule
     from outbound.runtime import call_token
 
     if settings.sip_proxy is None:

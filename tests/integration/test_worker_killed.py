@@ -37,7 +37,8 @@ from core.schema import ensure_schema
 from core.settings import DEFAULT_DATA_DIR, Settings
 from outbound.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
 from outbound.fanout import start_action
-from outbound.jobs import enqueue, reclaim
+from outbound.jobs import reclaim
+from outbound.queues import enqueue
 from outbound.runtime import build_runtime
 from tests.conftest import MELDKAMER_CONFIG
 from tests.population import add_people, neighbourhood

@@ -16,9 +16,7 @@ from core.models import Channel, Language
 from core.participants import MAX_ATTEMPTS, CodeToSend
 from core.settings import Settings
 from outbound.codes import (
-    JOB,
     PER_CLIENT_PER_HOUR,
-    QUEUE,
     CodeRequests,
     code_text,
     enqueue_code,
@@ -28,6 +26,7 @@ from outbound.codes import (
 from outbound.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
 from outbound.providers.console import ConsoleProvider
 from outbound.providers.twilio_rest import TwilioRestProvider
+from outbound.queues import CODE_JOB, CODE_QUEUE
 from outbound.runtime import OutboundRuntime, install
 from outbound.throttle import Throttle
 from outbound.worker import BatchWorker
@@ -57,7 +56,7 @@ def twilio(settings: Settings, sessions: sessionmaker[Session], redis_client: re
 
 
 def _drain(connection: redis.Redis) -> None:
-    queue = Queue(QUEUE, connection=connection, serializer=JSONSerializer)
+    queue = Queue(CODE_QUEUE, connection=connection, serializer=JSONSerializer)
     BatchWorker([queue], connection=connection, serializer=JSONSerializer).work(burst=True)
 
 
@@ -115,9 +114,9 @@ def test_the_code_goes_out_through_the_provider_and_redis_never_holds_it_in_clea
 def test_a_job_that_waited_past_the_code_s_lifetime_sends_nothing(
         twilio: OutboundRuntime, redis_client: redis.Redis,
         fake_twilio: FakeTwilioServer) -> None:
-    queue = Queue(QUEUE, connection=redis_client, serializer=JSONSerializer)
+    queue = Queue(CODE_QUEUE, connection=redis_client, serializer=JSONSerializer)
     stale = seal(SECRET, SENT, at=time.time() - timedelta(minutes=11).total_seconds())
-    job = queue.enqueue(JOB, stale)
+    job = queue.enqueue(CODE_JOB, stale)
     _drain(redis_client)
     assert job.return_value() == {"sent": 0, "expired": 1}
     assert fake_twilio.fake.records == []
@@ -148,7 +147,7 @@ def test_codes_keep_to_the_sms_sender_s_shared_rate(
 def test_a_refused_number_fails_once_and_a_provider_outage_is_retried(
         twilio: OutboundRuntime, redis_client: redis.Redis,
         fake_twilio: FakeTwilioServer) -> None:
-    queue = Queue(QUEUE, connection=redis_client, serializer=JSONSerializer)
+    queue = Queue(CODE_QUEUE, connection=redis_client, serializer=JSONSerializer)
     refused = enqueue_code(redis_client, SECRET, replace(SENT, phone="+0"))
     _drain(redis_client)
     assert queue.fetch_job(refused).return_value() == {"sent": 0, "failed": 1}

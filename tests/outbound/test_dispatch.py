@@ -27,7 +27,7 @@ from core.models import (
 from core.targeting import preview
 from outbound.fake_twilio import FakeTwilioServer
 from outbound.fanout import BATCH_SIZE, area_of, preview_action, start_action
-from outbound.jobs import enqueue
+from outbound.queues import enqueue
 from outbound.templates import alert_text
 from tests.outbound.conftest import BY_PHONE, NEIGHBOURS, NOW
 from tests.outbound.senders import reserve_many, send_through_window

@@ -45,7 +45,6 @@ from outbound.cli import push_command
 from outbound.fake_push import FakePushServer, Subscription, decrypt
 from outbound.fanout import start_action
 from outbound.feedback import end_action
-from outbound.jobs import enqueue, schedule
 from outbound.loopback import LoopbackServer
 from outbound.providers import Message, ProviderError
 from outbound.providers.webpush import (
@@ -55,6 +54,7 @@ from outbound.providers.webpush import (
     database_report,
     generate_vapid_key,
 )
+from outbound.queues import enqueue, schedule
 from outbound.runtime import build_runtime
 from tests.fake_dns import StaticResolver
 from tests.outbound.conftest import NOW, UTRECHT

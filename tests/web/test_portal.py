@@ -49,9 +49,9 @@ from core.participants import MAX_ATTEMPTS, RESEND_AFTER, purge_unverified
 from core.seed import seed_demo
 from core.settings import Settings
 from core.targeting import QUIET_HOURS_RULE
-from outbound.codes import QUEUE
 from outbound.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
 from outbound.providers.twilio_rest import TwilioRestProvider
+from outbound.queues import CODE_QUEUE
 from outbound.runtime import OutboundRuntime, install
 from outbound.throttle import Throttle
 from outbound.worker import BatchWorker
@@ -73,7 +73,7 @@ class Sms:
     connection: redis.Redis
 
     def deliver(self) -> None:
-        queue = Queue(QUEUE, connection=self.connection, serializer=JSONSerializer)
+        queue = Queue(CODE_QUEUE, connection=self.connection, serializer=JSONSerializer)
         BatchWorker([queue], connection=self.connection,
                      serializer=JSONSerializer).work(burst=True)
 
