@@ -32,7 +32,7 @@ from core.models import Channel, Language
 from core.participants import CODE_TTL, MAX_ATTEMPTS, MAX_SENDS_PER_DAY, RESEND_AFTER, CodeToSend
 from outbound import queues
 from outbound.providers import Message, ProviderError
-from outbound.runtime import OutboundRuntime, current
+from outbound.runtime import Runtime
 
 log = logging.getLogger("burgernet.codes")
 
@@ -90,9 +90,8 @@ def enqueue_code(connection: redis.Redis, secret: str, sent: CodeToSend) -> str:
     return queues.enqueue_code(connection, seal(secret, sent), CODE_TTL)
 
 
-def send_code(token: str) -> dict[str, int]:
+def send_code(runtime: Runtime, token: str) -> dict[str, int]:
     """The job: open the token and send the SMS at the sender's shared rate."""
-    runtime = current()
     sent = unseal(runtime.settings.secret_key, token)
     if sent is None:
         log.warning("a verification code job could not be opened: it expired, or the worker's "
@@ -112,7 +111,7 @@ def send_code(token: str) -> dict[str, int]:
     return {"sent": 1}
 
 
-async def _send(runtime: OutboundRuntime, message: Message) -> str:
+async def _send(runtime: Runtime, message: Message) -> str:
     """One SMS in the sender's next free slot, under its sliding-second cap."""
     sender, rate = runtime.sender_key(Channel.SMS), runtime.rate(Channel.SMS)
     slot = runtime.throttle.reserve(sender, rate).start
@@ -122,8 +121,7 @@ async def _send(runtime: OutboundRuntime, message: Message) -> str:
     try:
         return await provider.send(message)
     finally:
-        if not getattr(provider, "keep_open", False):
-            await provider.close()
+        await runtime.release(provider)
 
 
 # Checked and counted in one step. KEYS: recent (exists for RESEND_AFTER), per-number day

@@ -29,6 +29,8 @@ OUTBOX_QUEUE = "outbox"
 BATCH_JOB = "outbound.jobs.send_batch"
 OUTBOX_JOB = "outbound.jobs.write_action_outbox"
 CODE_JOB = "outbound.codes.send_code"
+#: Our job functions: each takes the worker's Runtime first (`outbound.worker.RuntimeJob`).
+RUNTIME_JOBS = frozenset({BATCH_JOB, OUTBOX_JOB, CODE_JOB})
 
 
 def queue_name(channel: Channel, priority: str) -> str:

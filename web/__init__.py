@@ -13,20 +13,21 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from core.schema import ensure_schema
 from core.settings import Settings
+from outbound.runtime import Runtime, build_runtime
 from routing import directory
 from routing import places as place_search  # not `places`: web.places would shadow it
 from web.i18n import current_language, translate
 from web.nav import nav_items
-from web.runtime import Runtime
 
 csrf = CSRFProtect()
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
                test_config: dict[str, Any] | None = None) -> Flask:
-    """Build the app; without arguments it reads the environment (the one place it does)."""
+    """Build the app on RUNTIME, or on one built from SETTINGS; without either it reads the
+    environment (the one place it does)."""
     if runtime is None:
-        runtime = Runtime.from_settings(settings or Settings.from_env())
+        runtime = build_runtime(settings or Settings.from_env())
         ensure_schema(runtime.engine, upgrade=runtime.settings.auto_migrate)
         with runtime.sessions() as session:
             directory.warm_up(session)  # the boundary index, before the first caller waits
@@ -99,15 +100,14 @@ def db(write: bool = False) -> Session:
     """
     if "db" not in g:
         rt = runtime()
-        g.db = (rt.writer_sessions if write and rt.writer_sessions else rt.sessions)()
+        g.db = (rt.writer if write else rt.sessions)()
     return g.db  # type: ignore[no-any-return]
 
 
 def writer() -> sessionmaker[Session]:
     """Sessions for a view that commits its own transactions (on SQLite they take the write
     lock when they begin)."""
-    rt = runtime()
-    return rt.writer_sessions or rt.sessions
+    return runtime().writer
 
 
 def _security_headers(settings: Settings) -> Callable[[Response], Response]:

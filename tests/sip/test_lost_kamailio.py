@@ -20,11 +20,11 @@ from werkzeug.serving import make_server
 
 from core.db import session_factory
 from core.settings import Settings
+from outbound.runtime import Runtime
 from tests.routing.conftest import DATA as ROUTING_DATA
 from tests.sip.conftest import DATA, require
 from tests.sip.peers import HOST, free_udp_port, sip_options, stop_process
 from web import create_app
-from web.runtime import Runtime
 
 MULTIPART = "multipart/mixed; boundary=boundary1"
 

@@ -38,9 +38,9 @@ from core.settings import Settings
 from ivr.prompts import load_catalogue
 from ivr.tts import key_for, sounds_dir
 from outbound.fake_twilio import AUTH_TOKEN
+from outbound.runtime import Runtime
 from tests.media_server import MediaServer
 from web import create_app
-from web.runtime import Runtime
 
 PUBLIC = "https://bn.example"
 CALL = {"CallSid": "CA" + "1" * 32, "From": "anonymous", "To": "+31800001100"}
