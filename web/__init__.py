@@ -1,4 +1,5 @@
-"""The web layer and composition root: `create_app` wires settings, clients and blueprints."""
+"""The web layer: `create_app` builds the app on the Runtime (`outbound.runtime`) and registers
+the blueprints; views reach the Runtime and their session through `web.context`."""
 
 from __future__ import annotations
 
@@ -6,9 +7,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, g
-from flask_wtf.csrf import CSRFProtect
-from sqlalchemy.orm import Session, sessionmaker
+from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from core.schema import ensure_schema
@@ -16,10 +15,9 @@ from core.settings import Settings
 from outbound.runtime import Runtime, build_runtime
 from routing import directory
 from routing import places as place_search  # not `places`: web.places would shadow it
+from web.context import close_session, csrf
 from web.i18n import current_language, translate
 from web.nav import nav_items
-
-csrf = CSRFProtect()
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
@@ -62,7 +60,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     staff_session.init_app(app, settings.staff_idle_minutes, settings.staff_session_hours)
     app.jinja_env.globals.update(_=translate, current_language=current_language,
                                  nav_items=nav_items)
-    app.teardown_request(_close_session)
+    app.teardown_request(close_session)
     app.after_request(_security_headers(settings))
 
     from web import auth, health, voice, webhooks
@@ -84,30 +82,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     from web import tokens; app.register_blueprint(tokens.bp)  # noqa: E702, I001
     from web import lost; app.register_blueprint(lost.bp)  # noqa: E702, I001
     return app
-
-
-def runtime() -> Runtime:
-    """The Runtime of the current app."""
-    from flask import current_app
-
-    return current_app.extensions["runtime"]  # type: ignore[no-any-return]
-
-
-def db(write: bool = False) -> Session:
-    """The request's database session; committed or rolled back when the request ends.
-
-    A view that writes asks with WRITE=True before anything else touches the database.
-    """
-    if "db" not in g:
-        rt = runtime()
-        g.db = (rt.writer if write else rt.sessions)()
-    return g.db  # type: ignore[no-any-return]
-
-
-def writer() -> sessionmaker[Session]:
-    """Sessions for a view that commits its own transactions (on SQLite they take the write
-    lock when they begin)."""
-    return runtime().writer
 
 
 def _security_headers(settings: Settings) -> Callable[[Response], Response]:
@@ -145,17 +119,3 @@ def _origin(url: str) -> str:
     parts = urlsplit(url.replace("{s}.", ""))
     return f"{parts.scheme}://*.{parts.netloc}" if "{s}." in url else \
         f"{parts.scheme}://{parts.netloc}"
-
-
-def _close_session(error: BaseException | None) -> None:
-    session = g.pop("db", None)
-    if session is None:
-        return
-    try:
-        if error is None:
-            session.commit()
-        else:
-            session.rollback()
-    finally:
-        session.close()
-

@@ -37,7 +37,6 @@ from outbound.actions import (
 from outbound.fanout import ActionError, preview_action
 from outbound.progress import forecast, progress
 from routing.places import PlaceQueryError, search_places
-from web import db, runtime, writer
 from web.auth import (
     acting_user,
     action_or_404,
@@ -49,6 +48,7 @@ from web.auth import (
 from web.boundaries import BaseLayer, build_base_layer
 from web.console_forms import CONSOLE_KINDS, LABELS, ActionForm, EndForm
 from web.console_live import area_of_form, duration, live_data, local_time, sms_sizes
+from web.context import db, runtime, writer
 from web.i18n import translate
 from web.inputs import page_number
 from web.media import PhotoInvalid, discard, media_dir, read_upload, send_photo

@@ -41,7 +41,6 @@ from outbound.inquiry import (
     update_and_queue,
 )
 from outbound.templates import message_text
-from web import db, runtime, writer
 from web.auth import (
     acting_user,
     action_or_404,
@@ -52,6 +51,7 @@ from web.auth import (
 )
 from web.console_forms import LABELS
 from web.console_live import area_of_form, local_time
+from web.context import db, runtime, writer
 from web.i18n import translate
 from web.inputs import page_number
 from web.municipal_forms import FIELD, TEXT_LABEL, MunicipalForm, UpdateForm

@@ -31,7 +31,7 @@ from ivr.twiml import TwimlUrls, render, render_says
 from outbound import safe_fetch
 from outbound.callbacks import answered_by, apply_or_keep
 from outbound.queues import schedule
-from web import csrf, db, runtime
+from web.context import csrf, db, runtime
 from web.webhooks import first_time, signed_only
 
 log = logging.getLogger(__name__)

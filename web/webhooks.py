@@ -16,7 +16,7 @@ from twilio.request_validator import RequestValidator
 
 from outbound.callbacks import CALL_ENDED, UnknownStatus, apply_or_keep, end_call
 from outbound.queues import schedule
-from web import csrf, db, runtime
+from web.context import csrf, db, runtime
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
