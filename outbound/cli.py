@@ -61,7 +61,7 @@ def pass_runtime(command: Callable[Concatenate[Runtime, P], R]) -> Callable[P, R
         finally:
             runtime.close()
 
-    return run  # type: ignore[return-value]  # click's decorator hides the Context
+    return run
 
 
 @click.group("action")

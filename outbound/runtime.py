@@ -20,6 +20,7 @@ from functools import cached_property
 from typing import Any, TypeVar
 
 import redis
+from redis import Redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -63,7 +64,7 @@ class Runtime:
     sessions: sessionmaker[Session]
     #: None where REDIS_URL is not set: the web app then works without it; what cannot
     #: (the worker, queueing commands) asks through `redis_for`.
-    redis: redis.Redis | None = None
+    redis: Redis | None = None
     #: Sessions for what writes: on SQLite they take the write lock when they begin, so
     #: concurrent writers wait their turn instead of failing with "database is locked".
     writer_sessions: sessionmaker[Session] | None = None
@@ -86,14 +87,14 @@ class Runtime:
         prepare_schema(self.engine, upgrade=self.settings.auto_migrate)
         return self.engine
 
-    def redis_for(self, purpose: str) -> redis.Redis:
+    def redis_for(self, purpose: str) -> Redis:
         """Redis, for PURPOSE that cannot go on without it; ConfigError says so when unset."""
         if self.redis is None:
             raise ConfigError(f"REDIS_URL is not set: {purpose} needs the Redis that "
                               "`burgernet run` (see var/redis.url) or your deployment provides")
         return self.redis
 
-    def connect_redis(self, purpose: str) -> redis.Redis:
+    def connect_redis(self, purpose: str) -> Redis:
         """`redis_for`, checked now: ConfigError when Redis cannot be reached."""
         connection = self.redis_for(purpose)
         try:
