@@ -53,7 +53,7 @@ from core.seed import seed_demo  # noqa: E402
 from core.settings import DEFAULT_DATA_DIR, PACKAGE_DIR, Settings  # noqa: E402
 from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN  # noqa: E402
 from outbound.fanout import start_action  # noqa: E402
-from outbound.jobs import enqueue  # noqa: E402
+from outbound.queues import enqueue  # noqa: E402
 from outbound.runtime import build_runtime  # noqa: E402
 
 CONFIG = PACKAGE_DIR.parent / "config" / "meldkamers.toml"
@@ -200,7 +200,7 @@ def first_message(runtime, action_id: int, env: dict[str, str], fake_url: str) -
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         started = time.perf_counter()
-        result = start_action(runtime.sessions, action_id, now=datetime.now(UTC),
+        result = start_action(runtime.writer, action_id, now=datetime.now(UTC),
                               dispatch=lambda batches: enqueue(runtime.redis, batches))
         written = time.perf_counter() - started
         watcher.join(60)
@@ -261,7 +261,7 @@ def main() -> None:
                 enqueue(runtime.redis, batches)
                 first.append(first[0] if first else time.perf_counter() - started)
 
-            outbox = start_action(runtime.sessions, action_id, now=datetime.now(UTC),
+            outbox = start_action(runtime.writer, action_id, now=datetime.now(UTC),
                                   dispatch=dispatch)
             start_seconds = time.perf_counter() - started
             workers_started = time.perf_counter()

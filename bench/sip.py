@@ -11,9 +11,10 @@ Kamailio, ringback meanwhile), the whisper (rendered per call: each caller has a
 their own, unknown to the database), the bridge until the meldkamer hangs up after HOLD
 seconds, and the CallRecord.
 
-The app side runs in a process of its own, as `burgernet sip` does: a `SipFlowRunner` on a
-fresh SQLite database with the reference data, its fixed prompts rendered beforehand (as
-`burgernet sounds render` does at install), registered as "burgernet". The baseline, in the
+The app side runs in a process of its own, wired as `burgernet sip` wires it (the Runtime's
+free-number `SipFlowRunner`, built from settings) on a fresh SQLite database with the
+reference data, its fixed prompts rendered beforehand (as `burgernet sounds render` does at
+install), registered as "burgernet". The baseline, in the
 same run: the same SIPp load against a bare `SipEndpoint` in the same kind of process that only
 answers, sends silence (pyVoIP's RTP) and hangs up after as long as our calls lasted on
 average: what pyVoIP and the peers cost without our flow, routing, database, TTS and second
@@ -53,7 +54,7 @@ from core.db import make_engine, session_factory  # noqa: E402
 from core.models import CallRecord  # noqa: E402
 from core.reference import load_reference  # noqa: E402
 from core.schema import ensure_schema  # noqa: E402
-from core.settings import DEFAULT_DATA_DIR, PACKAGE_DIR  # noqa: E402
+from core.settings import DEFAULT_DATA_DIR, PACKAGE_DIR, Settings  # noqa: E402
 from fakes import sip as peers  # noqa: E402
 from fakes.sip import HOST, PeerError, free_udp_port, stop_process  # noqa: E402
 from ivr.prompts import load_catalogue  # noqa: E402
@@ -71,18 +72,19 @@ def serve(args: argparse.Namespace) -> None:
     """The app process: the free number (MODE flow) or the bare baseline endpoint (MODE bare),
     registered at the proxy; prints "ready" and runs until SIGTERM."""
     from ivr.sip import SipCall, SipEndpoint
-    from ivr.sip_runner import SipFlowRunner
+    from outbound.runtime import build_runtime
 
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: where threads are
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s")
-    low, high = (int(port) for port in args.rtp_ports.split("-"))
-    if args.mode == "flow":
-        engine = make_engine(args.database_url)
-        runner = SipFlowRunner(session_factory(engine, writer=True), load_catalogue(),
-                               PromptRenderer(args.sounds, use_gtts=False),
-                               national_fallback="MN")
-        on_call = runner.free_number_call
+    if args.mode == "flow":  # wired as `burgernet sip` wires it, from settings
+        runtime = build_runtime(Settings.from_env({
+            "BURGERNET_HOME": str(args.home), "DATABASE_URL": args.database_url,
+            "SECRET_KEY": "bench", "MELDKAMER_CONFIG": str(CONFIG), "TTS": "espeak",
+            "SIP_PROXY": f"{HOST}:{args.proxy_port}", "SIP_USERNAME": SERVICE,
+            "SIP_LOCAL_IP": HOST, "SIP_RTP_PORTS": args.rtp_ports}))
+        endpoint = runtime.sip_runner(SERVICE, free_number=True).endpoint
+        assert endpoint is not None
     else:
         hold = args.bare_hold
 
@@ -90,10 +92,9 @@ def serve(args: argparse.Namespace) -> None:
             call.answer()
             call.wait_ended(hold)
 
-    endpoint = SipEndpoint(proxy_host=HOST, proxy_port=args.proxy_port, username=SERVICE,
-                           rtp_ports=(low, high), on_call=on_call)
-    if args.mode == "flow":
-        runner.endpoint = endpoint
+        low, high = (int(port) for port in args.rtp_ports.split("-"))
+        endpoint = SipEndpoint(proxy_host=HOST, proxy_port=args.proxy_port, username=SERVICE,
+                               rtp_ports=(low, high), on_call=on_call)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -212,7 +213,7 @@ class Result:
 
 
 def load(name: str, work: Path, *, mode: str, proxy_port: int, meldkamer_port: int,
-         args: argparse.Namespace, database_url: str, sounds: Path, bare_hold: float) -> Result:
+         args: argparse.Namespace, database_url: str, home: Path, bare_hold: float) -> Result:
     """One run of the SIPp load against the app process in MODE."""
     calls = round(args.rate * args.seconds)
     workdir = work / name
@@ -220,7 +221,7 @@ def load(name: str, work: Path, *, mode: str, proxy_port: int, meldkamer_port: i
     with (workdir / "app.log").open("wb") as log:
         app = subprocess.Popen(
             [sys.executable, __file__, "serve", "--mode", mode, "--proxy-port", str(proxy_port),
-             "--database-url", database_url, "--sounds", str(sounds), "--rtp-ports",
+             "--database-url", database_url, "--home", str(home), "--rtp-ports",
              args.rtp_ports, "--bare-hold", f"{bare_hold:.3f}"],
             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
             start_new_session=True)
@@ -274,18 +275,18 @@ def call_records(database_url: str) -> tuple[Counter[str], Counter[str], list[fl
     return outcomes, reasons, connect, length
 
 
-def prepare(home: Path) -> tuple[str, Path]:
-    """A fresh SQLite database with the reference data, and the fixed prompts rendered."""
+def prepare(home: Path) -> str:
+    """A fresh SQLite database with the reference data, and the fixed prompts rendered into
+    the sound cache of BURGERNET_HOME=HOME."""
     url = f"sqlite:///{home / 'bench.sqlite3'}"
     engine = make_engine(url)
     ensure_schema(engine)
     with session_factory(engine, writer=True)() as session, session.begin():
         load_reference(session, DEFAULT_DATA_DIR, CONFIG)
     engine.dispose()
-    sounds = home / "sounds"
-    renderer = PromptRenderer(sounds, use_gtts=False)
+    renderer = PromptRenderer(home / "var" / "sounds", use_gtts=False)
     renderer.render_fixed(load_catalogue())
-    return url, sounds
+    return url
 
 
 def report(result: Result) -> None:
@@ -306,7 +307,7 @@ def main() -> None:
     app.add_argument("--mode", choices=("flow", "bare"), required=True)
     app.add_argument("--proxy-port", type=int, required=True)
     app.add_argument("--database-url", required=True)
-    app.add_argument("--sounds", type=Path, required=True)
+    app.add_argument("--home", type=Path, required=True)
     app.add_argument("--rtp-ports", required=True)
     app.add_argument("--bare-hold", type=float, required=True)
     parser.add_argument("--rate", type=float, default=10.0, help="new calls per second")
@@ -328,7 +329,7 @@ def main() -> None:
     load_before = os.getloadavg()
     home = Path(tempfile.mkdtemp(prefix="bench-sip-"))
     try:
-        url, sounds = prepare(home)
+        url = prepare(home)
         meldkamer_port = free_udp_port()
         with kamailio(home, trunk_port=meldkamer_port, children=args.kamailio_children,
                       memory_mb=256) as (proxy_port, _):
@@ -336,14 +337,14 @@ def main() -> None:
             if not args.skip_free:
                 ours = load("free", home, mode="flow", proxy_port=proxy_port,
                             meldkamer_port=meldkamer_port, args=args, database_url=url,
-                            sounds=sounds, bare_hold=0.0)
+                            home=home, bare_hold=0.0)
             outcomes, reasons, connect, length = call_records(url)
             baseline = None
             if not args.skip_baseline:
                 hold = statistics.fmean(length) if length else args.bare_hold
                 baseline = load("bare", home, mode="bare", proxy_port=proxy_port,
                                 meldkamer_port=meldkamer_port, args=args, database_url=url,
-                                sounds=sounds, bare_hold=hold)
+                                home=home, bare_hold=hold)
     finally:
         if args.keep is not None:
             shutil.copytree(home, args.keep, dirs_exist_ok=True)

@@ -17,7 +17,7 @@ from core.errors import BurgernetError
 from core.models import MAX_ID
 from core.privacy import install_redaction
 from core.reference import count_rows, load_reference
-from core.schema import current_revision, ensure_schema, head_revision
+from core.schema import current_revision, ensure_schema, head_revision, prepare_schema
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -27,7 +27,10 @@ COMMAND_GROUP = "burgernet.commands"
 
 
 class Context:
-    """What commands share: settings from the environment, and an engine built on demand."""
+    """What commands share: settings from the environment, and an engine built on demand.
+
+    Only core's part: commands that need Redis, providers, TTS or SIP take the whole
+    `outbound.runtime.Runtime` instead (`outbound.cli.pass_runtime`)."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         self._settings = settings
@@ -46,9 +49,7 @@ class Context:
 
     def ready_engine(self) -> Engine:
         """The engine, with the schema upgraded (or checked, when AUTO_MIGRATE=0)."""
-        message = ensure_schema(self.engine, upgrade=self.settings.auto_migrate)
-        log = logging.getLogger("burgernet")
-        log.log(logging.INFO if "upgraded" in message else logging.DEBUG, message)
+        prepare_schema(self.engine, upgrade=self.settings.auto_migrate)
         return self.engine
 
 

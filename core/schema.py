@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,6 +73,13 @@ def ensure_schema(engine: Engine, *, upgrade: bool = True) -> str:
         command.upgrade(config, "head")
         _check_foreign_keys(connection)
     return f"schema upgraded from {current or 'empty'} to {head}"
+
+
+def prepare_schema(engine: Engine, *, upgrade: bool) -> None:
+    """`ensure_schema` at a process's start, logged: at INFO when it upgraded, else at DEBUG."""
+    message = ensure_schema(engine, upgrade=upgrade)
+    log = logging.getLogger("burgernet")
+    log.log(logging.INFO if "upgraded" in message else logging.DEBUG, message)
 
 
 @contextmanager

@@ -1,21 +1,14 @@
-"""`burgernet sounds ...` (the prompt catalogue and its sound cache) and `burgernet sip`."""
+"""`burgernet sounds ...`: the prompt catalogue and its sound cache."""
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 from pathlib import Path
 
 import click
 
 from core.cli import Context, pass_context
-from core.db import session_factory
-from core.errors import ConfigError
-from core.reference import load_national_fallback
 from ivr.prompts import LANGUAGES, load_catalogue
-from ivr.sip import SipEndpoint
-from ivr.sip_runner import SipFlowRunner
 from ivr.tts import PromptRenderer, sounds_dir
 
 _CATALOGUE_OPTION = click.option(
@@ -74,38 +67,3 @@ def list_command(context: Context, catalogue: Path | None) -> None:
             state = " ".join(f"{language} {'rendered' if is_cached else 'missing'}"
                              for language, is_cached in found.items())
         click.echo(f"{prompt.key:22} {state}")
-
-
-@click.command("sip")
-@pass_context
-def sip_command(context: Context) -> None:
-    """Answer the free number over SIP until Ctrl-C.
-
-    Registers at SIP_PROXY as SIP_USERNAME; every call runs the free-number flow and is
-    bridged to the meldkamer's SIP URI (through the same proxy).
-    """
-    settings = context.settings
-    if settings.sip_proxy is None:
-        raise ConfigError("SIP_PROXY is not set: `burgernet sip` registers at that "
-                          "registrar/proxy (host:port, e.g. Kamailio at 127.0.0.1:5060)")
-    engine = context.ready_engine()
-    runner = SipFlowRunner(
-        session_factory(engine, writer=True), load_catalogue(),
-        PromptRenderer(sounds_dir(settings), use_gtts=settings.tts == "gtts"),
-        national_fallback=load_national_fallback(settings.meldkamer_config),
-        dial_timeout=settings.dial_timeout)
-    host, port = settings.sip_proxy
-    endpoint = SipEndpoint(proxy_host=host, proxy_port=port, username=settings.sip_username,
-                           password=settings.sip_password, local_ip=settings.sip_local_ip,
-                           rtp_ports=settings.sip_rtp_ports, on_call=runner.free_number_call)
-    runner.endpoint = endpoint
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    endpoint.start()
-    click.echo(f"free number registered as {settings.sip_username} at {host}:{port} "
-               f"(SIP port {endpoint.sip_port}); Ctrl-C stops", err=True)
-    try:
-        stop.wait()
-    finally:
-        endpoint.stop()

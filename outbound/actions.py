@@ -37,7 +37,7 @@ from core.permissions import (
 from core.texts import text_problem
 from outbound.fanout import ActionError, StartResult, activate_action, start_action
 from outbound.feedback import Ending, end_action
-from outbound.jobs import enqueue, enqueue_outbox, schedule
+from outbound.queues import enqueue, enqueue_outbox, schedule
 
 TITLE_MAX = 200
 TEXT_MAX = 2000

@@ -16,7 +16,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.models import Delivery, DeliveryStatus
+from core.settings import Settings
+from ivr.flows import call_ended
 from outbound.retry import fail
+from outbound.throttle import call_slots, call_token
 
 #: How far along each state is; a callback may only move a delivery to a higher rank (and an
 #: answering machine's verdict turns "answered" into what it was: voicemail, or a fax).
@@ -151,4 +154,24 @@ def apply_early(session: Session, connection: redis.Redis, provider_ids: list[st
         for raw in values:
             value, error, *answered = json.loads(raw)  # kept before AnsweredBy: two items
             again += apply_status(session, provider_id, value, now, error, *answered)
+    return again
+
+
+def end_call(session: Session, connection: redis.Redis | None, settings: Settings,
+             call_id: str, status: str, now: datetime, *, delivery_id: int | None = None,
+             error: str | None = None, answered: str | None = None) -> list[int]:
+    """The end of an outbound call, whichever transport carried it: Twilio's final CallStatus
+    (`web.webhooks`) or the end of a SIP conversation (`outbound.providers.sip`).
+
+    The delivery takes STATUS (kept in Redis until its batch has recorded the call, when that
+    comes later), the call's record is closed, and its line on the trunk is freed at once:
+    DELIVERY_ID names it, else the delivery that recorded CALL_ID. Returns the deliveries to
+    queue again once the caller has committed (`outbound.queues.schedule`)."""
+    again = apply_or_keep(session, connection, call_id, status, now, error, answered)
+    call_ended(session, now, call_id=call_id)
+    if connection is not None:
+        delivery_id = delivery_id or session.scalar(
+            select(Delivery.id).where(Delivery.provider_id == call_id))
+        if delivery_id is not None:
+            call_slots(connection, settings).release(call_token(delivery_id))
     return again

@@ -1,17 +1,23 @@
-"""`burgernet action ...`: create, preview, start and follow an action from the command line."""
+"""`burgernet action ...`: create, preview, start and follow an action from the command line;
+`burgernet push ...`, `burgernet sip`; and `pass_runtime`, how commands get the Runtime."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import signal
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 import click
 from sqlalchemy import select
 
 from core.cli import ROW_ID, Context, pass_context
-from core.db import session_factory, transaction
+from core.db import transaction
 from core.errors import ConfigError
 from core.models import (
     Action,
@@ -33,9 +39,29 @@ from outbound.actions import (
 from outbound.fanout import ActionError, preview_action
 from outbound.progress import forecast, progress
 from outbound.providers.webpush import application_server_key, generate_vapid_key
-from outbound.runtime import connect_redis
+from outbound.runtime import Runtime, build_runtime
 from outbound.sms import sms_size
 from outbound.templates import alert_text
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def pass_runtime(command: Callable[Concatenate[Runtime, P], R]) -> Callable[P, R]:
+    """Hand COMMAND the process's Runtime, built from the CLI's settings when the command runs
+    (not before: `--help` builds nothing) and closed when it returns. Commands that need only
+    the database keep core's `Context`."""
+
+    @pass_context
+    @functools.wraps(command)
+    def run(context: Context, *args: P.args, **kwargs: P.kwargs) -> R:
+        runtime = build_runtime(context.settings)
+        try:
+            return command(runtime, *args, **kwargs)
+        finally:
+            runtime.close()
+
+    return run
 
 
 @click.group("action")
@@ -112,13 +138,12 @@ def preview_command(context: Context, action_id: int) -> None:
 
 @action_command.command("start")
 @click.argument("action_id", type=ROW_ID)
-@pass_context
-def start_command(context: Context, action_id: int) -> None:
+@pass_runtime
+def start_command(runtime: Runtime, action_id: int) -> None:
     """Start a draft action: write its outbox and queue it. Starting again does nothing."""
-    connection = connect_redis(context.settings, "starting an action")
-    context.ready_engine()
-    result = start_and_queue(session_factory(context.engine, writer=True), connection, action_id,
-                             now=datetime.now(UTC))
+    connection = runtime.connect_redis("starting an action")
+    runtime.ready_engine()
+    result = start_and_queue(runtime.writer, connection, action_id, now=runtime.clock())
     if not result.started:
         click.echo(f"action {action_id} was already started; nothing done")
         return
@@ -152,13 +177,13 @@ def _action(session, action_id: int) -> Action:  # type: ignore[no-untyped-def]
 @click.argument("action_id", type=ROW_ID)
 @click.option("--outcome", type=click.Choice([o.value for o in Outcome]), required=True)
 @click.option("--text", default=None, help="a sentence for everyone the action reached")
-@pass_context
-def end_command(context: Context, action_id: int, outcome: str, text: str | None) -> None:
+@pass_runtime
+def end_command(runtime: Runtime, action_id: int, outcome: str, text: str | None) -> None:
     """End an active action; everyone it reached gets the result (voice: by SMS)."""
-    connection = connect_redis(context.settings, "ending an action (the results are queued)")
-    context.ready_engine()
-    ending = end_and_queue(context.sessions, connection, action_id, outcome, text,
-                           now=datetime.now(UTC))
+    connection = runtime.connect_redis("ending an action (the results are queued)")
+    runtime.ready_engine()
+    ending = end_and_queue(runtime.sessions, connection, action_id, outcome, text,
+                           now=runtime.clock())
     click.echo(f"action {action_id} ended ({outcome}): {ending.results} result messages, "
                f"{len(ending.held)} held until quiet hours end")
 
@@ -187,3 +212,29 @@ def keygen_command(force: bool) -> None:
 def public_key_command() -> None:
     """Print the applicationServerKey of the configured VAPID key."""
     click.echo(application_server_key(vapid_key_path(os.environ)))
+
+
+@click.command("sip")
+@pass_runtime
+def sip_command(runtime: Runtime) -> None:
+    """Answer the free number over SIP until Ctrl-C.
+
+    Registers at SIP_PROXY as SIP_USERNAME; every call runs the free-number flow and is
+    bridged to the meldkamer's SIP URI (through the same proxy).
+    """
+    settings = runtime.settings
+    runner = runtime.sip_runner(settings.sip_username, free_number=True)
+    endpoint = runner.endpoint
+    assert endpoint is not None and settings.sip_proxy is not None
+    runtime.ready_engine()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    endpoint.start()
+    host, port = settings.sip_proxy
+    click.echo(f"free number registered as {settings.sip_username} at {host}:{port} "
+               f"(SIP port {endpoint.sip_port}); Ctrl-C stops", err=True)
+    try:
+        stop.wait()
+    finally:
+        endpoint.stop()

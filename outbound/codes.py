@@ -19,7 +19,6 @@ import hmac
 import json
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -27,20 +26,16 @@ import redis
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from rq import Queue, Retry
-from rq.serializers import JSONSerializer
 
 from core.addresses import client_network
 from core.models import Channel, Language
 from core.participants import CODE_TTL, MAX_ATTEMPTS, MAX_SENDS_PER_DAY, RESEND_AFTER, CodeToSend
+from outbound import queues
 from outbound.providers import Message, ProviderError
-from outbound.runtime import OutboundRuntime, current
+from outbound.runtime import Runtime
 
 log = logging.getLogger("burgernet.codes")
 
-#: A person is waiting for it: the urgent lane, behind nothing but urgent alerts.
-QUEUE = "sms-urgent"
-JOB = "outbound.codes.send_code"
 #: Code requests per client address per hour (SMS pumping: many numbers from one place).
 PER_CLIENT_PER_HOUR = 10
 #: Code requests per clock hour in all, unless the settings say otherwise.
@@ -91,18 +86,12 @@ def code_text(code: str, language: Language, public_url: str = "") -> str:
 
 
 def enqueue_code(connection: redis.Redis, secret: str, sent: CodeToSend) -> str:
-    """Queue the SMS carrying SENT's code; returns the job id."""
-    queue = Queue(QUEUE, connection=connection, serializer=JSONSerializer)
-    job = queue.enqueue(JOB, seal(secret, sent), job_id=f"code-{uuid.uuid4().hex}",
-                        description="verification code", result_ttl=600,
-                        failure_ttl=86400, ttl=int(CODE_TTL.total_seconds()),
-                        retry=Retry(max=3, interval=[5, 15, 45]))
-    return str(job.id)
+    """Queue the SMS carrying SENT's code, sealed; returns the job id."""
+    return queues.enqueue_code(connection, seal(secret, sent), CODE_TTL)
 
 
-def send_code(token: str) -> dict[str, int]:
+def send_code(runtime: Runtime, token: str) -> dict[str, int]:
     """The job: open the token and send the SMS at the sender's shared rate."""
-    runtime = current()
     sent = unseal(runtime.settings.secret_key, token)
     if sent is None:
         log.warning("a verification code job could not be opened: it expired, or the worker's "
@@ -122,7 +111,7 @@ def send_code(token: str) -> dict[str, int]:
     return {"sent": 1}
 
 
-async def _send(runtime: OutboundRuntime, message: Message) -> str:
+async def _send(runtime: Runtime, message: Message) -> str:
     """One SMS in the sender's next free slot, under its sliding-second cap."""
     sender, rate = runtime.sender_key(Channel.SMS), runtime.rate(Channel.SMS)
     slot = runtime.throttle.reserve(sender, rate).start
@@ -132,8 +121,7 @@ async def _send(runtime: OutboundRuntime, message: Message) -> str:
     try:
         return await provider.send(message)
     finally:
-        if not getattr(provider, "keep_open", False):
-            await provider.close()
+        await runtime.release(provider)
 
 
 # Checked and counted in one step. KEYS: recent (exists for RESEND_AFTER), per-number day

@@ -24,17 +24,16 @@ from core.errors import BurgernetError
 from core.geo import Area, circle, national_area, polygon
 from core.models import (
     Action,
-    ActionKind,
     ActionStatus,
     Channel,
     Delivery,
     DeliveryPurpose,
     DeliveryStatus,
-    Urgency,
     User,
 )
 from core.permissions import Actor, may_start
 from core.targeting import Preview, RecipientGroup, preview, rule_for, select_recipient_groups
+from outbound.queues import Batch, priority_of, queue_name
 
 BATCH_SIZE = 250
 DELIVERY_COLUMNS = ("action_id", "participant_id", "channel", "purpose", "language", "status",
@@ -49,20 +48,6 @@ class ActionError(BurgernetError, ValueError):
     error_id = "action_error"
 
 
-@dataclass(frozen=True)
-class Batch:
-    """A unit of work for one RQ job: delivery ids of one channel and priority; NOT_BEFORE
-    holds the job until then (the end of the recipients' quiet hours)."""
-
-    queue: str
-    delivery_ids: tuple[int, ...]
-    not_before: datetime | None = None
-
-    @property
-    def job_id(self) -> str:
-        return f"deliveries-{self.delivery_ids[0]}-{self.delivery_ids[-1]}"
-
-
 @dataclass
 class StartResult:
     """What starting an action did."""
@@ -71,15 +56,6 @@ class StartResult:
     started: bool
     deliveries: int = 0
     batches: list[Batch] = field(default_factory=list)
-
-
-def priority_of(action: Action, purpose: DeliveryPurpose) -> str:
-    """AMBER and urgent search first, then result messages, then everything non-urgent."""
-    if purpose != DeliveryPurpose.ALERT:
-        return "result"
-    if action.kind == ActionKind.AMBER or action.urgency == Urgency.URGENT:
-        return "urgent"
-    return "normal"
 
 
 def preview_action(session: Session, action: Action, now: datetime) -> Preview:
@@ -234,7 +210,7 @@ def _cut(rows: list[Any], queue: str, size: int = BATCH_SIZE) -> list[Batch]:
     by_key: dict[tuple[Channel, datetime | None], list[int]] = defaultdict(list)
     for delivery_id, channel, not_before in rows:
         by_key[(channel, not_before)].append(delivery_id)
-    return [Batch(f"{channel.value}-{queue}", tuple(ids[start:start + size]), not_before)
+    return [Batch(queue_name(channel, queue), tuple(ids[start:start + size]), not_before)
             for (channel, not_before), ids in by_key.items()
             for start in range(0, len(ids), size)]
 
@@ -252,5 +228,5 @@ def queued_batches(session: Session, action: Action, purpose: DeliveryPurpose,
                                       Delivery.next_attempt_at.is_(None))
             .order_by(Delivery.id)).all()
         for start in range(0, len(ids), size):
-            yield Batch(f"{channel.value}-{priority}", tuple(ids[start:start + size]))
+            yield Batch(queue_name(channel, priority), tuple(ids[start:start + size]))
 

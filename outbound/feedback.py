@@ -36,7 +36,8 @@ from core.models import (
     User,
 )
 from core.targeting import quiet_until
-from outbound.fanout import ActionError, Batch, queued_batches
+from outbound.fanout import ActionError, queued_batches
+from outbound.queues import Batch
 
 #: Deliveries that reached the participant: a voice message left on voicemail counts too.
 REACHED = {DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.ANSWERED,

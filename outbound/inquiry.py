@@ -40,8 +40,8 @@ from core.texts import text_problem
 from outbound.actions import TEXT_MAX, ActionInvalid
 from outbound.fanout import ActionError
 from outbound.feedback import REACHED, Ending, write_update
-from outbound.jobs import enqueue, schedule
 from outbound.links import LinkError, read_reaction_token
+from outbound.queues import enqueue, schedule
 
 #: The kinds an officer writes on the municipal pages.
 MUNICIPAL_KINDS = (ActionKind.NEIGHBOURHOOD_INQUIRY, ActionKind.PREVENTIVE)

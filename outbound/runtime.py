@@ -1,4 +1,13 @@
-"""The worker's composition root: clients built once from settings, used by every job."""
+"""The one composition root: every client of a process, built once from settings.
+
+`build_runtime(settings)` alone turns settings into clients: the database engine and its
+sessions, Redis, the shared throttles, a provider per channel, text-to-speech, the SIP flow
+runners and the clock. Each entry point calls it once and passes the `Runtime` down:
+`web.create_app`, the worker (`outbound.worker`, which hands it to every job), the commands
+that need more than the database (`outbound.cli.pass_runtime`, `burgernet sip` among them)
+and the benchmarks. Building connects to nothing: the engine, Redis and the providers connect
+when first used.
+"""
 
 from __future__ import annotations
 
@@ -6,73 +15,108 @@ import asyncio
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, TypeVar
 
 import redis
+from redis import Redis
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import make_engine, session_factory
+from core.egress import Egress
 from core.errors import ConfigError
-from core.models import Channel
-from core.settings import Settings
+from core.models import Channel, Delivery
+from core.reference import load_national_fallback
+from core.schema import prepare_schema
+from core.settings import Settings, load_vapid_key
+from ivr.prompts import Catalogue, load_catalogue
+from ivr.sip import SipEndpoint
+from ivr.sip_runner import SipFlowRunner
+from ivr.tts import PromptRenderer, sounds_dir
+from outbound.callbacks import end_call
 from outbound.progress import channel_rate
 from outbound.providers import Provider
 from outbound.providers.console import OUTBOX, ConsoleProvider
+from outbound.providers.sip import SipVoiceProvider
 from outbound.providers.smtp import SmtpProvider
 from outbound.providers.twilio_rest import TwilioRestProvider
-from outbound.throttle import CallSlots, SendWindow, Throttle
+from outbound.providers.webpush import WebPushProvider, database_report
+from outbound.queues import schedule
+from outbound.templates import message_text
+from outbound.throttle import CallSlots, SendWindow, Throttle, call_slots, voice_trunk
 
 T = TypeVar("T")
 
 
+def utc_now() -> datetime:
+    """The runtime's default clock."""
+    return datetime.now(UTC)
+
+
 @dataclass
-class OutboundRuntime:
-    """What jobs need: the database, Redis, the shared throttle and a provider per channel."""
+class Runtime:
+    """Every client of a process; tests build one around their own engine, sessions and Redis."""
 
     settings: Settings
+    engine: Engine
     sessions: sessionmaker[Session]
-    redis: redis.Redis
-    throttle: Throttle
+    #: None where REDIS_URL is not set: the web app then works without it; what cannot
+    #: (the worker, queueing commands) asks through `redis_for`.
+    redis: Redis | None = None
+    #: Sessions for what writes: on SQLite they take the write lock when they begin, so
+    #: concurrent writers wait their turn instead of failing with "database is locked".
+    writer_sessions: sessionmaker[Session] | None = None
     #: Per channel, a factory: providers hold HTTP sessions bound to one event loop, so each
-    #: batch makes its own inside its loop and closes them after.
+    #: batch makes its own inside its loop and closes them after (unless they `keep_open`).
     providers: dict[Channel, Callable[[], Provider]] = field(default_factory=dict)
+    clock: Callable[[], datetime] = utc_now
     _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False)
     _kept: dict[Channel, Provider] = field(default_factory=dict, init=False, repr=False)
 
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run a batch on this process's one event loop (jobs run on one thread).
+    # --- database and Redis ------------------------------------------------------------
 
-        Providers that say `keep_open` are made once and reused by every batch on this loop,
-        so their HTTP connections stay open from one batch to the next.
-        """
-        if self._loop is None or self._loop.is_closed():
-            self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(coroutine)
+    @property
+    def writer(self) -> sessionmaker[Session]:
+        """Sessions for code that writes (the worker's jobs, webhooks, SIP calls)."""
+        return self.writer_sessions or self.sessions
 
-    def provider(self, channel: Channel) -> Provider:
-        """A provider for CHANNEL: the kept one, or a new one the batch closes after use."""
-        kept = self._kept.get(channel)
-        if kept is not None:
-            return kept
-        provider = self.providers[channel]()
-        if getattr(provider, "keep_open", False):
-            self._kept[channel] = provider
-        return provider
+    def ready_engine(self) -> Engine:
+        """The engine, with the schema upgraded (or checked, when AUTO_MIGRATE=0)."""
+        prepare_schema(self.engine, upgrade=self.settings.auto_migrate)
+        return self.engine
 
-    def close(self) -> None:
-        """Close the kept providers and the loop (a worker's exit, a test's end)."""
-        if self._loop is None or self._loop.is_closed():
-            return
-        kept = list({id(p): p for p in self._kept.values()}.values())
-        self._kept.clear()
+    def redis_for(self, purpose: str) -> Redis:
+        """Redis, for PURPOSE that cannot go on without it; ConfigError says so when unset."""
+        if self.redis is None:
+            raise ConfigError(f"REDIS_URL is not set: {purpose} needs the Redis that "
+                              "`burgernet run` (see var/redis.url) or your deployment provides")
+        return self.redis
 
-        async def close_all() -> None:
-            for provider in kept:
-                await provider.close()
+    def connect_redis(self, purpose: str) -> Redis:
+        """`redis_for`, checked now: ConfigError when Redis cannot be reached."""
+        connection = self.redis_for(purpose)
+        try:
+            connection.ping()
+        except redis.RedisError as exc:
+            raise ConfigError(f"cannot reach Redis at REDIS_URL: {exc}") from None
+        return connection
 
-        self._loop.run_until_complete(close_all())
-        self._loop.close()
+    # --- rate limits ---------------------------------------------------------------------
+
+    @cached_property
+    def throttle(self) -> Throttle:
+        return Throttle(self.redis_for("the rate limits"))
+
+    @cached_property
+    def send_window(self) -> SendWindow:
+        return SendWindow(self.redis_for("the rate limits"))
+
+    @property
+    def call_slots(self) -> CallSlots:
+        """The shared cap on calls in progress on the voice trunk."""
+        return call_slots(self.redis_for("the cap on calls"), self.settings)
 
     def rate(self, channel: Channel) -> float:
         return channel_rate(self.settings, channel)
@@ -88,52 +132,115 @@ class OutboundRuntime:
             return f"{settings.push_provider}:push"
         return f"{settings.sms_provider}:sms:{settings.twilio_from or 'console'}"
 
-    @cached_property
-    def send_window(self) -> SendWindow:
-        return SendWindow(self.redis)
+    # --- providers -----------------------------------------------------------------------
 
-    @property
-    def call_slots(self) -> CallSlots:
-        return call_slots(self.redis, self.settings)
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run a batch on this process's one event loop (jobs run on one thread).
+
+        Providers that say `keep_open` are made once and reused by every batch on this loop,
+        so their HTTP connections stay open from one batch to the next.
+        """
+        if self._loop is None or self._loop.is_closed():
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(coroutine)
+
+    def provider(self, channel: Channel) -> Provider:
+        """A provider for CHANNEL: the kept one, or a new one to `release` after use."""
+        kept = self._kept.get(channel)
+        if kept is not None:
+            return kept
+        provider = self.providers[channel]()
+        if provider.keep_open:
+            self._kept[channel] = provider
+        return provider
+
+    @staticmethod
+    async def release(provider: Provider) -> None:
+        """Done with PROVIDER for this batch: closed, unless it is kept open."""
+        if not provider.keep_open:
+            await provider.close()
+
+    def close(self) -> None:
+        """Close the kept providers and the loop (a process's exit, a test's end)."""
+        if self._loop is None or self._loop.is_closed():
+            return
+        kept = list({id(p): p for p in self._kept.values()}.values())
+        self._kept.clear()
+
+        async def close_all() -> None:
+            for provider in kept:
+                await provider.close()
+
+        self._loop.run_until_complete(close_all())
+        self._loop.close()
 
     @property
     def status_callback(self) -> str:
         return f"{self.settings.public_url}/webhooks/twilio/status"
 
+    # --- voice: prompts, flows, SIP --------------------------------------------------------
 
-def connect_redis(settings: Settings, purpose: str) -> redis.Redis:
-    """The Redis of REDIS_URL, checked now; ConfigError says what needed it and why not."""
-    if not settings.redis_url:
-        raise ConfigError(f"REDIS_URL is not set: {purpose} needs the Redis that "
-                          "`burgernet run` (see var/redis.url) or your deployment provides")
-    connection = redis.Redis.from_url(settings.redis_url)
-    try:
-        connection.ping()
-    except redis.RedisError as exc:
-        raise ConfigError(f"cannot reach Redis at REDIS_URL: {exc}") from None
-    return connection
+    @cached_property
+    def catalogue(self) -> Catalogue:
+        return load_catalogue()
+
+    @cached_property
+    def national_fallback(self) -> str:
+        """The meldkamer that takes a call nobody else could be found for (configuration)."""
+        return load_national_fallback(self.settings.meldkamer_config)
+
+    @cached_property
+    def renderer(self) -> PromptRenderer:
+        """Renders prompts to audio once, into var/sounds (SIP plays nothing else)."""
+        return PromptRenderer(sounds_dir(self.settings), use_gtts=self.settings.tts == "gtts")
+
+    @property
+    def prompt_renderer(self) -> PromptRenderer | None:
+        """The renderer for TwiML's <Play>; None where TTS=off (Twilio then reads <Say>)."""
+        return None if self.settings.tts == "off" else self.renderer
+
+    def message_text(self, delivery: Delivery) -> str:
+        """What a voice message reads out: the delivery's text in its language."""
+        return message_text(delivery.action, delivery.purpose, delivery.language,
+                            self.settings.free_number)
+
+    def sip_runner(self, username: str, *, free_number: bool = False) -> SipFlowRunner:
+        """A flow runner with its own pyVoIP endpoint, registered at SIP_PROXY as USERNAME
+        once started: the free number's answers every call; the voice messages' only dials."""
+        settings = self.settings
+        if settings.sip_proxy is None:
+            who = "`burgernet sip`" if free_number else "VOICE_PROVIDER=sip"
+            raise ConfigError(f"SIP_PROXY is not set: {who} registers at that registrar/proxy "
+                              "(host:port, e.g. Kamailio at 127.0.0.1:5060)")
+        runner = SipFlowRunner(self.writer, self.catalogue, self.renderer,
+                               national_fallback=self.national_fallback,
+                               message_text=self.message_text,
+                               dial_timeout=settings.dial_timeout, clock=self.clock)
+        host, port = settings.sip_proxy
+        runner.endpoint = SipEndpoint(
+            proxy_host=host, proxy_port=port, username=username,
+            password=settings.sip_password, local_ip=settings.sip_local_ip,
+            rtp_ports=settings.sip_rtp_ports,
+            on_call=runner.free_number_call if free_number else None)
+        return runner
+
+    def end_sip_call(self, delivery_id: int, call_id: str, status: str) -> None:
+        """The SIP provider's `on_final`: the one end of a call, committed, and what it
+        queues again queued."""
+        with self.writer() as session:
+            again = end_call(session, self.redis, self.settings, call_id, status, self.clock(),
+                             delivery_id=delivery_id)
+            session.commit()
+            if self.redis is not None:
+                schedule(self.redis, session, again)
 
 
-def voice_trunk(settings: Settings) -> str:
-    """The voice sender's name, for its rate and its concurrent-call cap."""
-    return f"{settings.voice_provider}:voice:{settings.twilio_from or 'console'}"
-
-
-def call_slots(connection: redis.Redis, settings: Settings) -> CallSlots:
-    """The shared cap on calls in progress on the voice trunk (the web layer releases)."""
-    return CallSlots(connection, voice_trunk(settings), settings.voice_max_concurrent)
-
-
-def call_token(delivery_id: int) -> str:
-    return f"delivery:{delivery_id}"
-
-
-def build_runtime(settings: Settings) -> OutboundRuntime:
-    """Every client, from settings (called once per worker process)."""
-    connection = redis.Redis.from_url(settings.redis_url or "redis://127.0.0.1:6379/0")
-    runtime = OutboundRuntime(settings, session_factory(make_engine(settings.database_url),
-                                                        writer=True),
-                              connection, Throttle(connection))
+def build_runtime(settings: Settings) -> Runtime:
+    """Every client, from SETTINGS (once per process); nothing connects yet."""
+    engine = make_engine(settings.database_url)
+    runtime = Runtime(settings, engine, session_factory(engine),
+                      redis.Redis.from_url(settings.redis_url) if settings.redis_url else None,
+                      session_factory(engine, writer=True))
     console = ConsoleProvider(settings.var_dir / OUTBOX)
 
     def twilio() -> Provider:
@@ -147,14 +254,15 @@ def build_runtime(settings: Settings) -> OutboundRuntime:
                             username=settings.smtp_username, password=settings.smtp_password,
                             starttls=settings.smtp_starttls)
 
-    choices = {Channel.SMS: {"console": lambda: console, "twilio": twilio},
-               Channel.VOICE: {"console": lambda: console, "twilio": twilio},
-               Channel.EMAIL: {"console": lambda: console, "smtp": smtp},
-               Channel.PUSH: {"console": lambda: console}}
+    choices: dict[Channel, dict[str, Callable[[], Provider]]] = {
+        Channel.SMS: {"console": lambda: console, "twilio": twilio},
+        Channel.VOICE: {"console": lambda: console, "twilio": twilio},
+        Channel.EMAIL: {"console": lambda: console, "smtp": smtp},
+        Channel.PUSH: {"console": lambda: console}}
     if settings.push_provider == "webpush":
-        choices[Channel.PUSH]["webpush"] = _webpush(settings, runtime)
+        choices[Channel.PUSH]["webpush"] = _webpush(runtime)
     if settings.voice_provider == "sip":
-        choices[Channel.VOICE]["sip"] = _sip(settings, runtime)
+        choices[Channel.VOICE]["sip"] = _sip(runtime)
     for channel, choice in ((Channel.SMS, settings.sms_provider),
                             (Channel.VOICE, settings.voice_provider),
                             (Channel.EMAIL, settings.email_provider),
@@ -163,46 +271,31 @@ def build_runtime(settings: Settings) -> OutboundRuntime:
     return runtime
 
 
-def _webpush(settings: Settings, runtime: OutboundRuntime) -> Callable[[], Provider]:
-    from core.egress import Egress
-    from core.settings import load_vapid_key
-    from outbound.providers.webpush import WebPushProvider, database_report
-
+def _webpush(runtime: Runtime) -> Callable[[], Provider]:
+    settings = runtime.settings
     assert settings.vapid_private_key is not None
     vapid_key = load_vapid_key(settings.vapid_private_key)
-    report = database_report(runtime.sessions)
+    report = database_report(runtime.writer)
     egress = Egress(settings.push_service_hosts, settings.test_only_allow_loopback)
     return lambda: WebPushProvider(vapid_key, settings.vapid_subject,
                                    public_url=settings.public_url, report=report,
                                    egress=egress)
 
 
-def _sip(settings: Settings, runtime: OutboundRuntime) -> Callable[[], Provider]:
-    """One endpoint per worker process, registered on first use and kept for its life."""
-    from outbound.providers.sip import build_sip_provider
-
+def _sip(runtime: Runtime) -> Callable[[], Provider]:
+    """One endpoint per process, registered on first use and kept for its life."""
     provider: list[Provider] = []
     lock = threading.Lock()
 
     def get() -> Provider:
         with lock:
             if not provider:
-                provider.append(build_sip_provider(settings, runtime))
+                runner = runtime.sip_runner(runtime.settings.sip_out_username)
+                assert runner.endpoint is not None
+                runner.endpoint.start()
+                provider.append(SipVoiceProvider(runner.endpoint, runner,
+                                                 on_final=runtime.end_sip_call,
+                                                 ring_timeout=runtime.settings.dial_timeout))
         return provider[0]
 
     return get
-
-
-_installed: OutboundRuntime | None = None
-
-
-def install(runtime: OutboundRuntime) -> None:
-    """Make RUNTIME the one jobs in this process use (the worker does this at start)."""
-    global _installed
-    _installed = runtime
-
-
-def current() -> OutboundRuntime:
-    if _installed is None:
-        raise RuntimeError("no outbound runtime installed: jobs run inside `burgernet worker`")
-    return _installed

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import redis
 
+from core.settings import Settings
+
 # KEYS[1]: the sender's theoretical arrival time (TAT, microseconds since the epoch)
 # ARGV: now_us, interval_us, count, burst_us
 # Returns the start of the reserved block in microseconds.
@@ -147,3 +149,18 @@ class CallSlots:
 
     def busy(self) -> int:
         return int(self.connection.zcount(self.key, int(time.time() * 1000), "+inf"))
+
+
+def voice_trunk(settings: Settings) -> str:
+    """The voice sender's name, for its rate and its concurrent-call cap."""
+    return f"{settings.voice_provider}:voice:{settings.twilio_from or 'console'}"
+
+
+def call_slots(connection: redis.Redis, settings: Settings) -> CallSlots:
+    """The shared cap on calls in progress on the voice trunk (a call's end releases)."""
+    return CallSlots(connection, voice_trunk(settings), settings.voice_max_concurrent)
+
+
+def call_token(delivery_id: int) -> str:
+    """What a call holds its slot under: its delivery, known before the provider's call id."""
+    return f"delivery:{delivery_id}"

@@ -1,4 +1,5 @@
-"""The web layer and composition root: `create_app` wires settings, clients and blueprints."""
+"""The web layer: `create_app` builds the app on the Runtime (`outbound.runtime`) and registers
+the blueprints; views reach the Runtime and their session through `web.context`."""
 
 from __future__ import annotations
 
@@ -6,27 +7,25 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, g
-from flask_wtf.csrf import CSRFProtect
-from sqlalchemy.orm import Session, sessionmaker
+from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from core.schema import ensure_schema
 from core.settings import Settings
+from outbound.runtime import Runtime, build_runtime
 from routing import directory
 from routing import places as place_search  # not `places`: web.places would shadow it
+from web.context import close_session, csrf
 from web.i18n import current_language, translate
 from web.nav import nav_items
-from web.runtime import Runtime
-
-csrf = CSRFProtect()
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
                test_config: dict[str, Any] | None = None) -> Flask:
-    """Build the app; without arguments it reads the environment (the one place it does)."""
+    """Build the app on RUNTIME, or on one built from SETTINGS; without either it reads the
+    environment (the one place it does)."""
     if runtime is None:
-        runtime = Runtime.from_settings(settings or Settings.from_env())
+        runtime = build_runtime(settings or Settings.from_env())
         ensure_schema(runtime.engine, upgrade=runtime.settings.auto_migrate)
         with runtime.sessions() as session:
             directory.warm_up(session)  # the boundary index, before the first caller waits
@@ -61,7 +60,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     staff_session.init_app(app, settings.staff_idle_minutes, settings.staff_session_hours)
     app.jinja_env.globals.update(_=translate, current_language=current_language,
                                  nav_items=nav_items)
-    app.teardown_request(_close_session)
+    app.teardown_request(close_session)
     app.after_request(_security_headers(settings))
 
     from web import auth, health, voice, webhooks
@@ -83,31 +82,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     from web import tokens; app.register_blueprint(tokens.bp)  # noqa: E702, I001
     from web import lost; app.register_blueprint(lost.bp)  # noqa: E702, I001
     return app
-
-
-def runtime() -> Runtime:
-    """The Runtime of the current app."""
-    from flask import current_app
-
-    return current_app.extensions["runtime"]  # type: ignore[no-any-return]
-
-
-def db(write: bool = False) -> Session:
-    """The request's database session; committed or rolled back when the request ends.
-
-    A view that writes asks with WRITE=True before anything else touches the database.
-    """
-    if "db" not in g:
-        rt = runtime()
-        g.db = (rt.writer_sessions if write and rt.writer_sessions else rt.sessions)()
-    return g.db  # type: ignore[no-any-return]
-
-
-def writer() -> sessionmaker[Session]:
-    """Sessions for a view that commits its own transactions (on SQLite they take the write
-    lock when they begin)."""
-    rt = runtime()
-    return rt.writer_sessions or rt.sessions
 
 
 def _security_headers(settings: Settings) -> Callable[[Response], Response]:
@@ -145,17 +119,3 @@ def _origin(url: str) -> str:
     parts = urlsplit(url.replace("{s}.", ""))
     return f"{parts.scheme}://*.{parts.netloc}" if "{s}." in url else \
         f"{parts.scheme}://{parts.netloc}"
-
-
-def _close_session(error: BaseException | None) -> None:
-    session = g.pop("db", None)
-    if session is None:
-        return
-    try:
-        if error is None:
-            session.commit()
-        else:
-            session.rollback()
-    finally:
-        session.close()
-

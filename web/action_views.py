@@ -31,8 +31,8 @@ from outbound.actions import (
     start_for_request,
 )
 from outbound.fanout import ActionError
-from web import runtime, writer
 from web.auth import acting_user, record_refusal
+from web.context import runtime, writer
 
 #: What the action service raises when it refuses (or cannot queue) a change.
 REFUSALS = (NotPermitted, ActionInvalid, ActionError, redis.RedisError)

@@ -21,8 +21,8 @@ from sqlalchemy import Select, exists, func, or_, select
 from core import audit
 from core.models import AuditEvent, Role, User
 from core.targeting import LOCAL_TIME
-from web import db
 from web.auth import roles_required
+from web.context import db
 from web.i18n import translate as _
 from web.stats import csv_response
 

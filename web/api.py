@@ -41,10 +41,11 @@ from outbound.actions import (
 from outbound.progress import progress
 from routing.places import DEFAULT_LIMIT, search_places
 from web import api_contract as contract
-from web import attempts, csrf, runtime, writer
+from web import attempts
 from web.api_contract import ApiError
 from web.api_idempotency import Idempotency
 from web.auth import record_refusal
+from web.context import csrf, runtime, writer
 from web.places import places_json
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")

@@ -21,7 +21,8 @@ from core import audit
 from core.db import transaction
 from core.models import Action, ActionKind, Role, User
 from core.permissions import NotPermitted
-from web import attempts, db, login_limits, runtime, staff_session, writer
+from web import attempts, login_limits, staff_session
+from web.context import db, runtime, writer
 from web.i18n import translate
 
 bp = Blueprint("auth", __name__)

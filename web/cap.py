@@ -18,7 +18,7 @@ from flask import Blueprint, Response, abort, request, url_for
 
 from core.models import Action
 from outbound import cap
-from web import db, runtime
+from web.context import db, runtime
 
 bp = Blueprint("cap", __name__, url_prefix="/cap")
 

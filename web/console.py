@@ -28,12 +28,13 @@ from outbound.actions import ActionDraft
 from outbound.fanout import ActionError, preview_action
 from outbound.progress import forecast, progress
 from routing.places import PlaceQueryError, search_places
-from web import action_views, db, runtime, writer
+from web import action_views
 from web.action_views import FormPage, Refused, Says, create_draft, now, session_actor
 from web.auth import acting_user, action_or_404, roles_required, visible_actions
 from web.boundaries import BaseLayer, build_base_layer
 from web.console_forms import CONSOLE_KINDS, LABELS, ActionForm, EndForm
 from web.console_live import area_of_form, duration, live_data, local_time, sms_sizes
+from web.context import db, runtime, writer
 from web.i18n import translate
 from web.inputs import page_number
 from web.media import PhotoInvalid, discard, media_dir, read_upload, send_photo

@@ -18,7 +18,7 @@ from wtforms import (
 
 from core.models import ActionKind, Meldkamer, Outcome, Urgency, User
 from core.permissions import NATIONAL_AMBER, Actor, actor_for_user
-from web import db
+from web.context import db
 
 #: What this console creates; inquiries and preventive messages have their own pages.
 CONSOLE_KINDS = (ActionKind.SUSPECT, ActionKind.VEHICLE, ActionKind.MISSING_PERSON,

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.schema import current_revision, head_revision
-from web import runtime
+from web.context import runtime
 
 bp = Blueprint("health", __name__)
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from flask import request
 
 from core.addresses import client_network
-from web import attempts, runtime
+from web import attempts
+from web.context import runtime
 
 PAIR_FAILURES = 5
 CLIENT_FAILURES = 20

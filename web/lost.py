@@ -19,7 +19,8 @@ from flask import Blueprint, Response, request
 
 from core.addresses import client_network
 from routing import lost
-from web import attempts, csrf, db, runtime
+from web import attempts
+from web.context import csrf, db, runtime
 
 log = logging.getLogger(__name__)
 bp = Blueprint("lost", __name__)

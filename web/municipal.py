@@ -33,7 +33,7 @@ from outbound.inquiry import (
     update_and_queue,
 )
 from outbound.templates import message_text
-from web import action_views, db, runtime, writer
+from web import action_views
 from web.action_views import (
     FormPage,
     Refused,
@@ -48,6 +48,7 @@ from web.action_views import (
 from web.auth import acting_user, action_or_404, roles_required, visible_actions
 from web.console_forms import LABELS
 from web.console_live import area_of_form, local_time
+from web.context import db, runtime, writer
 from web.i18n import translate
 from web.inputs import page_number
 from web.municipal_forms import FIELD, TEXT_LABEL, MunicipalForm, UpdateForm

@@ -12,8 +12,8 @@ from wtforms import HiddenField, SelectField, StringField, TextAreaField
 from core.models import Action, ActionKind, Meldkamer, User
 from core.permissions import actor_for_user
 from outbound.actions import ActionDraft
-from web import db
 from web.console_forms import POLYGON_MAX_CHARS, AreaFields, Number
+from web.context import db
 
 #: The Dutch name of what the officer writes, per kind (English in municipal.toml).
 TEXT_LABEL = {ActionKind.NEIGHBOURHOOD_INQUIRY: "Uw vraag aan de buurt",

@@ -37,8 +37,8 @@ from core.participants import (
 )
 from core.participants import verify as confirm_signup
 from outbound.codes import enqueue_code
-from web import db
 from web import portal_account as _account  # noqa: F401  (its views are the portal's too)
+from web.context import db
 from web.i18n import current_language, translate
 from web.portal_forms import CodeForm, LoginForm, SignupForm
 from web.portal_session import (

@@ -41,7 +41,7 @@ from core.push import (
 from core.targeting import QUIET_HOURS_RULE
 from outbound.providers.console import forget_sent
 from outbound.providers.webpush import application_server_key
-from web import db, runtime
+from web.context import db, runtime
 from web.i18n import current_language, translate
 from web.inputs import unstorable
 from web.portal_forms import CHANNEL_LABELS, DeleteForm, PlaceForm, PreferencesForm

@@ -28,7 +28,7 @@ from core.participants import (
     mobile_number,
     postcode_area,
 )
-from web import db
+from web.context import db
 from web.i18n import translate
 
 LANGUAGES = [SelectChoice(Language.NL.value, "Nederlands"),

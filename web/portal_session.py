@@ -23,7 +23,7 @@ from flask.typing import ResponseReturnValue
 
 from core.models import Participant
 from outbound.codes import CodeRequests
-from web import db, runtime
+from web.context import db, runtime
 from web.i18n import LANGUAGES, translate
 
 bp = Blueprint("portal", __name__, url_prefix="/deelnemen")

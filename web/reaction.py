@@ -25,7 +25,7 @@ from outbound.inquiry import (
     submit_reaction,
 )
 from outbound.links import LinkError, LinkExpired
-from web import db, runtime
+from web.context import db, runtime
 from web.i18n import current_language
 
 bp = Blueprint("reaction", __name__, url_prefix="/reactie")

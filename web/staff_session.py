@@ -25,7 +25,7 @@ from flask import Flask, flash, request, session
 from flask_login import LoginManager, login_user, logout_user
 
 from core.models import User
-from web import db
+from web.context import db
 from web.i18n import LANGUAGES
 
 SINCE = "staff_since"

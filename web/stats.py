@@ -18,8 +18,8 @@ from core import stats
 from core.models import ActionKind, Channel, DeliveryPurpose, Outcome, Role
 from core.stats import Period, PeriodInvalid
 from core.targeting import LOCAL_TIME
-from web import db
 from web.auth import roles_required
+from web.context import db
 from web.i18n import current_language
 from web.i18n import translate as _
 from web.nav import STAFF

@@ -27,8 +27,8 @@ from core.tokens import (
     list_tokens,
     revoke_token,
 )
-from web import db
 from web.auth import roles_required
+from web.context import db
 from web.inputs import MAX_ID
 
 bp = Blueprint("tokens", __name__, url_prefix="/beheer/api-sleutels")

@@ -22,7 +22,6 @@ from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 
 from core.egress import Egress
-from core.models import Delivery
 from core.reference import load_meldkamer_config
 from core.settings import Settings
 from ivr.flows import Flows, Incoming
@@ -31,9 +30,8 @@ from ivr.steps import CallState, DialResult, Digits, FlowError, Say
 from ivr.twiml import TwimlUrls, render, render_says
 from outbound import safe_fetch
 from outbound.callbacks import answered_by, apply_or_keep
-from outbound.jobs import schedule
-from outbound.templates import message_text
-from web import csrf, db, runtime
+from outbound.queues import schedule
+from web.context import csrf, db, runtime
 from web.webhooks import first_time, signed_only
 
 log = logging.getLogger(__name__)
@@ -49,13 +47,8 @@ def _twiml(body: str) -> Response:
 
 def _flows() -> Flows:
     rt = runtime()
-    free_number = rt.settings.free_number
-
-    def text_of(delivery: Delivery) -> str:
-        return message_text(delivery.action, delivery.purpose, delivery.language, free_number)
-
     return Flows(db(write=True), rt.catalogue, national_fallback=rt.national_fallback,
-                 message_text=text_of, dial_timeout=rt.settings.dial_timeout)
+                 message_text=rt.message_text, dial_timeout=rt.settings.dial_timeout)
 
 
 def _urls() -> TwimlUrls:

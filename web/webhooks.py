@@ -12,15 +12,11 @@ from typing import Any
 
 import redis
 from flask import Blueprint, Response, request
-from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
-from core.models import Delivery
-from ivr.flows import call_ended
-from outbound.callbacks import CALL_ENDED, UnknownStatus, apply_or_keep
-from outbound.jobs import schedule
-from outbound.runtime import call_slots, call_token
-from web import csrf, db, runtime
+from outbound.callbacks import CALL_ENDED, UnknownStatus, apply_or_keep, end_call
+from outbound.queues import schedule
+from web.context import csrf, db, runtime
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
@@ -96,15 +92,10 @@ def twilio_status() -> Response:
             log.info("status %r of %s repeated; nothing done", value[:40], provider_id[:64])
             return Response(status=204)
         try:
-            again = apply_or_keep(db(write=True), runtime().redis, provider_id, value,
-                                  datetime.now(UTC), error=request.form.get("ErrorCode"),
-                                  answered=request.form.get("AnsweredBy"))
+            again = _apply(provider_id, value)
         except UnknownStatus:
             log.warning("unknown status %r for %s ignored", value[:40], provider_id[:64])
             return Response(status=204)
-        if request.form.get("CallSid") and value in CALL_ENDED:
-            call_ended(db(), datetime.now(UTC), call_id=provider_id)
-            _free_line(provider_id)
         db().commit()  # before the mark stands, and the worker must find the rows of a retry
         if again and runtime().redis is not None:
             schedule(runtime().redis, db(), again)
@@ -112,12 +103,14 @@ def twilio_status() -> Response:
     return Response(status=204)
 
 
-def _free_line(call_id: str) -> None:
-    """The call holds no line on the trunk any more. The callback URL names the delivery, so
-    a call that ends before its batch has recorded the CallSid frees its line at once."""
-    if runtime().redis is None:
-        return
-    delivery_id = request.args.get("delivery", type=int) or db().scalar(
-        select(Delivery.id).where(Delivery.provider_id == call_id))
-    if delivery_id is not None:
-        call_slots(runtime().redis, runtime().settings).release(call_token(delivery_id))
+def _apply(provider_id: str, value: str) -> list[int]:
+    """The status on its delivery; a call's final one ends the call (`end_call`). The
+    callback URL names the delivery, so a call that ends before its batch has recorded the
+    CallSid frees its line at once."""
+    rt, form = runtime(), request.form
+    if form.get("CallSid") and value in CALL_ENDED:
+        return end_call(db(write=True), rt.redis, rt.settings, provider_id, value,
+                        datetime.now(UTC), delivery_id=request.args.get("delivery", type=int),
+                        error=form.get("ErrorCode"), answered=form.get("AnsweredBy"))
+    return apply_or_keep(db(write=True), rt.redis, provider_id, value, datetime.now(UTC),
+                         error=form.get("ErrorCode"), answered=form.get("AnsweredBy"))

@@ -43,6 +43,10 @@ class Provider(Protocol):
     """Sends a message; returns the provider's id for it, or raises ProviderError."""
 
     name: str
+    #: True: one instance serves every batch of a worker process, its connections kept open
+    #: between batches, and is closed when the process ends. False: each batch makes its own
+    #: and closes it after (a push provider reports its answers when closed).
+    keep_open: bool
 
     async def send(self, message: Message) -> str: ...
 

@@ -34,6 +34,7 @@ class ConsoleProvider:
     it."""
 
     name = "console"
+    keep_open = False
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path

@@ -20,6 +20,7 @@ class SmtpProvider:
     """Sends a plain-text e-mail; the Message-ID is the provider id."""
 
     name = "smtp"
+    keep_open = False
 
     def __init__(self, host: str, port: int, sender: str, *, username: str | None = None,
                  password: str | None = None, starttls: bool = False,

@@ -75,6 +75,7 @@ class WebPushProvider:
     provider id."""
 
     name = "webpush"
+    keep_open = False
 
     def __init__(self, private_key: Path | ec.EllipticCurvePrivateKey, subject: str, *,
                  public_url: str = "", timeout: float = 10.0,

@@ -37,7 +37,8 @@ from core.schema import ensure_schema
 from core.settings import DEFAULT_DATA_DIR, Settings
 from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
 from outbound.fanout import start_action
-from outbound.jobs import enqueue, reclaim
+from outbound.queues import enqueue
+from outbound.reclaim import reclaim
 from outbound.runtime import build_runtime
 from tests.conftest import MELDKAMER_CONFIG
 from tests.population import add_people, neighbourhood
@@ -100,7 +101,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
         settings = Settings.from_env(env)
         runtime = build_runtime(settings)
         runtime.redis.flushdb()
-        started = start_action(runtime.sessions, action_id, now=datetime.now(UTC))
+        started = start_action(runtime.writer, action_id, now=datetime.now(UTC))
         enqueue(runtime.redis, started.batches)
         expected = started.deliveries
         assert expected > 60
@@ -116,7 +117,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
         before = len(fake.fake.records)
         assert 0 < before < expected
 
-        with runtime.sessions() as session:
+        with runtime.writer() as session:
             stuck = session.scalars(select(Delivery).where(
                 Delivery.status == DeliveryStatus.SENDING)).all()
         assert stuck, "the kill should leave deliveries in flight"
@@ -152,7 +153,7 @@ def test_parallel_workers_share_the_outbox_without_conflicts(
         env = _worker_env(url, redis_server, tmp_path, fake, rate="0")
         runtime = build_runtime(Settings.from_env(env))
         runtime.redis.flushdb()
-        started = start_action(runtime.sessions, action_id, now=datetime.now(UTC))
+        started = start_action(runtime.writer, action_id, now=datetime.now(UTC))
         small = [replace(b, delivery_ids=ids) for b in started.batches
                  for ids in (b.delivery_ids[i:i + 10] for i in range(0, len(b.delivery_ids), 10))]
         enqueue(runtime.redis, small)

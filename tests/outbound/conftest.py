@@ -6,7 +6,7 @@ import pytest
 import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.models import (
@@ -24,8 +24,7 @@ from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
 from outbound.providers.console import ConsoleProvider
 from outbound.providers.twilio_rest import TwilioRestProvider
 from outbound.queues import queue_names
-from outbound.runtime import OutboundRuntime, install
-from outbound.throttle import Throttle
+from outbound.runtime import Runtime
 from outbound.worker import BatchWorker
 from tests.population import UTRECHT, add_people, elsewhere, neighbourhood
 
@@ -40,8 +39,9 @@ def fake_twilio() -> Iterator[FakeTwilioServer]:
 
 
 @pytest.fixture
-def runtime(settings: Settings, sessions: sessionmaker[Session], redis_client: redis.Redis,
-            fake_twilio: FakeTwilioServer, tmp_path) -> Iterator[OutboundRuntime]:
+def runtime(settings: Settings, engine: Engine, sessions: sessionmaker[Session],
+            redis_client: redis.Redis, fake_twilio: FakeTwilioServer,
+            tmp_path) -> Iterator[Runtime]:
     """The worker's runtime on the test transaction, sending SMS and calls to the fake."""
 
     def twilio() -> TwilioRestProvider:
@@ -51,23 +51,22 @@ def runtime(settings: Settings, sessions: sessionmaker[Session], redis_client: r
 
     console = ConsoleProvider(tmp_path / "console.jsonl")
     unthrottled = replace(settings, sms_rate=0.0, voice_rate=0.0, email_rate=0.0, push_rate=0.0)
-    rt = OutboundRuntime(unthrottled, sessions, redis_client, Throttle(redis_client), {
+    rt = Runtime(unthrottled, engine, sessions, redis_client, providers={
         Channel.SMS: twilio, Channel.VOICE: twilio,
         Channel.EMAIL: lambda: console, Channel.PUSH: lambda: console})
-    install(rt)
     yield rt
     rt.close()
 
 
 @pytest.fixture
-def work(redis_client: redis.Redis, runtime: OutboundRuntime):
-    """Run a worker in this process until the queues are empty."""
+def work(redis_client: redis.Redis, runtime: Runtime):
+    """Run a worker in this process, on RUNTIME, until the queues are empty."""
 
     def drain() -> None:
         queues = [Queue(n, connection=redis_client, serializer=JSONSerializer)
                   for n in queue_names()]
-        BatchWorker(queues, connection=redis_client, serializer=JSONSerializer).work(
-            burst=True)
+        BatchWorker(queues, connection=redis_client, serializer=JSONSerializer,
+                    runtime=runtime).work(burst=True)
 
     return drain
 

@@ -58,7 +58,7 @@ def test_a_repeated_outbox_job_adds_nothing(db: Session, sessions, population, m
     start_in_background(sessions, runtime.redis, action.id, now=NOW)
     work()
     written = _deliveries(db, action.id)
-    from outbound.jobs import enqueue_outbox
+    from outbound.queues import enqueue_outbox
 
     enqueue_outbox(runtime.redis, action.id)
     work()

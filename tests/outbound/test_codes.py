@@ -10,6 +10,7 @@ import redis
 from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.models import Channel, Language
@@ -17,9 +18,7 @@ from core.participants import MAX_ATTEMPTS, CodeToSend
 from core.settings import Settings
 from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
 from outbound.codes import (
-    JOB,
     PER_CLIENT_PER_HOUR,
-    QUEUE,
     CodeRequests,
     code_text,
     enqueue_code,
@@ -28,37 +27,37 @@ from outbound.codes import (
 )
 from outbound.providers.console import ConsoleProvider
 from outbound.providers.twilio_rest import TwilioRestProvider
-from outbound.runtime import OutboundRuntime, install
-from outbound.throttle import Throttle
+from outbound.queues import CODE_JOB, CODE_QUEUE
+from outbound.runtime import Runtime
 from outbound.worker import BatchWorker
 
 SECRET = "test-secret-key"  # the settings fixture's SECRET_KEY: web and worker share it
 SENT = CodeToSend("+31612345678", "482913", Language.NL)
 
 
-def _runtime(settings: Settings, sessions: sessionmaker[Session], connection: redis.Redis,
-             provider, rate: float = 0.0) -> OutboundRuntime:
-    runtime = OutboundRuntime(replace(settings, sms_rate=rate), sessions, connection,
-                              Throttle(connection), {Channel.SMS: provider})
-    install(runtime)
-    return runtime
+def _runtime(settings: Settings, engine: Engine, sessions: sessionmaker[Session],
+             connection: redis.Redis, provider, rate: float = 0.0) -> Runtime:
+    return Runtime(replace(settings, sms_rate=rate), engine, sessions, connection,
+                   providers={Channel.SMS: provider})
 
 
 @pytest.fixture
-def twilio(settings: Settings, sessions: sessionmaker[Session], redis_client: redis.Redis,
-           fake_twilio: FakeTwilioServer) -> Iterator[OutboundRuntime]:
+def twilio(settings: Settings, engine: Engine, sessions: sessionmaker[Session],
+           redis_client: redis.Redis, fake_twilio: FakeTwilioServer) -> Iterator[Runtime]:
     def provider() -> TwilioRestProvider:
         return TwilioRestProvider(ACCOUNT_SID, AUTH_TOKEN, "+31690000999",
                                   base_url=fake_twilio.url)
 
-    runtime = _runtime(settings, sessions, redis_client, provider)
+    runtime = _runtime(settings, engine, sessions, redis_client, provider)
     yield runtime
     runtime.close()
 
 
-def _drain(connection: redis.Redis) -> None:
-    queue = Queue(QUEUE, connection=connection, serializer=JSONSerializer)
-    BatchWorker([queue], connection=connection, serializer=JSONSerializer).work(burst=True)
+def _drain(runtime: Runtime) -> None:
+    connection = runtime.redis
+    queue = Queue(CODE_QUEUE, connection=connection, serializer=JSONSerializer)
+    BatchWorker([queue], connection=connection, serializer=JSONSerializer,
+                runtime=runtime).work(burst=True)
 
 
 def _everything_in(connection: redis.Redis) -> bytes:
@@ -97,13 +96,13 @@ def test_the_text_carries_the_code_and_a_line_for_the_browser_to_fill_it_in() ->
 
 
 def test_the_code_goes_out_through_the_provider_and_redis_never_holds_it_in_clear(
-        twilio: OutboundRuntime, redis_client: redis.Redis,
+        twilio: Runtime, redis_client: redis.Redis,
         fake_twilio: FakeTwilioServer, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     enqueue_code(redis_client, SECRET, SENT)
     stored = _everything_in(redis_client)
     assert b"482913" not in stored and b"612345678" not in stored
-    _drain(redis_client)
+    _drain(twilio)
     [record] = fake_twilio.fake.records
     assert record.to == "+31612345678" and "482913" in record.body
     assert record.body.startswith("Uw Burgernet-code is 482913")
@@ -113,29 +112,29 @@ def test_the_code_goes_out_through_the_provider_and_redis_never_holds_it_in_clea
 
 
 def test_a_job_that_waited_past_the_code_s_lifetime_sends_nothing(
-        twilio: OutboundRuntime, redis_client: redis.Redis,
+        twilio: Runtime, redis_client: redis.Redis,
         fake_twilio: FakeTwilioServer) -> None:
-    queue = Queue(QUEUE, connection=redis_client, serializer=JSONSerializer)
+    queue = Queue(CODE_QUEUE, connection=redis_client, serializer=JSONSerializer)
     stale = seal(SECRET, SENT, at=time.time() - timedelta(minutes=11).total_seconds())
-    job = queue.enqueue(JOB, stale)
-    _drain(redis_client)
+    job = queue.enqueue(CODE_JOB, stale)
+    _drain(twilio)
     assert job.return_value() == {"sent": 0, "expired": 1}
     assert fake_twilio.fake.records == []
 
 
 def test_codes_keep_to_the_sms_sender_s_shared_rate(
-        settings: Settings, sessions: sessionmaker[Session], redis_client: redis.Redis,
-        fake_twilio: FakeTwilioServer) -> None:
+        settings: Settings, engine: Engine, sessions: sessionmaker[Session],
+        redis_client: redis.Redis, fake_twilio: FakeTwilioServer) -> None:
     def provider() -> TwilioRestProvider:
         return TwilioRestProvider(ACCOUNT_SID, AUTH_TOKEN, "+31690000999",
                                   base_url=fake_twilio.url)
 
-    runtime = _runtime(settings, sessions, redis_client, provider, rate=4.0)
+    runtime = _runtime(settings, engine, sessions, redis_client, provider, rate=4.0)
     try:
         for number in ("+31612345671", "+31612345672", "+31612345673", "+31612345674",
                        "+31612345675"):
             enqueue_code(redis_client, SECRET, replace(SENT, phone=number))
-        _drain(redis_client)
+        _drain(runtime)
     finally:
         runtime.close()
     times = [record.at for record in fake_twilio.fake.records]
@@ -146,29 +145,29 @@ def test_codes_keep_to_the_sms_sender_s_shared_rate(
 
 
 def test_a_refused_number_fails_once_and_a_provider_outage_is_retried(
-        twilio: OutboundRuntime, redis_client: redis.Redis,
+        twilio: Runtime, redis_client: redis.Redis,
         fake_twilio: FakeTwilioServer) -> None:
-    queue = Queue(QUEUE, connection=redis_client, serializer=JSONSerializer)
+    queue = Queue(CODE_QUEUE, connection=redis_client, serializer=JSONSerializer)
     refused = enqueue_code(redis_client, SECRET, replace(SENT, phone="+0"))
-    _drain(redis_client)
+    _drain(twilio)
     assert queue.fetch_job(refused).return_value() == {"sent": 0, "failed": 1}
     fake_twilio.fake.behaviour.error_rate = 1.0
     retried = enqueue_code(redis_client, SECRET, SENT)
-    _drain(redis_client)
+    _drain(twilio)
     assert retried in ScheduledJobRegistry(queue=queue).get_job_ids()
     assert retried not in FailedJobRegistry(queue=queue).get_job_ids()
     assert fake_twilio.fake.records == []
 
 
 def test_the_console_provider_records_the_code_as_the_demo_s_phone(
-        settings: Settings, sessions: sessionmaker[Session], redis_client: redis.Redis,
-        tmp_path) -> None:
+        settings: Settings, engine: Engine, sessions: sessionmaker[Session],
+        redis_client: redis.Redis, tmp_path) -> None:
     outbox = tmp_path / "console.jsonl"
     console = ConsoleProvider(outbox)
-    runtime = _runtime(settings, sessions, redis_client, lambda: console)
+    runtime = _runtime(settings, engine, sessions, redis_client, lambda: console)
     try:
         enqueue_code(redis_client, SECRET, SENT)
-        _drain(redis_client)
+        _drain(runtime)
     finally:
         runtime.close()
     assert re.search(r"Burgernet-code is (\d{6})", outbox.read_text())[1] == "482913"

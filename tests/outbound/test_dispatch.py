@@ -27,7 +27,7 @@ from core.models import (
 from core.targeting import preview
 from fakes.twilio import FakeTwilioServer
 from outbound.fanout import BATCH_SIZE, area_of, preview_action, start_action
-from outbound.jobs import enqueue
+from outbound.queues import enqueue
 from outbound.templates import alert_text
 from tests.outbound.conftest import BY_PHONE, NEIGHBOURS, NOW
 from tests.outbound.senders import reserve_many, send_through_window
@@ -227,7 +227,8 @@ def test_a_claim_is_held_until_the_batch_has_had_its_slots(
     from dataclasses import replace
     from datetime import UTC, datetime, timedelta
 
-    from outbound.jobs import LEASE_MARGIN, _extend_lease
+    from outbound.claim import LEASE_MARGIN
+    from outbound.sender import extend_lease
 
     action = make_action()
     result = start_action(sessions, action.id, now=NOW)
@@ -237,7 +238,7 @@ def test_a_claim_is_held_until_the_batch_has_had_its_slots(
                .values(status=DeliveryStatus.SENDING, next_attempt_at=now))
     db.commit()
     far = now + timedelta(minutes=30)  # other workers' reservations came first
-    _extend_lease(replace(runtime), ids, far.timestamp())
+    extend_lease(replace(runtime), ids, far.timestamp())
     db.expire_all()
     leases = {d.next_attempt_at for d in db.scalars(select(Delivery).where(
         Delivery.id.in_(ids)))}

@@ -21,7 +21,7 @@ from core.models import (
 )
 from outbound.fanout import ActionError, start_action
 from outbound.feedback import end_action, quiet_until, write_update
-from outbound.jobs import enqueue
+from outbound.queues import enqueue
 from outbound.templates import result_text, update_text
 from tests.outbound.conftest import BY_PHONE, NOW
 

@@ -34,7 +34,6 @@ from outbound.inquiry import (
     submit_reaction,
     update_and_queue,
 )
-from outbound.jobs import enqueue
 from outbound.links import (
     LinkError,
     LinkExpired,
@@ -42,6 +41,7 @@ from outbound.links import (
     reaction_token,
     read_reaction_token,
 )
+from outbound.queues import enqueue
 from tests.outbound.conftest import BY_EMAIL, NOW
 
 SECRET = "test-secret-key"

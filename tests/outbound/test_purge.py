@@ -11,7 +11,7 @@ from pathlib import Path
 
 import redis
 from click.testing import CliRunner
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.cli import main
@@ -22,8 +22,7 @@ from core.redis_server import EmbeddedRedis
 from core.schema import ensure_schema
 from core.settings import Settings
 from outbound.purge import purge_unconfirmed
-from outbound.runtime import OutboundRuntime
-from outbound.throttle import Throttle
+from outbound.runtime import Runtime
 from outbound.worker import _purge_once
 from tests.conftest import MELDKAMER_CONFIG
 
@@ -36,8 +35,8 @@ def _pending(db: Session) -> int:
 
 
 def test_a_worker_round_erases_an_expired_sign_up_and_its_demo_messages(
-        settings: Settings, sessions: sessionmaker[Session], redis_client: redis.Redis,
-        db: Session) -> None:
+        settings: Settings, engine: Engine, sessions: sessionmaker[Session],
+        redis_client: redis.Redis, db: Session) -> None:
     now = datetime.now(UTC)  # the round reads the clock; the sign-ups are far from the edge
     stale = register(db, "0612345678", secret=SECRET, now=now - timedelta(hours=1), pc4="3511")
     fresh = register(db, "0687654321", secret=SECRET, now=now, pc4="3511")
@@ -47,7 +46,7 @@ def test_a_worker_round_erases_an_expired_sign_up_and_its_demo_messages(
     outbox.write_text("".join(json.dumps({"channel": "sms", "to": sent.phone,
                                           "body": f"Uw Burgernet-code is {sent.code}."}) + "\n"
                               for sent in (stale, fresh)))
-    runtime = OutboundRuntime(settings, sessions, redis_client, Throttle(redis_client), {})
+    runtime = Runtime(settings, engine, sessions, redis_client)
     _purge_once(runtime)
     db.expire_all()
     assert db.scalars(select(Participant.phone)).all() == [fresh.phone]

@@ -47,7 +47,6 @@ from fakes.push import FakePushServer, Subscription, decrypt
 from outbound.cli import push_command
 from outbound.fanout import start_action
 from outbound.feedback import end_action
-from outbound.jobs import enqueue, schedule
 from outbound.providers import Message, ProviderError
 from outbound.providers.webpush import (
     MAX_PLAINTEXT,
@@ -56,6 +55,7 @@ from outbound.providers.webpush import (
     database_report,
     generate_vapid_key,
 )
+from outbound.queues import enqueue, schedule
 from outbound.runtime import build_runtime
 from tests.outbound.conftest import NOW, UTRECHT
 

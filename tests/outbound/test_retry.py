@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 from core.models import Channel, Delivery, DeliveryStatus
 from outbound.callbacks import apply_status
 from outbound.fanout import start_action
-from outbound.jobs import enqueue, reclaim, schedule
+from outbound.queues import enqueue, schedule
+from outbound.reclaim import reclaim
 from outbound.retry import MAX_ATTEMPTS, backoff
 from tests.outbound.conftest import NOW
 

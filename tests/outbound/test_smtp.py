@@ -20,10 +20,10 @@ from core.models import (
 from core.redis_server import free_port
 from fakes.smtp import Inbox, SmtpServer
 from outbound.fanout import start_action
-from outbound.jobs import enqueue
 from outbound.links import read_reaction_token
 from outbound.providers import Message, ProviderError
 from outbound.providers.smtp import SmtpProvider
+from outbound.queues import enqueue
 from tests.outbound.conftest import BY_EMAIL, NOW
 
 

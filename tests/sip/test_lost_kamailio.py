@@ -19,10 +19,10 @@ from werkzeug.serving import make_server
 from core.db import session_factory
 from core.settings import Settings
 from fakes.sip import HOST, PeerError, free_udp_port, kamailio
+from outbound.runtime import Runtime
 from tests.routing.conftest import DATA as ROUTING_DATA
 from tests.sip.conftest import DATA, require
 from web import create_app
-from web.runtime import Runtime
 
 MULTIPART = "multipart/mixed; boundary=boundary1"
 

@@ -4,6 +4,7 @@ through Kamailio, reads the action, and pressing 1 bridges the participant to th
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -29,11 +30,17 @@ from core.models import (
     ParticipantStatus,
     Urgency,
 )
+from core.redis_server import EmbeddedRedis
+from core.settings import Settings
 from ivr.prompts import load_catalogue
 from ivr.sip_runner import SipFlowRunner
 from ivr.tts import PromptRenderer
+from outbound.callbacks import apply_early
 from outbound.providers import Message, ProviderError
 from outbound.providers.sip import SipVoiceProvider
+from outbound.runtime import build_runtime
+from outbound.throttle import call_token
+from tests.conftest import MELDKAMER_CONFIG
 from tests.sip.conftest import DATA, free_udp_port
 from tests.sip.test_free_number import NUMBERS
 
@@ -135,3 +142,48 @@ def test_an_unknown_user_is_a_permanent_failure(provider, delivery):
     with pytest.raises(ProviderError) as caught:
         asyncio.run(provider.send(message))
     assert not caught.value.retryable and caught.value.provider_code == "404"
+
+
+def test_the_runtime_s_sip_provider_ends_the_call_as_the_webhook_ends_a_twilio_call(
+        tmp_path, sipp, kamailio, delivery, meldkamer_port, sip_sessions, renderer,
+        redis_server: EmbeddedRedis) -> None:
+    """VOICE_PROVIDER=sip as a worker builds it: when the conversation ends, the one end of
+    a call (`end_call`) moves the delivery on and frees the trunk's line, whether the batch
+    recorded the call before that or after."""
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "sounds").symlink_to(renderer.cache_dir)  # rendered once per run
+    low = random.randrange(20000, 40000, 50)  # as the endpoint fixture picks its range
+    runtime = build_runtime(Settings.from_env({
+        "BURGERNET_HOME": str(tmp_path), "SECRET_KEY": "k",
+        "DATABASE_URL": sip_sessions.kw["bind"].url.render_as_string(hide_password=False),
+        "REDIS_URL": redis_server.url, "MELDKAMER_CONFIG": str(MELDKAMER_CONFIG),
+        "TTS": "espeak", "VOICE_PROVIDER": "sip", "VOICE_MAX_CONCURRENT": "1",
+        "SIP_PROXY": f"{kamailio.host}:{kamailio.port}", "SIP_OUT_USERNAME": "burgernet-out",
+        "SIP_RTP_PORTS": f"{low}-{low + 40}", "DIAL_TIMEOUT": "10"}))
+    connection = runtime.redis_for("the test")
+    connection.flushdb()
+    phone = sipp(str(participant_scenario(tmp_path, "1")), port=kamailio.trunk_port,
+                 timeout=90)
+    meldkamer = sipp("uas_answer_then_bye.xml", port=meldkamer_port, timeout=90)
+    provider = runtime.provider(Channel.VOICE)
+    assert isinstance(provider, SipVoiceProvider)
+    try:
+        assert runtime.call_slots.acquire(call_token(delivery))  # as the batch does
+        call_id = send(provider, delivery)
+        with sip_sessions() as session:  # the batch records the call, then applies any end
+            session.get(Delivery, delivery).provider_id = call_id  # that came before it
+            session.get(Delivery, delivery).status = DeliveryStatus.SENT
+            session.commit()
+            apply_early(session, connection, [call_id], datetime.now(UTC))
+            session.commit()
+        assert provider.wait_idle(60)
+        assert phone.wait(10) == 0, phone.report()
+        assert meldkamer.wait(10) == 0, meldkamer.report()
+    finally:
+        provider.endpoint.stop()
+        runtime.close()
+    with sip_sessions() as session:
+        assert session.get(Delivery, delivery).status == DeliveryStatus.ANSWERED
+        record = session.scalar(select(CallRecord).where(CallRecord.provider_call_id == call_id))
+        assert record.ended_at is not None and record.outcome == "connected"
+    assert runtime.call_slots.busy() == 0

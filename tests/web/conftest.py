@@ -12,11 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.seed import seed_demo
 from core.settings import Settings
 from outbound.queues import OUTBOX_QUEUE
-from outbound.runtime import OutboundRuntime, install
-from outbound.throttle import Throttle
+from outbound.runtime import Runtime
 from outbound.worker import BatchWorker
 from web import create_app
-from web.runtime import Runtime
 
 
 @pytest.fixture
@@ -34,15 +32,14 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def write_outboxes(settings: Settings, sessions: sessionmaker[Session],
+def write_outboxes(settings: Settings, engine: Engine, sessions: sessionmaker[Session],
                    redis_client: redis.Redis) -> Callable[[], None]:
     """Run what a worker does with the outbox queue: write the outboxes of started actions
     and queue their batches (the batches stay queued; nothing is sent)."""
 
     def drain() -> None:
-        install(OutboundRuntime(settings, sessions, redis_client, Throttle(redis_client), {}))
         queue = Queue(OUTBOX_QUEUE, connection=redis_client, serializer=JSONSerializer)
-        BatchWorker([queue], connection=redis_client, serializer=JSONSerializer).work(
-            burst=True)
+        BatchWorker([queue], connection=redis_client, serializer=JSONSerializer,
+                    runtime=Runtime(settings, engine, sessions, redis_client)).work(burst=True)
 
     return drain

@@ -118,8 +118,8 @@ def test_the_map_tile_server_is_the_only_other_image_source(settings, engine, se
                                                             redis_client) -> None:
     from dataclasses import replace
 
+    from outbound.runtime import Runtime
     from web import create_app
-    from web.runtime import Runtime
 
     tiled = replace(settings, map_tiles_url="https://{s}.tile.example.org/{z}/{x}/{y}.png",
                     session_cookie_secure=True)

@@ -4,8 +4,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import Settings
+from outbound.runtime import Runtime
 from web import create_app
-from web.runtime import Runtime
 
 
 def test_health_is_ok_when_database_and_redis_answer(client) -> None:

@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.cli import Context
 from core.settings import Settings
+from outbound.runtime import Runtime
 from routing.cli import route_command
 from tests.web import lost_client as lost
 from web import create_app
-from web.runtime import Runtime
 
 ROUTING = "https://burgernet.example.org/ns/lost-routing/1"
 POLICE = "urn:service:sos.police"

@@ -15,7 +15,7 @@ import redis
 from flask.testing import FlaskClient
 from rq import Queue
 from rq.serializers import JSONSerializer
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.models import (
@@ -45,8 +45,7 @@ from outbound.actions import ActionDraft, create_action
 from outbound.providers.console import ConsoleProvider
 from outbound.providers.smtp import SmtpProvider
 from outbound.queues import queue_names
-from outbound.runtime import OutboundRuntime, install
-from outbound.throttle import Throttle
+from outbound.runtime import Runtime
 from outbound.worker import BatchWorker
 from tests.web.helpers import csrf_token, login_as
 
@@ -120,24 +119,23 @@ def smtp_server() -> Iterator[tuple[Inbox, int]]:
 
 
 @pytest.fixture
-def worker(settings: Settings, sessions: sessionmaker[Session], redis_client: redis.Redis,
-           smtp_server, tmp_path):
+def worker(settings: Settings, engine: Engine, sessions: sessionmaker[Session],
+           redis_client: redis.Redis, smtp_server, tmp_path):
     """The outbound worker in this process: e-mail over SMTP to the aiosmtpd server, push to
     the console provider; run() drains the queues."""
     _inbox, port = smtp_server
     console = ConsoleProvider(tmp_path / "console.jsonl")
-    runtime = OutboundRuntime(replace(settings, email_rate=0.0, push_rate=0.0), sessions,
-                              redis_client, Throttle(redis_client), {
-                                  Channel.EMAIL: lambda: SmtpProvider(
-                                      "127.0.0.1", port, "burgernet@example.org"),
-                                  Channel.PUSH: lambda: console})
-    install(runtime)
+    runtime = Runtime(replace(settings, email_rate=0.0, push_rate=0.0), engine, sessions,
+                      redis_client, providers={
+                          Channel.EMAIL: lambda: SmtpProvider(
+                              "127.0.0.1", port, "burgernet@example.org"),
+                          Channel.PUSH: lambda: console})
 
     def run() -> None:
         queues = [Queue(n, connection=redis_client, serializer=JSONSerializer)
                   for n in queue_names()]
-        BatchWorker(queues, connection=redis_client, serializer=JSONSerializer).work(
-            burst=True)
+        BatchWorker(queues, connection=redis_client, serializer=JSONSerializer,
+                    runtime=runtime).work(burst=True)
 
     yield run
     runtime.close()

@@ -21,7 +21,7 @@ from markupsafe import escape
 from py_vapid.utils import b64urlencode
 from rq import Queue
 from rq.serializers import JSONSerializer
-from sqlalchemy import JSON, Enum, String, Text, cast, func, select
+from sqlalchemy import JSON, Engine, Enum, String, Text, cast, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from wtforms.fields.core import UnboundField
 
@@ -50,15 +50,13 @@ from core.seed import seed_demo
 from core.settings import Settings
 from core.targeting import QUIET_HOURS_RULE
 from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
-from outbound.codes import QUEUE
 from outbound.providers.twilio_rest import TwilioRestProvider
-from outbound.runtime import OutboundRuntime, install
-from outbound.throttle import Throttle
+from outbound.queues import CODE_QUEUE
+from outbound.runtime import Runtime
 from outbound.worker import BatchWorker
 from tests.web.helpers import csrf_token
 from web import create_app, portal, portal_account, portal_forms, steady
 from web.i18n import ENGLISH
-from web.runtime import Runtime
 
 PHONE, E164 = "06 12345678", "+31612345678"
 OTHER, OTHER_E164 = "06 87654321", "+31687654321"
@@ -71,11 +69,12 @@ class Sms:
 
     server: FakeTwilioServer
     connection: redis.Redis
+    runtime: Runtime
 
     def deliver(self) -> None:
-        queue = Queue(QUEUE, connection=self.connection, serializer=JSONSerializer)
-        BatchWorker([queue], connection=self.connection,
-                     serializer=JSONSerializer).work(burst=True)
+        queue = Queue(CODE_QUEUE, connection=self.connection, serializer=JSONSerializer)
+        BatchWorker([queue], connection=self.connection, serializer=JSONSerializer,
+                    runtime=self.runtime).work(burst=True)
 
     def received(self, to: str) -> list[str]:
         self.deliver()
@@ -89,17 +88,16 @@ class Sms:
 
 
 @pytest.fixture
-def sms(settings: Settings, sessions: sessionmaker[Session],
+def sms(settings: Settings, engine: Engine, sessions: sessionmaker[Session],
         redis_client: redis.Redis) -> Iterator[Sms]:
     with FakeTwilioServer() as server:
         def twilio() -> TwilioRestProvider:
             return TwilioRestProvider(ACCOUNT_SID, AUTH_TOKEN, "+31690000999",
                                       base_url=server.url)
 
-        runtime = OutboundRuntime(settings, sessions, redis_client, Throttle(redis_client),
-                                  {Channel.SMS: twilio})
-        install(runtime)
-        yield Sms(server, redis_client)
+        runtime = Runtime(settings, engine, sessions, redis_client,
+                          providers={Channel.SMS: twilio})
+        yield Sms(server, redis_client, runtime)
         runtime.close()
 
 

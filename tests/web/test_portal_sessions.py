@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.models import Action, Channel, Delivery, Participant, ParticipantStatus
 from core.participants import forget
 from core.settings import Settings
+from outbound.runtime import Runtime
 from tests.web import test_portal, test_reaction
 from tests.web.test_portal import (
     E164,
@@ -27,7 +28,6 @@ from tests.web.test_portal import (
 )
 from tests.web.test_reaction import _delivery, _path
 from web import create_app
-from web.runtime import Runtime
 
 sms = test_portal.sms
 inquiry = test_reaction.inquiry

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
+from flask import Flask
 from flask.testing import FlaskClient
 from rq import Queue
 from rq.serializers import JSONSerializer
@@ -28,12 +29,10 @@ from core.settings import Settings
 from fakes.twilio import AUTH_TOKEN
 from outbound.providers.console import ConsoleProvider
 from outbound.queues import OUTBOX_QUEUE, queue_names
-from outbound.runtime import OutboundRuntime, install
-from outbound.throttle import Throttle
+from outbound.runtime import Runtime
 from outbound.worker import BatchWorker
 from tests.web.helpers import csrf_token, login_as
 from web import create_app
-from web.runtime import Runtime
 
 PUBLIC = "https://bn.example"
 PHONE, E164, EMAIL = "06 12345678", "+31612345678", "deelnemer@example.org"
@@ -56,18 +55,21 @@ def site(settings: Settings, engine: Engine, sessions: sessionmaker[Session],
                      push_rate=0.0)
     seed_demo(sessions, size=0)
     console = ConsoleProvider(outbox)
-    runtime = OutboundRuntime(signed, sessions, redis_client, Throttle(redis_client),
-                              {channel: (lambda: console) for channel in Channel})
-    install(runtime)
-    app = create_app(runtime=Runtime(signed, engine, sessions, redis_client))
+    runtime = Runtime(signed, engine, sessions, redis_client,
+                      providers={channel: (lambda: console) for channel in Channel})
+    app = create_app(runtime=runtime)
     yield app
     runtime.close()
 
 
-def _work(connection: redis.Redis) -> None:
+def _work(app: Flask) -> None:
+    """A worker on the app's own Runtime drains every queue."""
+    runtime: Runtime = app.extensions["runtime"]
+    connection = runtime.redis
     queues = [Queue(n, connection=connection, serializer=JSONSerializer)
               for n in (OUTBOX_QUEUE, *queue_names())]
-    BatchWorker(queues, connection=connection, serializer=JSONSerializer).work(burst=True)
+    BatchWorker(queues, connection=connection, serializer=JSONSerializer,
+                runtime=runtime).work(burst=True)
 
 
 def _sent(outbox: Path, channel: str) -> dict[str, str]:
@@ -102,7 +104,7 @@ def test_no_log_record_of_a_whole_participation_names_the_number_code_link_or_ad
     assert _post(participant, "/deelnemen/aanmelden", {
         "phone": PHONE, "postcode": "3511", "language": "nl", "consent": "y"}
     ).status_code == 302
-    _work(redis_client)
+    _work(site)
     code = re.search(r"code is (\d{6})", _sent(outbox, "sms")["body"])[1]
     assert _post(participant, "/deelnemen/code", {"code": code}).status_code == 302
     assert participant.post("/deelnemen/mijn/voorkeuren", data={
@@ -117,7 +119,7 @@ def test_no_log_record_of_a_whole_participation_names_the_number_code_link_or_ad
     inquiry = created.headers["Location"].rstrip("/").rsplit("/", 1)[1]
     assert _post(officer, f"/gemeente/{inquiry}/versturen", {},
                  f"/gemeente/{inquiry}").status_code == 302
-    _work(redis_client)
+    _work(site)
     link = re.search(r"https://bn\.example(/reactie/[^\s?]+)", _sent(outbox, "email")["body"])[1]
     token = link.rsplit("/", 1)[1]
     assert _post(participant, link, {"text": f"Ik zag een ladder; bel {PHONE}",

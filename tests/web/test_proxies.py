@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.models import AuditEvent
 from core.seed import DEMO_PASSWORD, seed_demo
 from core.settings import Settings
+from outbound.runtime import Runtime
 from tests.web.helpers import DEMO_EMAIL, csrf_token
 from web import create_app
-from web.runtime import Runtime
 
 PROXY = "10.0.0.2"
 

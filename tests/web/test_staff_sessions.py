@@ -20,11 +20,11 @@ from werkzeug.security import check_password_hash
 from core.models import AuditEvent, User
 from core.seed import DEMO_PASSWORD, seed_demo
 from core.settings import Settings
+from outbound.runtime import Runtime
 from tests.web.helpers import DEMO_EMAIL, csrf_token, login, login_as
 from web import create_app
 from web.auth import PASSWORD_MAX, PASSWORD_MIN, PasswordForm
 from web.i18n import ENGLISH
-from web.runtime import Runtime
 
 NEW_PASSWORD = "paard-batterij-nietje"
 

@@ -39,8 +39,8 @@ from fakes.media import MediaServer
 from fakes.twilio import AUTH_TOKEN
 from ivr.prompts import load_catalogue
 from ivr.tts import key_for, sounds_dir
+from outbound.runtime import Runtime
 from web import create_app
-from web.runtime import Runtime
 
 PUBLIC = "https://bn.example"
 CALL = {"CallSid": "CA" + "1" * 32, "From": "anonymous", "To": "+31800001100"}

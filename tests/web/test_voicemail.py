@@ -40,8 +40,8 @@ from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, Behaviour, FakeTwilio, FakeTwi
 from outbound.callbacks import apply_early
 from outbound.providers import Message
 from outbound.providers.twilio_rest import TwilioRestProvider
+from outbound.runtime import Runtime
 from web import create_app
-from web.runtime import Runtime
 
 HOST = "127.0.0.1"
 

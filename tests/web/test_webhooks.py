@@ -27,8 +27,8 @@ from core.models import (
 )
 from core.settings import Settings
 from fakes.twilio import AUTH_TOKEN
+from outbound.runtime import Runtime
 from web import create_app
-from web.runtime import Runtime
 
 URL = "/webhooks/twilio/status"
 
@@ -106,7 +106,7 @@ def test_malformed_callbacks_get_a_clear_answer(client, params, status) -> None:
 
 def test_a_finished_call_frees_its_line_on_the_trunk(client, db, delivery, redis_client,
                                                      settings) -> None:
-    from outbound.runtime import call_slots, call_token
+    from outbound.throttle import call_slots, call_token
 
     delivery.channel, delivery.provider_id = Channel.VOICE, "CA" + "b" * 32
     db.commit()
@@ -126,7 +126,7 @@ def _post_to(client: FlaskClient, path: str, params: dict[str, str]):
 def test_a_call_that_ends_before_its_batch_recorded_it_frees_its_line_and_keeps_its_status(
         client, db, delivery, redis_client, settings) -> None:
     from outbound.callbacks import apply_early
-    from outbound.runtime import call_slots, call_token
+    from outbound.throttle import call_slots, call_token
 
     delivery.channel, delivery.status, delivery.provider_id = \
         Channel.VOICE, DeliveryStatus.SENDING, None
@@ -292,7 +292,7 @@ def test_a_replayed_busy_signal_is_retried_once(client, db, delivery, redis_clie
 
 def test_a_replayed_end_of_the_last_call_does_not_free_the_line_of_the_next(
         client, db, delivery, redis_client, settings) -> None:
-    from outbound.runtime import call_slots, call_token
+    from outbound.throttle import call_slots, call_token
 
     first = "CA" + "1" * 32
     delivery.channel, delivery.provider_id, delivery.attempts = Channel.VOICE, first, 1
