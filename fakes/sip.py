@@ -7,12 +7,14 @@ package to install or ends with the peer's log."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -51,14 +53,37 @@ def _udp_free(port: int) -> bool:
     return True
 
 
+#: Lock files of the ports this process has handed out, held open until it ends.
+_CLAIMED: list[int] = []
+_CLAIMS = Path(tempfile.gettempdir()) / "burgernet-udp-ports"
+
+
+def _claim(port: int) -> bool:
+    """Reserve PORT against every other process that asks here, until this one ends: a port
+    is free between our check and the peer's bind, and the test command runs two test
+    processes side by side (SIPp then exits 254, "cannot bind")."""
+    _CLAIMS.mkdir(exist_ok=True)
+    handle = os.open(_CLAIMS / str(port), os.O_CREAT | os.O_RDWR, 0o666)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(handle)
+        return False
+    _CLAIMED.append(handle)
+    return True
+
+
 def free_udp_port(span: int = 1) -> int:
     """A free UDP port on 127.0.0.1 with the SPAN-1 ports after it free too (the kernel picks
-    from the ephemeral range, 32768 and up, outside the app's RTP range)."""
+    from the ephemeral range, 32768 and up, outside the app's RTP range), handed out once:
+    never again in this process, nor in another process that asks here while this one runs."""
     for _ in range(200):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.bind((HOST, 0))
             port = int(sock.getsockname()[1])
-        if port + span < 65535 and all(_udp_free(port + i) for i in range(1, span)):
+        ports = range(port, port + span)
+        if port + span < 65535 and all(_udp_free(p) for p in ports[1:]) \
+                and all(_claim(p) for p in ports):
             return port
     raise RuntimeError("no free UDP port range on 127.0.0.1")
 
