@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit
 from core.errors import BurgernetError
-from core.geo import Area, AreaError, parse_area
+from core.geo import Area, AreaError, Polygon, parse_area
 from core.models import (
     Action,
     ActionKind,
@@ -146,10 +146,9 @@ def _parse_area(draft: ActionDraft) -> Area:
 def _area_columns(area: Area | None) -> dict[str, Any]:
     if area is None:
         return {}
-    if hasattr(area, "geojson"):
+    if isinstance(area, Polygon):
         return {"polygon": area.geojson}
-    return {"center_lat": area.lat, "center_lon": area.lon,  # type: ignore[union-attr]
-            "radius_m": area.radius_m}  # type: ignore[union-attr]
+    return {"center_lat": area.lat, "center_lon": area.lon, "radius_m": area.radius_m}
 
 
 def _choice(enum: Any, value: str | None, name: str, message: str,

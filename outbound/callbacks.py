@@ -15,6 +15,7 @@ import redis
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from core.db import changed_rows
 from core.models import Delivery, DeliveryStatus
 from core.settings import Settings
 from ivr.flows import call_ended
@@ -104,11 +105,10 @@ def apply_status(session: Session, provider_id: str, value: str, now: datetime,
     values: dict[str, object] = {"status": target, "updated_at": now}
     if target in FINAL:
         values["completed_at"] = now
-    moved = session.execute(update(Delivery)
-                            .where(Delivery.provider_id == provider_id,
-                                   Delivery.status.in_(lower))
-                            .values(**values))
-    return [] if moved.rowcount else _unmatched(session, provider_id)
+    moved = changed_rows(session, update(Delivery)
+                         .where(Delivery.provider_id == provider_id, Delivery.status.in_(lower))
+                         .values(**values))
+    return [] if moved else _unmatched(session, provider_id)
 
 
 class Early(list[int]):

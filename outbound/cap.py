@@ -18,12 +18,13 @@ from __future__ import annotations
 import math
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import shapely
+from shapely.geometry.base import BaseGeometry
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
@@ -298,15 +299,19 @@ def describe_area(session: Session, action: Action) -> Area:
     """The action's validated area as CAP circles or polygons (WGS 84, "lat,lon"), with the
     names of the municipalities it touches."""
     area = area_of(action)
+    geometry: BaseGeometry
+    circles: tuple[str, ...]
+    polygons: tuple[str, ...]
     if isinstance(area, Circle):
         geometry = shapely.Polygon(circle_ring(area.lat, area.lon, area.radius_m))
         circles = (f"{area.lat:.5f},{area.lon:.5f} {area.radius_m / 1000:.3f}",)
-        polygons: tuple[str, ...] = ()
+        polygons = ()
     else:
         geometry = area.geometry
         circles, polygons = (), tuple(cap_polygons(area.geojson))
     index = boundary_index(session)
-    hits = index.tree.query(geometry, predicate="intersects") if not action.national else []
+    hits: Iterable[int] = ([] if action.national
+                           else index.tree.query(geometry, predicate="intersects"))
     names = tuple(sorted({index.places[int(i)].municipality for i in hits}))
     point = geometry.representative_point()
     return Area(circles, polygons, names, bool(action.national), (point.y, point.x))

@@ -15,6 +15,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 import click
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from core.cli import ROW_ID, Context, pass_context
 from core.db import transaction
@@ -169,7 +170,7 @@ def status_command(context: Context, action_id: int) -> None:
     click.echo(f"forecast: everyone reached in {result.forecast_seconds:.0f} s")
 
 
-def _action(session, action_id: int) -> Action:  # type: ignore[no-untyped-def]
+def _action(session: Session, action_id: int) -> Action:
     return require_action(session, action_id)
 
 

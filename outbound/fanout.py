@@ -10,16 +10,16 @@ of the start, also for a national AMBER Alert.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, Table, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit
-from core.db import bulk_insert
+from core.db import bulk_insert, changed_rows
 from core.errors import BurgernetError
 from core.geo import Area, circle, national_area, polygon
 from core.models import (
@@ -40,6 +40,8 @@ DELIVERY_COLUMNS = ("action_id", "participant_id", "channel", "purpose", "langua
                     "attempts", "created_at", "updated_at")
 #: Deliveries that quiet hours hold carry the moment they may go.
 HELD_COLUMNS = (*DELIVERY_COLUMNS, "next_attempt_at")
+#: The outbox table (declarative typing says only FromClause; a mapped class's is a Table).
+DELIVERIES = cast(Table, Delivery.__table__)
 
 
 class ActionError(BurgernetError, ValueError):
@@ -110,10 +112,10 @@ def activate_action(sessions: sessionmaker[Session], action_id: int, *, now: dat
         area = area_of(action)  # an action without a valid area is refused before it goes live
         if who is not None:
             may_start(session, who, action, None if action.national else area)
-        claimed = session.execute(
-            update(Action).where(Action.id == action_id, Action.status == ActionStatus.DRAFT)
+        claimed = changed_rows(session, update(Action).where(
+            Action.id == action_id, Action.status == ActionStatus.DRAFT)
             .values(status=ActionStatus.ACTIVE, started_at=now))
-        if claimed.rowcount != 1:
+        if claimed != 1:
             return False
         audit.record(session, "start", "action", action_id, user=user,
                      actor=actor or (None if user else "cli"))
@@ -138,10 +140,10 @@ def resume_outboxes(sessions: sessionmaker[Session], now: datetime, dispatch: Di
                     older_than: timedelta = timedelta(minutes=2)) -> list[StartResult]:
     """Finish the outboxes of actions whose start was interrupted (no `outbox_done_at`)."""
     with sessions() as session:
-        unfinished = session.scalars(select(Action.id).where(
+        unfinished = session.scalars(select(Action).where(
             Action.status == ActionStatus.ACTIVE, Action.outbox_done_at.is_(None),
             Action.started_at < now - older_than)).all()
-        areas = {a: area_of(session.get(Action, a)) for a in unfinished}  # type: ignore[arg-type]
+        areas = {action.id: area_of(action) for action in unfinished}
     return [_write_outbox(sessions, action_id, area, now, dispatch, skip_existing=True,
                           resumed=True) for action_id, area in areas.items()]
 
@@ -169,9 +171,9 @@ def _write_outbox(sessions: sessionmaker[Session], action_id: int, area: Area, n
                     for group in groups if not group.held_until for channel in group.channels
                     for pid in group.participant_ids.tolist()]
             with sessions() as session, session.begin():
-                bulk_insert(session.connection(), Delivery.__table__, DELIVERY_COLUMNS, rows,
+                bulk_insert(session.connection(), DELIVERIES, DELIVERY_COLUMNS, rows,
                             skip_existing=skip_existing)
-                bulk_insert(session.connection(), Delivery.__table__, HELD_COLUMNS,
+                bulk_insert(session.connection(), DELIVERIES, HELD_COLUMNS,
                             _held_rows(action_id, groups, now), skip_existing=skip_existing)
                 written = session.execute(
                     select(Delivery.id, Delivery.channel, Delivery.next_attempt_at)
@@ -205,7 +207,8 @@ def _held_rows(action_id: int, groups: list[RecipientGroup],
             for pid in group.participant_ids.tolist()]
 
 
-def _cut(rows: list[Any], queue: str, size: int = BATCH_SIZE) -> list[Batch]:
+def _cut(rows: Sequence[Row[int, Channel, datetime | None]], queue: str,
+         size: int = BATCH_SIZE) -> list[Batch]:
     """Batches per channel and moment; the held ones wait for the end of quiet hours."""
     by_key: dict[tuple[Channel, datetime | None], list[int]] = defaultdict(list)
     for delivery_id, channel, not_before in rows:

@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from core import audit
-from core.db import bulk_insert
+from core.db import bulk_insert, changed_rows
 from core.models import (
     Action,
     ActionKind,
@@ -48,6 +49,8 @@ RESULT_KINDS = frozenset({ActionKind.SUSPECT, ActionKind.VEHICLE, ActionKind.MIS
                           ActionKind.AMBER})
 COLUMNS = ("action_id", "participant_id", "channel", "purpose", "language", "status",
            "attempts", "created_at", "updated_at", "next_attempt_at")
+#: The outbox table (declarative typing says only FromClause; a mapped class's is a Table).
+DELIVERIES = cast(Table, Delivery.__table__)
 
 
 @dataclass
@@ -67,21 +70,21 @@ def end_action(session: Session, action_id: int, outcome: Outcome, text: str | N
     action = session.get(Action, action_id, with_for_update=True)
     if action is None:
         raise ActionError(f"no action {action_id}")
-    ended = session.execute(update(Action)
-                            .where(Action.id == action_id, Action.status == ActionStatus.ACTIVE)
-                            .values(status=ActionStatus.ENDED, ended_at=now,
-                                    outcome=Outcome(outcome), outcome_text=text or None))
-    if ended.rowcount != 1:
+    ended = changed_rows(session, update(Action)
+                         .where(Action.id == action_id, Action.status == ActionStatus.ACTIVE)
+                         .values(status=ActionStatus.ENDED, ended_at=now,
+                                 outcome=Outcome(outcome), outcome_text=text or None))
+    if ended != 1:
         raise ActionError(f"action {action_id} is {action.status.value}, not active")
     session.refresh(action)
-    withdrawn = session.execute(
-        update(Delivery)
+    withdrawn = changed_rows(
+        session, update(Delivery)
         .where(Delivery.action_id == action_id, Delivery.purpose == DeliveryPurpose.ALERT,
                Delivery.status == DeliveryStatus.QUEUED)
         .values(status=DeliveryStatus.SKIPPED, provider_error="action ended", updated_at=now,
-                completed_at=now)).rowcount
+                completed_at=now))
     rows = _result_rows(session, action, now) if action.kind in RESULT_KINDS else []
-    bulk_insert(session.connection(), Delivery.__table__, COLUMNS, rows)
+    bulk_insert(session.connection(), DELIVERIES, COLUMNS, rows)
     audit.record(session, "end", "action", action.id, user=user,
                  actor=actor or (None if user else "cli"),
                  outcome=action.outcome.value if action.outcome else None, results=len(rows),
@@ -120,17 +123,17 @@ def write_update(session: Session, action_id: int, text_nl: str, text_en: str | 
     action = session.get(Action, action_id, with_for_update=True)
     if action is None or action.kind != ActionKind.NEIGHBOURHOOD_INQUIRY:
         raise ActionError(f"no inquiry {action_id}")
-    stored = session.execute(update(Action).where(
+    stored = changed_rows(session, update(Action).where(
         Action.id == action_id, Action.update_nl.is_(None),
         Action.status.in_([ActionStatus.ACTIVE, ActionStatus.ENDED]))
         .values(update_nl=text_nl, update_en=text_en or None))
-    if stored.rowcount != 1:
+    if stored != 1:
         session.refresh(action)
         raise ActionError(f"inquiry {action_id} already has its update" if action.update_nl
                           else f"inquiry {action_id} is {action.status.value}, not started")
     session.refresh(action)
     rows = _update_rows(session, action, now)
-    bulk_insert(session.connection(), Delivery.__table__, COLUMNS, rows)
+    bulk_insert(session.connection(), DELIVERIES, COLUMNS, rows)
     audit.record(session, "update", "action", action.id, user=user,
                  actor=None if user else "cli", updates=len(rows))
     held = session.scalars(select(Delivery.id).where(
@@ -147,7 +150,7 @@ def _update_rows(session: Session, action: Action, now: datetime) -> list[tuple[
         .where(Delivery.action_id == action.id, Delivery.purpose == DeliveryPurpose.ALERT,
                Delivery.channel == Channel.EMAIL, Delivery.status.in_(REACHED),
                Participant.status == ParticipantStatus.VERIFIED)).all()
-    rows = []
+    rows: list[tuple[object, ...]] = []
     for pid, language, quiet in reached:
         hours = json.loads(quiet) if isinstance(quiet, str) else (quiet or {})
         rows.append((action.id, pid, Channel.EMAIL.value, DeliveryPurpose.UPDATE.value,

@@ -173,13 +173,14 @@ def counts(session: Session, action_id: int, now: datetime) -> Counts:
     """Counts for the officer's page: sent means the provider (mail server, push service)
     took the message; delivered, that it reported it delivered; held, that it waits for the
     end of the recipient's quiet hours."""
-    result = Counts(by_channel=Counter())
+    by_channel: Counter[Channel] = Counter()
+    result = Counts(by_channel=by_channel)
     later = (Delivery.next_attempt_at > now).label("later")
     rows = session.execute(
         select(Delivery.purpose, Delivery.channel, Delivery.status, later, func.count())
         .where(Delivery.action_id == action_id)
         .group_by(Delivery.purpose, Delivery.channel, Delivery.status, later)).all()
-    for purpose, channel, status, later, number in rows:
+    for purpose, channel, status, is_later, number in rows:
         if purpose == DeliveryPurpose.UPDATE:
             result.updates += number
             result.updates_sent += number if status in REACHED else 0
@@ -187,9 +188,9 @@ def counts(session: Session, action_id: int, now: datetime) -> Counts:
         if purpose != DeliveryPurpose.ALERT:
             continue
         result.total += number
-        result.by_channel[channel] += number
+        by_channel[channel] += number
         result.waiting += number if status in WAITING else 0
-        result.held += number if status == DeliveryStatus.QUEUED and later else 0
+        result.held += number if status == DeliveryStatus.QUEUED and is_later else 0
         result.sent += number if status in REACHED else 0
         result.delivered += number if status in {DeliveryStatus.DELIVERED,
                                                  DeliveryStatus.ANSWERED} else 0

@@ -49,7 +49,8 @@ def read_reaction_token(secret: str, token: str, lifetime: timedelta) -> int:
     """The delivery id in TOKEN; LinkExpired when it is older than LIFETIME, LinkError when it
     was not made by us for this purpose."""
     try:
-        value = _serializer(secret).loads(token, max_age=lifetime.total_seconds())
+        # ages are whole seconds, so the floor of LIFETIME expires a token at the same moment
+        value = _serializer(secret).loads(token, max_age=int(lifetime.total_seconds()))
     except SignatureExpired:
         raise LinkExpired("the link has expired") from None
     except BadSignature:

@@ -4,8 +4,9 @@ policy, and the deliveries to try again put back on their queues."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.orm import Session
 
 from core.models import Delivery, DeliveryStatus
@@ -18,7 +19,7 @@ from outbound.sender import Outcome
 def record(session: Session, outcomes: list[Outcome], now: datetime) -> list[int]:
     """Successes in one executemany; failures (few) through the retry policy. Returns the
     deliveries to try again."""
-    table = Delivery.__table__
+    table = cast(Table, Delivery.__table__)  # typed FromClause; a mapped class's is a Table
     sent = [{"d_id": work.delivery_id, "p_id": result, "p_name": name}
             for work, result, name in outcomes if isinstance(result, str)]
     if sent:

@@ -152,9 +152,9 @@ async def _follow(client: aiohttp.ClientSession, url: str, egress: Egress, max_b
                 content = await _read(response.content, max_bytes)
                 return Fetched(content, response.headers.get("Content-Type", ""), url)
         except aiohttp.ClientError as error:
-            refused = refused_address(error)
-            if refused is not None:
-                raise FetchRefused("address", str(refused)) from None
+            address = refused_address(error)
+            if address is not None:
+                raise FetchRefused("address", str(address)) from None
             raise FetchRefused("network", type(error).__name__) from None
     raise FetchRefused("redirects", f"more than {max_redirects} redirects")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, cast
 
 import click
 from rq import SimpleWorker
@@ -63,9 +63,10 @@ class BatchWorker(SimpleWorker):
     def subscribe(self) -> None:
         self.pubsub = self.connection.pubsub()
         self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
-        self.pubsub_thread = self.pubsub.run_in_thread(
-            sleep_time=COMMAND_POLL, daemon=True,
-            exception_handler=self._pubsub_exception_handler)
+        thread = self.pubsub.run_in_thread(sleep_time=COMMAND_POLL, daemon=True,
+                                           exception_handler=self._pubsub_exception_handler)
+        # RQ types the attribute from its unannotated `self.pubsub_thread = None`, as None
+        cast(Any, self).pubsub_thread = thread
 
 
 @click.command("worker")
