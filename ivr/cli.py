@@ -36,7 +36,7 @@ def render_command(context: Context, no_gtts: bool, catalogue: Path | None) -> N
     renderer = PromptRenderer(cache, use_gtts=not no_gtts)
     fixed = [prompt for prompt in prompts if not prompt.is_template]
     templated = [prompt.key for prompt in prompts if prompt.is_template]
-    with click.progressbar(length=len(fixed) * len(LANGUAGES), label="prompts",
+    with click.progressbar(range(len(fixed) * len(LANGUAGES)), label="prompts",
                            file=sys.stderr) as bar:
         counts = renderer.render_fixed(prompts, progress=bar.update)
     cached = counts.pop("cached", 0)

@@ -187,18 +187,19 @@ class Flows:
             raise FlowError(f"call record {state.record} does not exist")
         if record.ended_at is not None:  # a replayed webhook of a call that is over
             return Turn((Hangup(),), state)
-        handler = {
+        if state.stage == "dial" and state.flow in (FREE, MESSAGE):
+            if not isinstance(event, DialResult):
+                raise FlowError("a dial stage takes a dial result")
+            return self._on_dial(state, record, event)
+        on_digits: dict[tuple[str, str], Callable[[CallState, CallRecord, Digits], Turn]] = {
             (FREE, "greeting"): self._on_greeting,
             (FREE, "postcode"): self._on_postcode,
             (MESSAGE, "menu"): self._on_menu,
-            (FREE, "dial"): self._on_dial,
-            (MESSAGE, "dial"): self._on_dial,
-        }.get((state.flow, state.stage))
+        }
+        handler = on_digits.get((state.flow, state.stage))
         if handler is None:
             raise FlowError(f"no stage {state.stage!r} in flow {state.flow!r}")
-        if state.stage == "dial" and not isinstance(event, DialResult):
-            raise FlowError("a dial stage takes a dial result")
-        if state.stage != "dial" and not isinstance(event, Digits):
+        if not isinstance(event, Digits):
             raise FlowError("this stage takes digits")
         return handler(state, record, event)
 

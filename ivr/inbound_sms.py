@@ -124,7 +124,9 @@ def handle_sms(session: Session, sender: str, body: str, *, now: datetime, free_
         return SmsResult("started", reply("started"))
     if word in HELP_WORDS:
         return SmsResult("help", reply("help"))
-    action_id = recent_action(session, participant.id, now, recent) if participant else None
+    if participant is None:
+        return SmsResult("no_action", reply("no_action"))
+    action_id = recent_action(session, participant.id, now, recent)
     if action_id is None:
         return SmsResult("no_action", reply("no_action"))
     text = body.strip()[:MAX_TIP_CHARS]

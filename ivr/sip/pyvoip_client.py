@@ -16,7 +16,16 @@ from typing import Any
 
 from ivr.sip.errors import SipError
 from ivr.sip.headers import header_values, uri_of
-from ivr.sip.pyvoip import ALLOWED_METHODS, RESPONSE, SIP, VERSION, Fix, PhoneStatus
+from ivr.sip.pyvoip import (
+    ALLOWED_METHODS,
+    RESPONSE,
+    SIP,
+    VERSION,
+    Fix,
+    PhoneStatus,
+    VoIPPhone,
+)
+from ivr.sip.pyvoip_parsing import status_line
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +58,30 @@ class Outcome:
     cancelled: bool = False
 
 
+class DialogPhone(VoIPPhone):
+    """The phone a `SipClient` serves (`pyvoip_phone.Phone`): pyVoIP's, plus what the client
+    hands the responses to our INVITEs and inbound CANCELs to (pyVoIP's drops both)."""
+
+    def on_invite_response(self, response: SIP.SIPMessage) -> None:
+        raise NotImplementedError
+
+    def on_cancel(self, request: SIP.SIPMessage) -> None:
+        raise NotImplementedError
+
+
 class SipClient(SIP.SIPClient):
     """pyVoIP's SIP transport, with one receive thread that sees every message, bounded waits,
     and dialogs that work through a proxy. The defects each override works around are in
     `FIXES` here and in `pyvoip_phone.FIXES`."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    phone: DialogPhone
+    #: Seconds to wait for each answer to a REGISTER (pyVoIP's `register_timeout` is an int,
+    #: read only by its own REGISTER code, which this class replaces).
+    register_wait: float = 30.0
+
+    def __init__(self, server: str, port: int, username: str, password: str, *,
+                 phone: DialogPhone, **kwargs: Any) -> None:
+        super().__init__(server, port, username, password, phone=phone, **kwargs)
         self.dialogs: dict[str, Dialog] = {}
         self._register_responses: Queue[SIP.SIPMessage] = Queue()
         self._register_lock = threading.Lock()
@@ -64,7 +90,7 @@ class SipClient(SIP.SIPClient):
 
     # transport
 
-    def start(self, timeout: float = 5.0) -> None:  # type: ignore[override]
+    def start(self, timeout: float = 5.0) -> None:
         if self.NSD:
             raise RuntimeError("SIP client already started")
         self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -80,17 +106,17 @@ class SipClient(SIP.SIPClient):
         except BaseException:
             self.stop(deregister=False)
             raise
-        self.register_timeout = timeout
+        self.register_wait = timeout
         self._schedule_refresh(self.default_expires / 2)
 
-    def stop(self, deregister: bool = True) -> None:  # type: ignore[override]
+    def stop(self, deregister: bool = True) -> None:
         if not self.NSD:
             return
         if self._refresh is not None:
             self._refresh.cancel()
         if deregister:
             try:
-                self.register_now(0, min(self.register_timeout, 1.0))
+                self.register_now(0, min(self.register_wait, 1.0))
             except SipError as exc:
                 log.warning("%s", exc)
         self.NSD = False
@@ -157,13 +183,14 @@ class SipClient(SIP.SIPClient):
                 self._register_responses.get_nowait()
             request = self.gen_first_response(deregister=expires == 0)
             response = self._await_register(request, timeout)
-            if response.status_code == 401:
+            if status_line(response).status_code == 401:
                 request = self.gen_register(response, deregister=expires == 0)
                 response = self._await_register(request, timeout)
-            if response.status_code != 200:
+            line = status_line(response)
+            if line.status_code != 200:
                 raise SipError(f"registrar {self.server}:{self.port} refused REGISTER for "
-                               f"{self.username}: {response.status_code} {response.reason}",
-                               status=response.status_code)
+                               f"{self.username}: {line.status_code} {line.reason}",
+                               status=line.status_code)
         if expires:
             self.phone._status = PhoneStatus.REGISTERED
 
@@ -186,7 +213,8 @@ class SipClient(SIP.SIPClient):
                     timeout=max(0.0, min(deadline, next_send) - now))
             except Empty:
                 continue
-            if response.headers["CSeq"]["check"] == cseq.group(1) and response.status_code >= 200:
+            if (response.headers["CSeq"]["check"] == cseq.group(1)
+                    and status_line(response).status_code >= 200):
                 return response
 
     def _schedule_refresh(self, delay: float) -> None:
@@ -199,7 +227,7 @@ class SipClient(SIP.SIPClient):
 
     def _refresh_registration(self) -> None:
         try:
-            self.register_now(self.default_expires, self.register_timeout)
+            self.register_now(self.default_expires, self.register_wait)
         except SipError as exc:
             log.warning("registration refresh failed, retrying in 5 s: %s", exc)
             self.phone._status = PhoneStatus.REGISTERING
@@ -268,7 +296,7 @@ class SipClient(SIP.SIPClient):
         to = request.headers["To"]
         to_line = f"To: {to['raw']}" + (f";tag={to['tag']}" if to["tag"] else "")
         from_line = f"From: {request.headers['From']['raw']};tag={request.headers['From']['tag']}"
-        if 200 <= request.status_code < 300:
+        if 200 <= status_line(request).status_code < 300:
             uri = uri_of(request.headers.get("Contact")) or (dialog.invite_uri if dialog else "")
             via = self._via()
             routes = list(reversed(header_values(request.raw, "Record-Route")))

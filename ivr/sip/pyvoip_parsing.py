@@ -4,13 +4,25 @@ messages in many places no subclass reaches)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, cast
 
 from ivr.sip.body import sdp_of
 from ivr.sip.headers import CANONICAL, COMPACT
 from ivr.sip.pyvoip import SIP, Fix, Patch
 
 SIPMessage = SIP.SIPMessage
+
+
+class StatusLine(Protocol):
+    """What `_parse_sip_response` keeps on every response `SIPMessage` (pyVoIP keeps neither)."""
+
+    status_code: int
+    reason: str
+
+
+def status_line(response: SIP.SIPMessage) -> StatusLine:
+    """RESPONSE's real status code and reason phrase (unknown-status-code, below)."""
+    return cast(StatusLine, response)  # pyVoIP's class does not declare what the fix sets on it
 
 
 def _parse_raw_header(headers_raw: list[bytes], handle: Callable[[str, str], None]) -> None:
@@ -75,12 +87,13 @@ def _parse_sip_response(self: SIP.SIPMessage, data: bytes) -> None:
     self.version = str(words[0], "utf8")
     if self.version not in self.SIPCompatibleVersions:
         raise SIP.SIPParseError(f"SIP Version {self.version} not compatible.")
-    self.status_code = int(words[1])
-    self.reason = str(words[2], "utf8") if len(words) > 2 else ""
+    line = status_line(self)
+    line.status_code = int(words[1])
+    line.reason = str(words[2], "utf8") if len(words) > 2 else ""
     try:
-        self.status = SIP.SIPStatus(self.status_code)
+        self.status = SIP.SIPStatus(line.status_code)
     except ValueError:
-        self.status = SIP.SIPStatus(self.status_code // 100 * 100)
+        self.status = SIP.SIPStatus(line.status_code // 100 * 100)
     self.parse_raw_header(headers_raw, self.parse_header)
     _parse_sdp_body(self, body)
 

@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import cast
 
 from ivr.sip.headers import header_values, uri_of
 from ivr.sip.pyvoip import (
@@ -20,14 +21,14 @@ from ivr.sip.pyvoip import (
     NoPortsAvailableError,
     PhoneStatus,
     VoIPCall,
-    VoIPPhone,
 )
-from ivr.sip.pyvoip_client import Dialog, Outcome, SipClient
+from ivr.sip.pyvoip_client import Dialog, DialogPhone, Outcome, SipClient
+from ivr.sip.pyvoip_parsing import status_line
 
 log = logging.getLogger(__name__)
 
 
-class Phone(VoIPPhone):
+class Phone(DialogPhone):
     """pyVoIP's phone with our SipClient, non-blocking outgoing calls, inbound CANCEL and
     re-INVITEs; the defects each override works around are in `FIXES`."""
 
@@ -43,7 +44,7 @@ class Phone(VoIPPhone):
         self.outcomes: dict[str, Outcome] = {}
         self.lock = threading.RLock()
 
-    def start(self, timeout: float = 5.0) -> None:  # type: ignore[override]
+    def start(self, timeout: float = 5.0) -> None:
         self._status = PhoneStatus.REGISTERING
         try:
             self.sip.start(timeout)
@@ -139,7 +140,9 @@ class Phone(VoIPPhone):
         with self.lock:
             self._prune()
             call = VoIPCall(self, CallState.DIALING, SIP.SIPMessage(invite.encode("utf8")),
-                            sess_id, self.myIP, ms=media, sendmode=self.sendmode)
+                            sess_id, self.myIP, sendmode=self.sendmode,
+                            # pyVoIP annotates ms as one payload map; it takes {port: map}
+                            ms=cast(dict[int, RTP.PayloadType], media))
             self.calls[call_id] = call
             outcome = self.outcomes[call_id] = Outcome()
         self.sip.send(invite)
@@ -172,7 +175,8 @@ class Phone(VoIPPhone):
 
     def on_invite_response(self, response: SIP.SIPMessage) -> None:
         call_id = response.headers["Call-ID"]
-        code = response.status_code
+        line = status_line(response)
+        code = line.status_code
         with self.lock:
             call = self.calls.get(call_id)
             outcome = self.outcomes.get(call_id)
@@ -185,7 +189,7 @@ class Phone(VoIPPhone):
             self.sip.send(self.sip.gen_ack(response))
             if code >= 300:
                 if outcome is not None and not outcome.final.is_set():
-                    outcome.status, outcome.reason = code, response.reason
+                    outcome.status, outcome.reason = code, line.reason
                     outcome.final.set()
                     if call is not None:
                         call.state = CallState.ENDED
@@ -206,7 +210,7 @@ class Phone(VoIPPhone):
                     outcome.final.set()
                 return
             call.answered(response)
-            outcome.status, outcome.reason = code, response.reason
+            outcome.status, outcome.reason = code, line.reason
             outcome.final.set()
 
     # housekeeping
