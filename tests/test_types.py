@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("core", "routing", "ivr", "outbound", "web")
 #: Lower this when you remove one; never raise it.
-MOST = 22
+MOST = 7
 IGNORE = re.compile(r"#\s*type:\s*ignore")
 
 

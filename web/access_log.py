@@ -27,7 +27,7 @@ SECRET_ATOMS = frozenset({"{cookie}i", "{authorization}i", "{set-cookie}o",
 PLAIN_ATOMS = frozenset({"t", "s", "m", "H", "b", "B", "T", "D", "M", "L", "p"})
 
 
-class PrivateLogger(Logger):  # type: ignore[misc]
+class PrivateLogger(Logger):
     """gunicorn.glogging.Logger whose lines are redacted (see `core.privacy.redact`)."""
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any],

@@ -148,8 +148,8 @@ def _form() -> dict[str, str]:
 def _back_to_log() -> ResponseReturnValue:
     """The log page with the same filters: only the filters' own names go into url_for, whose
     keywords (_external, _scheme, _method, endpoint) a query string must not reach."""
-    return redirect(url_for("admin.audit", **{name: value for name, value in _form().items()
-                                              if value}))
+    filters: dict[str, Any] = {name: value for name, value in _form().items() if value}
+    return redirect(url_for("admin.audit", **filters))
 
 
 @bp.get("/audit", endpoint="audit")

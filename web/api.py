@@ -126,7 +126,7 @@ def _no_store(response: Response) -> Response:
 
 
 def _token() -> TokenIdentity:
-    return g.api_token  # type: ignore[no-any-return]
+    return g.api_token
 
 
 def _actor(session: Session) -> Actor:
@@ -161,7 +161,7 @@ def _owned(session: Session, action_id: int) -> Action:
         Action.id == action_id, Action.organisation_id == _token().organisation_id))
     if action is None:
         raise ApiError(404, "action_not_found", "Deze actie bestaat niet (in uw organisatie).")
-    return action  # type: ignore[no-any-return]
+    return action
 
 
 # --- handlers -------------------------------------------------------------------------------
@@ -267,7 +267,7 @@ def _idempotency_key(checked: contract.Checked) -> str | None:
         raise ApiError(400, "invalid_request", "Het verzoek klopt niet met de API-beschrijving.",
                        fields={"external_id": contract.translate(
                            "Verschilt van de Idempotency-Key-header.")})
-    return header or field  # type: ignore[no-any-return]
+    return header or field
 
 
 def _create(body: dict[str, Any]) -> int:

@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from functools import cache, wraps
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -64,21 +64,22 @@ class PasswordForm(FlaskForm):
         EqualTo("new", message="De twee nieuwe wachtwoorden verschillen.")])
 
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def roles_required(*roles: Role) -> Callable[[F], F]:
+def roles_required(*roles: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Only logged-in users with one of ROLES; others get 403 (anonymous: the login page)."""
-    def decorate(view: F) -> F:
+    def decorate(view: Callable[P, R]) -> Callable[P, R]:
         @wraps(view)
         @login_required
-        def guarded(*args: Any, **kwargs: Any) -> Any:
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
             if current_user.role not in roles:
                 audit.record(db(write=True), "forbidden", "page", request.path,
                              user=current_user, ip=request.remote_addr)
                 abort(403)
             return view(*args, **kwargs)
-        return guarded  # type: ignore[return-value]
+        return guarded
     return decorate
 
 
@@ -96,7 +97,7 @@ def action_or_404(action_id: int, kinds: Collection[ActionKind] | None = None) -
     action = db().scalar(visible_actions(select(Action).where(Action.id == action_id)))
     if action is None or (kinds is not None and action.kind not in kinds):
         abort(404)
-    return action  # type: ignore[no-any-return]
+    return action
 
 
 def record_refusal(refusal: NotPermitted, action_id: object = None, *,
@@ -111,7 +112,7 @@ def record_refusal(refusal: NotPermitted, action_id: object = None, *,
 
 def acting_user() -> User:
     """The logged-in user as a model object (not Flask-Login's proxy), for the audit log."""
-    return current_user._get_current_object()  # type: ignore[no-any-return]
+    return current_user._get_current_object()
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -106,4 +106,5 @@ def _conditional(body: bytes, content_type: str, modified: datetime, max_age: in
     response.cache_control.max_age = max_age
     response.headers["Access-Control-Allow-Origin"] = "*"
     response.headers["X-Content-Type-Options"] = "nosniff"
-    return response.make_conditional(request)
+    response.make_conditional(request)  # in place; typed as werkzeug's Response, not Flask's
+    return response

@@ -20,7 +20,7 @@ from core.settings import Settings
 from web.access_log import PrivateLogger
 
 
-class _Gunicorn(BaseApplication):  # type: ignore[misc]
+class _Gunicorn(BaseApplication):
     """Gunicorn serving create_app(settings), configured from our settings, not its argv."""
 
     def __init__(self, settings: Settings, options: dict[str, Any]) -> None:

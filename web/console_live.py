@@ -67,7 +67,7 @@ def masked(number: str | None) -> str:
 def live_data(session: Session, action: Action, result: Progress, *,
               tips_allowed: bool) -> dict[str, Any]:
     """Everything the live page redraws: one JSON document, every text already translated."""
-    channels = {}
+    channels: dict[str, dict[str, Any]] = {}
     for channel, by_status in result.counts.items():
         waiting = sum(n for status, n in by_status.items() if status in OPEN)
         channels[channel.value] = {

@@ -17,7 +17,7 @@ csrf = CSRFProtect()
 
 def runtime() -> Runtime:
     """The Runtime of the current app."""
-    return current_app.extensions["runtime"]  # type: ignore[no-any-return]
+    return current_app.extensions["runtime"]
 
 
 def db(write: bool = False) -> Session:
@@ -28,7 +28,7 @@ def db(write: bool = False) -> Session:
     if "db" not in g:
         rt = runtime()
         g.db = (rt.writer if write else rt.sessions)()
-    return g.db  # type: ignore[no-any-return]
+    return g.db
 
 
 def writer() -> sessionmaker[Session]:

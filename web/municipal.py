@@ -159,7 +159,7 @@ def _bound_to() -> str | None:
     user = acting_user()
     if not actor_for_user(user).bounded or user.organisation.municipality is None:
         return None
-    return user.organisation.municipality.name  # type: ignore[no-any-return]
+    return user.organisation.municipality.name
 
 
 def _save(form: MunicipalForm, kind: ActionKind,

@@ -26,6 +26,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 
 from core import audit
+from core.models import Language
 from core.participants import (
     CODE_TTL,
     CodeToSend,
@@ -125,7 +126,7 @@ class CodeRefused(Exception):
 
 def _signup_of(phone: str, pc4: str, language: str) -> Callable[[], CodeToSend]:
     """Sign PHONE up (again: an unconfirmed sign-up is purged when its code expires)."""
-    return lambda: register(db(), phone, secret=secret(), now=now(), language=language,
+    return lambda: register(db(), phone, secret=secret(), now=now(), language=Language(language),
                             pc4=pc4, allow_fictional=False)
 
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Concatenate, ParamSpec
 
 import phonenumbers
 from flask import Blueprint, flash, jsonify, redirect, session, url_for
@@ -35,7 +35,9 @@ SEEN = "participant_seen"
 #: The code asked for and not yet used: number (E.164), purpose, when it was sent.
 PENDING = "portal_pending"
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+#: A view that gets the logged-in participant first (see `participant_required`).
+ParticipantView = Callable[Concatenate[Participant, P], ResponseReturnValue]
 
 
 def now() -> datetime:
@@ -108,12 +110,13 @@ def current_participant() -> Participant | None:
     return participant
 
 
-def participant_required(write: bool = False, api: bool = False) -> Callable[[F], F]:
+def participant_required(write: bool = False, api: bool = False
+                         ) -> Callable[[ParticipantView[P]], Callable[P, ResponseReturnValue]]:
     """The view gets the logged-in participant as its first argument; anyone else goes to
     the log-in page (an API call gets 401). WRITE opens the writing session first."""
-    def decorate(view: F) -> F:
+    def decorate(view: ParticipantView[P]) -> Callable[P, ResponseReturnValue]:
         @wraps(view)
-        def guarded(*args: Any, **kwargs: Any) -> ResponseReturnValue:
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> ResponseReturnValue:
             db(write=write)
             participant = current_participant()
             if participant is None:
@@ -124,8 +127,8 @@ def participant_required(write: bool = False, api: bool = False) -> Callable[[F]
                     return jsonify(ok=False, error=message), 401
                 flash("Log in om uw gegevens te zien.")
                 return redirect(url_for("portal.login"))
-            return view(participant, *args, **kwargs)  # type: ignore[no-any-return]
-        return guarded  # type: ignore[return-value]
+            return view(participant, *args, **kwargs)
+        return guarded
     return decorate
 
 

@@ -144,12 +144,13 @@ def _machine_answered(call_id: str | None, verdict: str | None) -> None:
     Kept for later when the batch has not recorded the CallSid yet, as a status is."""
     if not call_id:
         return
-    again = apply_or_keep(db(), runtime().redis, call_id, "in-progress", datetime.now(UTC),
+    redis = runtime().redis
+    again = apply_or_keep(db(), redis, call_id, "in-progress", datetime.now(UTC),
                           answered=verdict)
     if again:
         db().commit()
-        if runtime().redis is not None:
-            schedule(runtime().redis, db(), again)
+        if redis is not None:
+            schedule(redis, db(), again)
 
 
 @bp.post("/voice/step")
@@ -287,7 +288,9 @@ async def _download(urls: list[str], settings: Settings
                                           authorization=auth, auth_hosts=(api, *TWILIO_API))
 
         results = await asyncio.gather(*(one(url) for url in urls), return_exceptions=True)
+    fetched: list[safe_fetch.Fetched | safe_fetch.FetchRefused] = []
     for result in results:
         if isinstance(result, BaseException) and not isinstance(result, safe_fetch.FetchRefused):
             raise result
-    return results  # type: ignore[return-value]
+        fetched.append(result)
+    return fetched

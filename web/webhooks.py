@@ -97,8 +97,9 @@ def twilio_status() -> Response:
             log.warning("unknown status %r for %s ignored", value[:40], provider_id[:64])
             return Response(status=204)
         db().commit()  # before the mark stands, and the worker must find the rows of a retry
-        if again and runtime().redis is not None:
-            schedule(runtime().redis, db(), again)
+        redis = runtime().redis
+        if again and redis is not None:
+            schedule(redis, db(), again)
         # without Redis here, the worker's sweep queues them
     return Response(status=204)
 
