@@ -13,10 +13,11 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
 
+from core.logs import log_context
 from outbound.cli import pass_runtime
 from outbound.fanout import resume_outboxes
 from outbound.purge import purge_unconfirmed
-from outbound.queues import RUNTIME_JOBS, enqueue, queue, queue_names
+from outbound.queues import RUNTIME_JOBS, enqueue, job_log_ids, queue, queue_names
 from outbound.reclaim import reclaim
 from outbound.runtime import Runtime
 
@@ -58,7 +59,8 @@ class BatchWorker(SimpleWorker):
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         if isinstance(job, RuntimeJob):
             job.runtime = self.runtime
-        return super().perform_job(job, queue, execution)
+        with log_context(**job_log_ids(job)):  # the request id the job was queued under
+            return super().perform_job(job, queue, execution)
 
     def subscribe(self) -> None:
         self.pubsub = self.connection.pubsub()
