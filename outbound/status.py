@@ -195,14 +195,21 @@ def system_status(runtime: Runtime) -> SystemStatus:
     now = runtime.clock()
     status = SystemStatus(now, database_state(runtime.engine), redis_state(runtime.redis))
     if status.database == "ok":
-        with runtime.sessions() as session:
-            status.backlog = outbox_backlog(session, now)
+        try:
+            with runtime.sessions() as session:
+                status.backlog = outbox_backlog(session, now)
+        except SQLAlchemyError:  # lost since the first look
+            status.database = "unreachable"
     if status.redis == "ok" and runtime.redis is not None:
         connection = runtime.redis
-        status.workers = workers(connection, now)
-        status.queues = queue_states(connection, now)
-        status.rates = send_rates(runtime, now)
-        status.sip = registrations(connection)
+        try:
+            status.workers = workers(connection, now)
+            status.queues = queue_states(connection, now)
+            status.rates = send_rates(runtime, now)
+            status.sip = registrations(connection)
+        except redis.RedisError:
+            status.redis = "unreachable"
+            status.workers = status.queues = status.rates = status.sip = None
     status.problems = problems(status)
     return status
 
@@ -235,11 +242,13 @@ def readiness(runtime: Runtime) -> tuple[str | None, dict[str, str]]:
     WORKER_SILENCE. Without REDIS_URL the web app serves the console and queues nothing (as
     it always could): readiness then asks the database alone."""
     checks = {"database": database_state(runtime.engine), "redis": redis_state(runtime.redis)}
+    checks["workers"] = "not checked (no Redis)"
     if checks["redis"] == "ok" and runtime.redis is not None:
-        alive = [w for w in workers(runtime.redis, runtime.clock()) if w.alive]
-        checks["workers"] = f"{len(alive)} alive" if alive else "none alive"
-    else:
-        checks["workers"] = "not checked (no Redis)"
+        try:
+            alive = [w for w in workers(runtime.redis, runtime.clock()) if w.alive]
+            checks["workers"] = f"{len(alive)} alive" if alive else "none alive"
+        except redis.RedisError:
+            checks["redis"] = "unreachable"
     if checks["database"] != "ok":
         return f"database: {checks['database']}", checks
     if checks["redis"] == "unreachable":
