@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import make_engine, session_factory, transaction
 from core.errors import BurgernetError
+from core.logs import prepare_handler
 from core.models import MAX_ID
 from core.privacy import install_redaction
 from core.reference import count_rows, load_reference
@@ -88,21 +89,24 @@ class Group(click.Group):
 def main(ctx: click.Context) -> None:
     """Burgernet: alert participants, route their calls to the right meldkamer."""
     context = ctx.ensure_object(Context)
-    configure_logging(context.settings.log_level)
+    configure_logging(context.settings.log_level, log_format=context.settings.log_format)
 
 
 #: Libraries whose INFO lines are noise, and in Twilio's case name the numbers it looks up.
 QUIET_LOGGERS = ("alembic", "twilio")
 
 
-def configure_logging(level: str, stream: TextIO | None = None) -> None:
-    """Log at LEVEL to STREAM (default stderr, unless logging is set up already), every line
-    redacted (`core.privacy`): no number, code, address or personal link in clear.
-    Chatty libraries speak from WARNING, unless the level is DEBUG."""
+def configure_logging(level: str, stream: TextIO | None = None,
+                      log_format: str = "text") -> None:
+    """Log at LEVEL to STREAM (default stderr, unless logging is set up already) as text or
+    JSON lines (LOG_FORMAT, `core.logs`), every line redacted (`core.privacy`): no number,
+    code, address or personal link in clear. Chatty libraries speak from WARNING, unless the
+    level is DEBUG."""
     root = logging.getLogger()
     if stream is not None or not root.handlers:
         handler = logging.StreamHandler(stream or sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        prepare_handler(handler, log_format)
         root.addHandler(handler)
         root.setLevel(level)
     install_redaction(root)

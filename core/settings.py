@@ -58,6 +58,9 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("MAP_TILES_ATTRIBUTION", "Kaartgegevens © Kadaster for PDOK tiles, else © OpenStreetMap "
      "contributors", "credit shown on the map for MAP_TILES_URL"),
     ("LOG_LEVEL", "INFO", "logging level"),
+    ("LOG_FORMAT", "text", "text (a line for a person) or json (one JSON object a line, with "
+     "time in UTC, level, logger, message and the request, job, action, delivery and call ids "
+     "where they apply)"),
     ("SMS_PROVIDER", "console", "console (records, sends nothing) or twilio"),
     ("VOICE_PROVIDER", "console", "console, twilio, or sip (pyVoIP through SIP_PROXY)"),
     ("TWILIO_ACCOUNT_SID", "(none)", "account SID for the Twilio-compatible API"),
@@ -154,6 +157,7 @@ class Settings:
     map_tiles_url: str = ""
     map_tiles_attribution: str = OSM_ATTRIBUTION
     log_level: str = "INFO"
+    log_format: str = "text"
     sms_provider: str = "console"
     voice_provider: str = "console"
     twilio_account_sid: str = ""
@@ -232,6 +236,7 @@ class Settings:
             **_sessions(env, public_url),
             **_map_tiles(env),
             log_level=log_level,
+            log_format=_choice(env.get("LOG_FORMAT", "text"), "LOG_FORMAT", ("text", "json")),
             tts=_choice(env.get("TTS", "gtts"), "TTS", ("gtts", "espeak", "off")),
             **_outbound(env),
             **_push(env, home),

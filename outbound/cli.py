@@ -30,6 +30,7 @@ from core.models import (
 )
 from core.permissions import actor_for_organisation
 from core.settings import vapid_key_path
+from ivr.registration import REPORT_EVERY, RegistrationReport
 from outbound.actions import (
     ActionDraft,
     create_action,
@@ -235,7 +236,16 @@ def sip_command(runtime: Runtime) -> None:
     host, port = settings.sip_proxy
     click.echo(f"free number registered as {settings.sip_username} at {host}:{port} "
                f"(SIP port {endpoint.sip_port}); Ctrl-C stops", err=True)
+    node = f"{settings.sip_username}@{settings.sip_local_ip}:{endpoint.sip_port}"
+    # for `burgernet status` on any host; without Redis there is nobody to tell
+    report = RegistrationReport(runtime.redis, node, f"{host}:{port}") if runtime.redis else None
     try:
-        stop.wait()
+        while True:
+            if report is not None:
+                report.report(endpoint.registered, runtime.clock())
+            if stop.wait(REPORT_EVERY):
+                break
     finally:
         endpoint.stop()
+        if report is not None:
+            report.withdraw()

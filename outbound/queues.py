@@ -13,13 +13,16 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import redis
 from rq import Queue, Retry
+from rq.job import Job
 from rq.serializers import JSONSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.logs import current_ids
 from core.models import Action, ActionKind, Channel, Delivery, DeliveryPurpose, Urgency
 
 #: AMBER and urgent search first, then result messages, then everything non-urgent.
@@ -58,6 +61,23 @@ def _retry() -> Retry:
     return Retry(max=3, interval=[5, 30, 120])
 
 
+def job_meta() -> dict[str, str]:
+    """What a job carries of the context it is queued in (`core.logs`): the request id, so
+    the worker's log lines for it, and for the jobs it queues in turn, name the request."""
+    request_id = current_ids().get("request_id")
+    return {"request_id": request_id} if isinstance(request_id, str) else {}
+
+
+def job_log_ids(job: Job) -> dict[str, Any]:
+    """The ids the log lines of JOB carry while a worker runs it."""
+    request_id = job.meta.get("request_id")
+    ids: dict[str, Any] = {"job_id": job.id,
+                           "request_id": request_id if isinstance(request_id, str) else None}
+    if job.func_name == OUTBOX_JOB and job.args and isinstance(job.args[0], int):
+        ids["action_id"] = job.args[0]
+    return ids
+
+
 def priority_of(action: Action, purpose: DeliveryPurpose) -> str:
     """AMBER and urgent search first, then result messages, then everything non-urgent."""
     if purpose != DeliveryPurpose.ALERT:
@@ -94,14 +114,14 @@ def enqueue(connection: redis.Redis, batches: Iterable[Batch], delay: float = 0.
             jobs = [Queue.prepare_data(BATCH_JOB, args=(list(b.delivery_ids),),
                                        job_id=f"{b.job_id}-{int(time.time() * 1000)}",
                                        result_ttl=3600, failure_ttl=7 * 86400,
-                                       retry=_retry())
+                                       retry=_retry(), meta=job_meta())
                     for b in group]
             waits = [max(delay, b.not_before.timestamp() - now if b.not_before else 0.0)
                      for b in group]
             for data, wait in zip(jobs, waits, strict=True):
                 if wait > 0:
                     target.enqueue_in(timedelta(seconds=wait), data.func, *data.args,
-                                      job_id=data.job_id, pipeline=pipe)
+                                      job_id=data.job_id, meta=data.meta, pipeline=pipe)
             now_jobs = [data for data, wait in zip(jobs, waits, strict=True) if wait <= 0]
             if now_jobs:
                 target.enqueue_many(now_jobs, pipeline=pipe)
@@ -114,7 +134,7 @@ def enqueue_outbox(connection: redis.Redis, action_id: int) -> None:
     for a national alert's million rows). One job per action: a second enqueue replaces it."""
     queue(connection, OUTBOX_QUEUE).enqueue(
         OUTBOX_JOB, action_id, job_id=f"outbox-{action_id}", result_ttl=3600,
-        failure_ttl=7 * 86400, job_timeout=3600, retry=_retry())
+        failure_ttl=7 * 86400, job_timeout=3600, retry=_retry(), meta=job_meta())
 
 
 def enqueue_code(connection: redis.Redis, sealed: str, ttl: timedelta) -> str:
@@ -123,7 +143,7 @@ def enqueue_code(connection: redis.Redis, sealed: str, ttl: timedelta) -> str:
     job = queue(connection, CODE_QUEUE).enqueue(
         CODE_JOB, sealed, job_id=f"code-{uuid.uuid4().hex}", description="verification code",
         result_ttl=600, failure_ttl=86400, ttl=int(ttl.total_seconds()),
-        retry=Retry(max=3, interval=[5, 15, 45]))
+        retry=Retry(max=3, interval=[5, 15, 45]), meta=job_meta())
     return str(job.id)
 
 

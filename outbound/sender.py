@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import update
 
+from core.logs import bind_ids
 from core.models import Channel, Delivery, DeliveryStatus
 from outbound.claim import LEASE_MARGIN, Work
 from outbound.providers import Provider, ProviderError
@@ -79,6 +80,8 @@ class _Gate:
 
 async def _send_one(provider: Provider, item: Work, at: float, in_flight: asyncio.Semaphore,
                     slots: CallSlots | None, gate: _Gate | None = None) -> Outcome:
+    # a task of its own (gather), with its own copy of the context: its lines name the message
+    bind_ids(delivery_id=item.delivery_id, action_id=item.message.action_id)
     delay = at - time.time()
     if delay > 0:
         await asyncio.sleep(delay)

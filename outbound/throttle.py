@@ -65,6 +65,12 @@ class Throttle:
                                      args=[now_us, interval_us, count, 0]))
         return Reservation(start_us / 1_000_000, interval_us / 1_000_000, count)
 
+    def booked_until(self, sender: str) -> float | None:
+        """The end of SENDER's last reserved slot (epoch seconds), or None: nothing reserved
+        within the last minute."""
+        value = self.connection.get(f"{self.prefix}:{sender}")
+        return None if value is None else int(float(value)) / 1_000_000
+
 
 # KEYS[1]: the sender's recent sends (sorted set, score = send time in microseconds by Redis's
 # clock, the same for every host); ARGV: limit, member. Returns minus the admission time when
@@ -92,8 +98,15 @@ class SendWindow:
     """
 
     def __init__(self, connection: redis.Redis, prefix: str = "window") -> None:
+        self.connection = connection
         self.prefix = prefix
         self._admit = connection.register_script(_ADMIT)
+
+    def recent(self, sender: str) -> int:
+        """SENDER's sends admitted within the last second, by Redis's clock."""
+        seconds, micros = self.connection.time()
+        now_us = int(seconds) * 1_000_000 + int(micros)
+        return int(self.connection.zcount(f"{self.prefix}:{sender}", now_us - 1_000_000, "+inf"))
 
     def admit(self, sender: str, rate: float, member: str) -> tuple[float, float | None]:
         """(0, when) if MEMBER may be sent now and is counted, by Redis's clock; else

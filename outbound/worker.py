@@ -7,16 +7,18 @@ import threading
 from typing import Any, cast
 
 import click
+import redis
 from rq import SimpleWorker
 from rq.executions import Execution
 from rq.job import Job
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
 
+from core.logs import log_context
 from outbound.cli import pass_runtime
 from outbound.fanout import resume_outboxes
 from outbound.purge import purge_unconfirmed
-from outbound.queues import RUNTIME_JOBS, enqueue, queue, queue_names
+from outbound.queues import RUNTIME_JOBS, enqueue, job_log_ids, queue, queue_names
 from outbound.reclaim import reclaim
 from outbound.runtime import Runtime
 
@@ -49,16 +51,35 @@ class BatchWorker(SimpleWorker):
     job, and a stopped worker as long to exit."""
 
     job_class = RuntimeJob
+    #: Seconds between heartbeats, idle or busy: RQ's own come only between jobs and BLPOPs
+    #: (minutes apart), and readiness wants one within `outbound.status.WORKER_SILENCE`.
+    heartbeat_every = 15.0
 
     def __init__(self, queues: list[Queue], *args: Any, runtime: Runtime | None = None,
                  **kwargs: Any) -> None:
         super().__init__(queues, *args, **kwargs)
         self.runtime = runtime
 
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        stop = threading.Event()
+        threading.Thread(target=self._beat, args=(stop,), daemon=True, name="heartbeat").start()
+        try:
+            return bool(super().work(*args, **kwargs))
+        finally:
+            stop.set()
+
+    def _beat(self, stop: threading.Event) -> None:
+        while not stop.wait(self.heartbeat_every):
+            try:
+                self.heartbeat()
+            except redis.RedisError:  # RQ's own loop waits for Redis and says so
+                pass
+
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         if isinstance(job, RuntimeJob):
             job.runtime = self.runtime
-        return super().perform_job(job, queue, execution)
+        with log_context(**job_log_ids(job)):  # the request id the job was queued under
+            return super().perform_job(job, queue, execution)
 
     def subscribe(self) -> None:
         self.pubsub = self.connection.pubsub()

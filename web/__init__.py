@@ -32,8 +32,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
             place_search.warm_up(session)  # the place search index, before the first keystroke
     settings = runtime.settings
     app = Flask(__name__)
-    from web import inputs
+    from web import inputs, request_ids
 
+    request_ids.init_app(app)  # first: every answer names its request, refused ones too
     inputs.init_app(app)  # before any blueprint: its converter bounds every <int:...>
     app.config.update(
         SECRET_KEY=settings.secret_key,

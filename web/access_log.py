@@ -16,7 +16,9 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
+from core.logs import log_context, prepare_handler
 from core.privacy import SECRET_MASK, install_redaction, redact, redact_query
+from web.request_ids import HEADER
 
 #: Atoms that hold a bare query string rather than a URL.
 QUERY_ATOMS = frozenset({"q", "{query_string}e"})
@@ -28,7 +30,10 @@ PLAIN_ATOMS = frozenset({"t", "s", "m", "H", "b", "B", "T", "D", "M", "L", "p"})
 
 
 class PrivateLogger(Logger):
-    """gunicorn.glogging.Logger whose lines are redacted (see `core.privacy.redact`)."""
+    """gunicorn.glogging.Logger whose lines are redacted (see `core.privacy.redact`) and
+    carry the request id (`web.request_ids`) in JSON; `JsonPrivateLogger` writes JSON."""
+
+    log_format = "text"
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any],
               request_time: Any) -> dict[str, Any]:
@@ -38,7 +43,22 @@ class PrivateLogger(Logger):
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
         for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                prepare_handler(handler, self.log_format)
             install_redaction(log)
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        """The access line, written once the app has answered: its request id is then
+        only in the answer's header."""
+        given = {name.lower(): value for name, value in getattr(resp, "headers", None) or ()}
+        with log_context(request_id=given.get(HEADER.lower())):
+            super().access(resp, req, environ, request_time)
+
+
+class JsonPrivateLogger(PrivateLogger):
+    """`PrivateLogger` writing one JSON object per line (LOG_FORMAT=json)."""
+
+    log_format = "json"
 
 
 @cache

@@ -17,7 +17,7 @@ from core.cli import Context, load_reference_command, pass_context, seed_demo_co
 from core.redis_server import EmbeddedRedis
 from core.seed import DEMO_PASSWORD, DEMO_USERS
 from core.settings import Settings
-from web.access_log import PrivateLogger
+from web.access_log import JsonPrivateLogger, PrivateLogger
 
 
 class _Gunicorn(BaseApplication):
@@ -50,7 +50,8 @@ def web_command(context: Context) -> None:
         "worker_class": "gthread",
         "threads": 4,
         "accesslog": "-",
-        "logger_class": PrivateLogger,  # no reaction token, code or number in the log
+        # no reaction token, code or number in the log; JSON lines with LOG_FORMAT=json
+        "logger_class": JsonPrivateLogger if settings.log_format == "json" else PrivateLogger,
         "loglevel": settings.log_level.lower(),
         "proc_name": "burgernet-web",
     }).run()

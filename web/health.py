@@ -1,4 +1,5 @@
-"""/healthz: is the database reachable and current, and is Redis there."""
+"""/healthz: is the database reachable and current, and is Redis there; /readyz: may this
+process take traffic (`outbound.status.readiness`); /livez: does it answer at all."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.schema import current_revision, head_revision
+from outbound.status import readiness
 from web.context import runtime
 
 bp = Blueprint("health", __name__)
@@ -31,6 +33,16 @@ def healthz() -> tuple[Response, int]:
             checks["redis"] = "unreachable"
     healthy = checks["database"] == "ok" and checks["redis"] in {"ok", "not configured"}
     return jsonify(status="ok" if healthy else "degraded", checks=checks), 200 if healthy else 503
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """200 when the database and Redis answer and a worker reported within a minute; 503
+    with the reason otherwise (a load balancer sends this process no traffic meanwhile)."""
+    reason, checks = readiness(runtime())
+    if reason is not None:
+        return jsonify(status="not ready", reason=reason, checks=checks), 503
+    return jsonify(status="ready", checks=checks), 200
 
 
 @bp.get("/livez")

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from core.logs import log_context
 from ivr.sip.call import SipCall
 from ivr.sip.errors import SipError, SipNoAnswer, error_for_status
 from ivr.sip.pyvoip import PhoneStatus, VoIPCall
@@ -118,10 +119,11 @@ class SipEndpoint:
 
     def _incoming(self, voip_call: VoIPCall) -> None:
         call = SipCall(self._phone, voip_call, inbound=True)
-        try:
-            assert self._on_call is not None
-            self._on_call(call)
-        except Exception:
-            log.exception("on_call failed for %r", call)
-        finally:
-            call.hangup()
+        with log_context(call_id=call.call_id):  # every line of the call names it
+            try:
+                assert self._on_call is not None
+                self._on_call(call)
+            except Exception:
+                log.exception("on_call failed for %r", call)
+            finally:
+                call.hangup()

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 
+from core.logs import bind_ids
 from ivr.sip import SipBusy, SipCall, SipEndpoint, SipError, SipNoAnswer
 from ivr.sip_runner import SipFlowRunner
 from outbound.providers import Message, ProviderError
@@ -67,6 +68,7 @@ class SipVoiceProvider:
         return call.call_id
 
     def _converse(self, call: SipCall, delivery_id: int) -> None:
+        bind_ids(call_id=call.call_id, delivery_id=delivery_id)  # this thread's lines name them
         status = "completed"
         try:
             self.runner.message_call(call, delivery_id)

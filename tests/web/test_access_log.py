@@ -3,6 +3,7 @@ a code or a number in a URL, and a referrer carrying them, never reach the log."
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -34,13 +35,19 @@ class Web:
 
 
 @pytest.fixture
-def web(tmp_path: Path, database_url: str, redis_server: EmbeddedRedis) -> Iterator[Web]:
+def log_format() -> str:
+    return "text"
+
+
+@pytest.fixture
+def web(tmp_path: Path, database_url: str, redis_server: EmbeddedRedis,
+        log_format: str) -> Iterator[Web]:
     """`burgernet web` as deployed, its stdout (the access log) and stderr in files."""
     port = free_port()
     env = {**os.environ, "BURGERNET_HOME": str(tmp_path), "DATABASE_URL": database_url,
            "REDIS_URL": redis_server.url, "SECRET_KEY": SECRET, "WEB_PORT": str(port),
            "WEB_WORKERS": "1", "MELDKAMER_CONFIG": str(MELDKAMER_CONFIG), "TTS": "espeak",
-           "LOG_LEVEL": "DEBUG"}
+           "LOG_LEVEL": "DEBUG", "LOG_FORMAT": log_format}
     site = Web(f"http://127.0.0.1:{port}", tmp_path / "access.log", tmp_path / "error.log")
     with site.access_log.open("wb") as out, site.error_log.open("wb") as err:
         process = subprocess.Popen([sys.executable, "-m", "core.cli", "web"], env=env,
@@ -106,6 +113,27 @@ def test_the_access_log_holds_no_reaction_token_code_or_number(web: Web) -> None
     assert "GET /deelnemen/aanmelden?phone=*** HTTP/1.1" in access
     everything = access + web.error_log.read_text()
     for secret in (TOKEN, TOKEN.split(".")[0], CODE, PHONE, "612345678"):
+        assert secret not in everything, secret
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("log_format", ["json"])
+def test_with_log_format_json_every_line_is_json_redacted_and_names_its_request(
+        web: Web) -> None:
+    link = f"{web.url}/reactie/{TOKEN}"
+    assert _request(f"{link}?phone={PHONE}", headers={"X-Request-ID": "lb-4711-abcdef"})[0] \
+        == 400
+    deadline = time.monotonic() + 10
+    while "/reactie/" not in web.access_log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    access = [json.loads(line) for line in web.access_log.read_text().splitlines()]
+    errors = [json.loads(line) for line in web.error_log.read_text().splitlines()]
+    [line] = [entry for entry in access if "/reactie/" in entry["message"]]
+    assert line["logger"] == "gunicorn.access" and line["request_id"] == "lb-4711-abcdef"
+    assert 'GET /reactie/***?phone=*** HTTP/1.1" 400' in line["message"]
+    assert {entry["logger"] for entry in errors} >= {"gunicorn.error"}
+    everything = web.access_log.read_text() + web.error_log.read_text()
+    for secret in (TOKEN, TOKEN.split(".")[0], PHONE, "612345678"):
         assert secret not in everything, secret
 
 
