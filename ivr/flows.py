@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.metrics import Metrics
 from core.models import (
     Action,
     CallDirection,
@@ -100,7 +101,8 @@ class Flows:
     def __init__(self, session: Session, catalogue: Catalogue, *, national_fallback: str,
                  message_text: Callable[[Delivery], str] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 dial_timeout: int = 20, whisper_language: str = "nl") -> None:
+                 dial_timeout: int = 20, whisper_language: str = "nl",
+                 metrics: Metrics | None = None) -> None:
         self.session = session
         self.catalogue = catalogue
         self.national_fallback = national_fallback
@@ -108,6 +110,7 @@ class Flows:
         self.clock = clock
         self.dial_timeout = dial_timeout
         self.whisper_language = whisper_language
+        self.metrics = metrics
 
     # --- entry points ------------------------------------------------------------------
 
@@ -129,6 +132,9 @@ class Flows:
                                 answered_at=now)
             self._route(record, decision)
             record = self._add_once(record)
+            if self.metrics is not None:
+                self.metrics.inbound_call(call.transport, decision.reason,
+                                          decision.meldkamer_code)
         language = self._language_of(record.participant_id)
         state = CallState(flow=FREE, record=record.id, stage="greeting", language=language)
         greeting = Gather((self._say("greeting", language),), max_digits=POSTCODE_DIGITS,

@@ -35,6 +35,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     from web import inputs
 
     inputs.init_app(app)  # before any blueprint: its converter bounds every <int:...>
+    from web import metrics
+
+    metrics.init_app(app)  # first: its clock starts before any other hook of a request
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_HTTPONLY=True,
