@@ -89,8 +89,9 @@ class Metrics:
             "sender's shared rate and its sliding-second cap", ["channel"],
             buckets=WAIT_BUCKETS, registry=reg)
         self.inbound_calls = Counter(
-            "burgernet_inbound_calls", "Calls on the free number by why they went where they "
-            "went and the meldkamer chosen", ["transport", "reason", "meldkamer"], registry=reg)
+            "burgernet_inbound_calls", "Calls on the free number put through, by the reason of "
+            "their route and the meldkamer dialled first", ["transport", "reason", "meldkamer"],
+            registry=reg)
         self.webhook_seconds = Histogram(
             "burgernet_webhook_seconds", "Time to answer a provider webhook, by route "
             "template and status class", ["route", "status"], buckets=LATENCY_BUCKETS,

@@ -132,9 +132,6 @@ class Flows:
                                 answered_at=now)
             self._route(record, decision)
             record = self._add_once(record)
-            if self.metrics is not None:
-                self.metrics.inbound_call(call.transport, decision.reason,
-                                          decision.meldkamer_code)
         language = self._language_of(record.participant_id)
         state = CallState(flow=FREE, record=record.id, stage="greeting", language=language)
         greeting = Gather((self._say("greeting", language),), max_digits=POSTCODE_DIGITS,
@@ -318,6 +315,9 @@ class Flows:
         meldkamer = self.session.get(Meldkamer, record.meldkamer_id)
         assert meldkamer is not None and meldkamer.phone and meldkamer.sip_uri
         record.outcome = "routing"
+        if self.metrics is not None and state.flow == FREE and not state.tried:
+            reason = (record.routing_reason or "").split(":", 1)[0]
+            self.metrics.inbound_call(record.transport, reason, meldkamer.code)
         dial = Dial(meldkamer=meldkamer.code, phone=meldkamer.phone, sip_uri=meldkamer.sip_uri,
                     timeout=self.dial_timeout, whisper=self._whisper_text(record),
                     caller_id=record.caller)

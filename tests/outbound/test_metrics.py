@@ -12,9 +12,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.metrics import Metrics, exposition
-from core.models import Channel, Delivery, DeliveryStatus, Participant, ParticipantStatus
+from core.models import (
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    Language,
+    Participant,
+    ParticipantStatus,
+)
+from core.participants import CodeToSend
 from core.redis_server import free_port
-from outbound.codes import CodeRequests
+from outbound.codes import CodeRequests, seal, send_code
 from outbound.fanout import start_action
 from outbound.metrics import StateCollector, live_workers, queue_state
 from outbound.queues import enqueue, queue
@@ -183,3 +191,25 @@ def test_an_unreachable_redis_is_reported_not_raised(runtime: Runtime) -> None:
     assert state[("burgernet_scrape_source_up", (("source", "database"),))] == 1
     assert ("burgernet_outbox_backlog", (("status", "queued"),)) in state
     assert not any(name.startswith("burgernet_queue") for name, _labels in state)
+
+
+def test_verification_sms_jobs_are_counted_by_outcome(runtime: Runtime) -> None:
+    secret = runtime.settings.secret_key
+    code = CodeToSend("+31612345003", "123456", Language.NL)
+    assert send_code(runtime, seal(secret, code)) == {"sent": 1}
+    assert send_code(runtime, seal(secret, code, at=time.time() - 3600))["expired"] == 1
+    m = runtime.metrics
+    assert _value(m, "burgernet_verification_sms_total", outcome="sent") == 1
+    assert _value(m, "burgernet_verification_sms_total", outcome="expired") == 1
+    assert _value(m, "burgernet_provider_requests_total", provider="twilio", channel="sms",
+                  outcome="ok", error_code="") == 1
+    assert _value(m, "burgernet_rate_limit_wait_seconds_count", channel="sms") == 1
+    assert "612345003" not in exposition([m.registry]).decode()
+
+
+def test_refusals_count_the_budgets_first_refusal_as_a_budget_one() -> None:
+    metrics = Metrics()
+    for reason in ("wait", "budget-first", "budget"):
+        metrics.refused(reason)
+    assert _value(metrics, "burgernet_verification_code_refusals_total", reason="budget") == 2
+    assert _value(metrics, "burgernet_verification_code_refusals_total", reason="wait") == 1

@@ -126,12 +126,16 @@ def sent_sms(db: Session) -> Delivery:
 def test_calls_and_callbacks_are_counted_and_no_number_reaches_a_label(
         client: FlaskClient, db: Session, sent_sms: Delivery) -> None:
     call = {"CallSid": "CA" + "2" * 32, "From": CALLER, "To": "+31800001100"}
-    assert _signed(client, "/webhooks/twilio/voice/inbound", call).status_code == 200
+    greeting = _signed(client, "/webhooks/twilio/voice/inbound", call)
+    step = re.search(r'<Gather[^>]* action="([^"]+)"', greeting.get_data(as_text=True))[1]
+    path = step.replace("&amp;", "&").removeprefix(PUBLIC)
+    assert "<Dial" in _signed(client, path, {**call, "Digits": "3511#"}).get_data(as_text=True)
     assert _signed(client, "/webhooks/twilio/status", {
         "MessageSid": sent_sms.provider_id, "MessageStatus": "delivered"}).status_code == 204
     record = db.scalar(select(CallRecord).where(CallRecord.provider_call_id == call["CallSid"]))
     reason = record.routing_reason.split(":", 1)[0]
     meldkamer = db.get(Meldkamer, record.meldkamer_id).code
+    assert (reason, meldkamer) == ("postcode", "MN")
     response = client.get("/metrics")
     text = response.get_data(as_text=True)
     samples = _scrape(client)
