@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -111,6 +112,17 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("MMS_MEDIA_HOSTS", ", ".join(MMS_MEDIA_HOSTS), "hosts MMS photos are downloaded from and "
      "redirected to (names or *.domain, comma-separated), besides TWILIO_BASE_URL's host; "
      "https and public addresses only"),
+    ("METRICS_PORT", "(none: no metrics port)", "port on which `burgernet worker` and "
+     "`burgernet sip` serve /metrics, one port per process (`burgernet worker --metrics-port` "
+     "overrides it); the web app serves /metrics on WEB_PORT"),
+    ("METRICS_HOST", "127.0.0.1", "address the metrics ports of workers and SIP nodes bind to"),
+    ("METRICS_DIR", "$BURGERNET_HOME/var/metrics", "where the web server's processes keep their "
+     "metric values for /metrics (one directory per host, emptied when `burgernet web` "
+     "starts)"),
+    ("METRICS_NETWORKS", "127.0.0.0/8, ::1", "networks that may read /metrics without the "
+     "token, on direct connections only (comma-separated; empty: none)"),
+    ("METRICS_TOKEN", "(none)", "bearer token with which Prometheus may read /metrics from "
+     "anywhere, also through a proxy (at least 16 characters)"),
 )
 
 
@@ -196,6 +208,11 @@ class Settings:
     code_sms_per_hour: int = 300
     push_service_hosts: tuple[str, ...] = PUSH_SERVICE_HOSTS
     mms_media_hosts: tuple[str, ...] = MMS_MEDIA_HOSTS
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    metrics_dir: Path | None = None
+    metrics_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    metrics_token: str = field(default="", repr=False)
     #: Lets push endpoints and media links reach this machine, over http too: for tests
     #: against local fakes only. Deliberately read from no environment variable.
     test_only_allow_loopback: bool = False
@@ -244,6 +261,7 @@ class Settings:
             **_cap(env),
             lost_credentials=_credentials(env.get("LOST_CREDENTIALS", "")),
             **_abuse(env),
+            **_metrics(env, var),
         )
 
 
@@ -463,6 +481,27 @@ def _abuse(env: Mapping[str, str]) -> dict[str, Any]:
         value = env.get(name)
         hosts[name.lower()] = default if value is None else parse_hosts(value, name)
     return {"code_sms_per_hour": int(budget), **hosts}
+
+
+def _metrics(env: Mapping[str, str], var: Path) -> dict[str, Any]:
+    """The metrics ports, the web's metrics directory and who may read /metrics."""
+    port = env.get("METRICS_PORT", "").strip()
+    networks = []
+    for item in env.get("METRICS_NETWORKS", "127.0.0.0/8, ::1").split(","):
+        if item.strip():
+            try:
+                networks.append(str(ipaddress.ip_network(item.strip())))
+            except ValueError:
+                raise ConfigError(f"METRICS_NETWORKS: {item.strip()!r} is not a network such "
+                                  "as 10.0.0.0/8 or ::1") from None
+    token = env.get("METRICS_TOKEN", "")
+    if token and (len(token) < 16 or not token.isprintable() or " " in token):
+        raise ConfigError("METRICS_TOKEN must be at least 16 printable characters without "
+                          "spaces (or empty: /metrics only for METRICS_NETWORKS)")
+    return {"metrics_port": _port(port, "METRICS_PORT") if port and port != "0" else 0,
+            "metrics_host": env.get("METRICS_HOST", "127.0.0.1").strip() or "127.0.0.1",
+            "metrics_dir": var.parent / (env.get("METRICS_DIR") or var / "metrics"),
+            "metrics_networks": tuple(networks), "metrics_token": token}
 
 
 def _count(value: str, name: str) -> int:

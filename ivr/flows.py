@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.metrics import Metrics
 from core.models import (
     Action,
     CallDirection,
@@ -100,7 +101,8 @@ class Flows:
     def __init__(self, session: Session, catalogue: Catalogue, *, national_fallback: str,
                  message_text: Callable[[Delivery], str] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 dial_timeout: int = 20, whisper_language: str = "nl") -> None:
+                 dial_timeout: int = 20, whisper_language: str = "nl",
+                 metrics: Metrics | None = None) -> None:
         self.session = session
         self.catalogue = catalogue
         self.national_fallback = national_fallback
@@ -108,6 +110,7 @@ class Flows:
         self.clock = clock
         self.dial_timeout = dial_timeout
         self.whisper_language = whisper_language
+        self.metrics = metrics
 
     # --- entry points ------------------------------------------------------------------
 
@@ -312,6 +315,9 @@ class Flows:
         meldkamer = self.session.get(Meldkamer, record.meldkamer_id)
         assert meldkamer is not None and meldkamer.phone and meldkamer.sip_uri
         record.outcome = "routing"
+        if self.metrics is not None and state.flow == FREE and not state.tried:
+            reason = (record.routing_reason or "").split(":", 1)[0]
+            self.metrics.inbound_call(record.transport, reason, meldkamer.code)
         dial = Dial(meldkamer=meldkamer.code, phone=meldkamer.phone, sip_uri=meldkamer.sip_uri,
                     timeout=self.dial_timeout, whisper=self._whisper_text(record),
                     caller_id=record.caller)

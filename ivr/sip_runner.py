@@ -19,6 +19,7 @@ from functools import lru_cache
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.metrics import Metrics
 from core.models import Delivery
 from ivr.flows import Flows, Incoming, call_ended
 from ivr.prompts import Catalogue
@@ -65,7 +66,8 @@ class SipFlowRunner:
                  renderer: PromptRenderer, *, national_fallback: str,
                  message_text: Callable[[Delivery], str] | None = None,
                  max_call_seconds: float = 3600.0, dial_timeout: int = 20,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 metrics: Metrics | None = None) -> None:
         self.sessions = sessions
         self.catalogue = catalogue
         self.renderer = renderer
@@ -74,6 +76,7 @@ class SipFlowRunner:
         self.max_call_seconds = max_call_seconds
         self.dial_timeout = dial_timeout
         self.clock = clock
+        self.metrics = metrics or Metrics()
         self.endpoint: SipEndpoint | None = None
         self._frames = lru_cache(maxsize=256)(self._render)
         self._db = _database_turns(sessions)
@@ -81,12 +84,16 @@ class SipFlowRunner:
     def _flows(self, session: Session) -> Flows:
         return Flows(session, self.catalogue, national_fallback=self.national_fallback,
                      message_text=self.message_text, clock=self.clock,
-                     dial_timeout=self.dial_timeout)
+                     dial_timeout=self.dial_timeout, metrics=self.metrics)
 
     # --- entry points ------------------------------------------------------------------
 
     def free_number_call(self, call: SipCall) -> None:
         """`on_call` of the free number's endpoint: answer, route, greet, put through."""
+        with self.metrics.call("inbound"):
+            self._free_number_call(call)
+
+    def _free_number_call(self, call: SipCall) -> None:
         call.answer()
         location = call.location_body()
         with self.sessions() as session:
@@ -103,7 +110,7 @@ class SipFlowRunner:
 
     def message_call(self, call: SipCall, delivery_id: int) -> None:
         """An answered outbound voice message: read it, offer 1 (put through) and 2 (again)."""
-        with self.sessions() as session:
+        with self.metrics.call("outbound"), self.sessions() as session:
             flows = self._flows(session)
             with self._db:
                 turn = flows.start_message(delivery_id, transport="sip", call_id=call.call_id)

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 from gtts import gTTS, gTTSError
 
 from core.errors import BurgernetError
+from core.metrics import Metrics
 from core.settings import Settings
 
 log = logging.getLogger("burgernet.tts")
@@ -133,7 +134,8 @@ class PromptRenderer:
     def __init__(self, cache_dir: Path | str, *, use_gtts: bool = True, timeout: float = 30.0,
                  gtts_timeout: float = 10.0, gtts_retry_after: float = 300.0,
                  espeak: str = "espeak-ng", sox: str = "sox", espeak_speed: int = 150,
-                 on_synthesis: Callable[[str, str, str], None] | None = None) -> None:
+                 on_synthesis: Callable[[str, str, str], None] | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.cache_dir = Path(cache_dir)
         self.use_gtts = use_gtts
         self.timeout = timeout
@@ -143,6 +145,7 @@ class PromptRenderer:
         self.sox = sox
         self.espeak_speed = espeak_speed
         self.on_synthesis = on_synthesis
+        self.metrics = metrics
         self.syntheses: Counter[str] = Counter()
         self._gtts_down_until = 0.0
         self._count_lock = threading.Lock()
@@ -185,11 +188,11 @@ class PromptRenderer:
             raise TTSError("there is no text to speak")
         key = key_for(text, language)
         if self._complete(key):
-            return self._rendered(key, None)
+            return self._hit(key)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         with self._lock(key):
             if self._complete(key):
-                return self._rendered(key, None)
+                return self._hit(key)
             with tempfile.TemporaryDirectory(dir=self.cache_dir, prefix=".render-") as tmp:
                 work = Path(tmp)
                 engine = self._synthesise(spoken(text, language), language, work)
@@ -200,6 +203,8 @@ class PromptRenderer:
                     os.replace(work / f"out{_SUFFIX[kind]}", self.path_for(key, kind))
         with self._count_lock:
             self.syntheses[engine] += 1
+        if self.metrics is not None:
+            self.metrics.prompt(hit=False)
         log.debug("rendered %s (%s) with %s: %r", key, language, engine, text)
         return self._rendered(key, engine)
 
@@ -219,6 +224,11 @@ class PromptRenderer:
         with self._count_lock:
             self.syntheses[engine] += 1
         return frames
+
+    def _hit(self, key: str) -> Rendered:
+        if self.metrics is not None:
+            self.metrics.prompt(hit=True)
+        return self._rendered(key, None)
 
     def _rendered(self, key: str, engine: str | None) -> Rendered:
         return Rendered(key, self.path_for(key, "ulaw"), self.path_for(key, "u8"), engine)

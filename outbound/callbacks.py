@@ -15,7 +15,7 @@ import redis
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from core.db import changed_rows
+from core.metrics import Metrics
 from core.models import Delivery, DeliveryStatus
 from core.settings import Settings
 from ivr.flows import call_ended
@@ -74,7 +74,8 @@ EARLY_TTL = 3600
 
 
 def apply_status(session: Session, provider_id: str, value: str, now: datetime,
-                 error: str | None = None, answered: str | None = None) -> list[int]:
+                 error: str | None = None, answered: str | None = None,
+                 metrics: Metrics | None = None) -> list[int]:
     """Record a provider's status for the delivery it names; ANSWERED is Twilio's AnsweredBy
     when the call was answered with machine detection on.
 
@@ -101,13 +102,20 @@ def apply_status(session: Session, provider_id: str, value: str, now: datetime,
         reason = f"{value}{f' ({error})' if error else ''}"
         again = fail(session, delivery, reason, value in TRANSIENT, now)
         session.flush()
+        if metrics is not None:
+            metrics.delivery(delivery.channel, delivery.purpose, delivery.status)
         return [again.id] if again is not None else []
     values: dict[str, object] = {"status": target, "updated_at": now}
     if target in FINAL:
         values["completed_at"] = now
-    moved = changed_rows(session, update(Delivery)
-                         .where(Delivery.provider_id == provider_id, Delivery.status.in_(lower))
-                         .values(**values))
+    moved = session.execute(update(Delivery)
+                            .where(Delivery.provider_id == provider_id,
+                                   Delivery.status.in_(lower))
+                            .values(**values)
+                            .returning(Delivery.channel, Delivery.purpose)).all()
+    if metrics is not None:
+        for channel, purpose in moved:
+            metrics.delivery(channel, purpose, target)
     return [] if moved else _unmatched(session, provider_id)
 
 
@@ -125,10 +133,10 @@ def _unmatched(session: Session, provider_id: str) -> list[int]:
 
 def apply_or_keep(session: Session, connection: redis.Redis | None, provider_id: str,
                   value: str, now: datetime, error: str | None = None,
-                  answered: str | None = None) -> list[int]:
+                  answered: str | None = None, metrics: Metrics | None = None) -> list[int]:
     """`apply_status`, keeping a status that came before its send was recorded in Redis,
     for `apply_early` to apply once it is."""
-    again = apply_status(session, provider_id, value, now, error, answered)
+    again = apply_status(session, provider_id, value, now, error, answered, metrics)
     if isinstance(again, Early) and connection is not None:
         key = f"early-status:{provider_id}"
         with connection.pipeline() as pipe:
@@ -139,7 +147,7 @@ def apply_or_keep(session: Session, connection: redis.Redis | None, provider_id:
 
 
 def apply_early(session: Session, connection: redis.Redis, provider_ids: list[str],
-                now: datetime) -> list[int]:
+                now: datetime, metrics: Metrics | None = None) -> list[int]:
     """Apply the statuses kept for these just-recorded sends (one Redis round trip)."""
     if not provider_ids:
         return []
@@ -153,13 +161,15 @@ def apply_early(session: Session, connection: redis.Redis, provider_ids: list[st
     for provider_id, values in zip(provider_ids, kept, strict=True):
         for raw in values:
             value, error, *answered = json.loads(raw)  # kept before AnsweredBy: two items
-            again += apply_status(session, provider_id, value, now, error, *answered)
+            again += apply_status(session, provider_id, value, now, error,
+                                  answered[0] if answered else None, metrics)
     return again
 
 
 def end_call(session: Session, connection: redis.Redis | None, settings: Settings,
              call_id: str, status: str, now: datetime, *, delivery_id: int | None = None,
-             error: str | None = None, answered: str | None = None) -> list[int]:
+             error: str | None = None, answered: str | None = None,
+             metrics: Metrics | None = None) -> list[int]:
     """The end of an outbound call, whichever transport carried it: Twilio's final CallStatus
     (`web.webhooks`) or the end of a SIP conversation (`outbound.providers.sip`).
 
@@ -167,7 +177,7 @@ def end_call(session: Session, connection: redis.Redis | None, settings: Setting
     comes later), the call's record is closed, and its line on the trunk is freed at once:
     DELIVERY_ID names it, else the delivery that recorded CALL_ID. Returns the deliveries to
     queue again once the caller has committed (`outbound.queues.schedule`)."""
-    again = apply_or_keep(session, connection, call_id, status, now, error, answered)
+    again = apply_or_keep(session, connection, call_id, status, now, error, answered, metrics)
     call_ended(session, now, call_id=call_id)
     if connection is not None:
         delivery_id = delivery_id or session.scalar(

@@ -46,6 +46,7 @@ class Work:
     delivery_id: int
     channel: Channel
     message: Message
+    purpose: DeliveryPurpose
 
 
 def lease(runtime: Runtime, count: int) -> timedelta:
@@ -89,12 +90,14 @@ def messages(session: Session, runtime: Runtime, ids: Iterable[int]) -> list[Wor
          participant_id) in rows:
         if status != ParticipantStatus.VERIFIED:  # STOP is final, also for queued messages
             stopped.append((delivery_id, f"participant {status.value}"))
+            runtime.metrics.delivery(channel, purpose, DeliveryStatus.SKIPPED)
             continue
         action = actions.get(action_id) or session.get(Action, action_id)
         assert action is not None
         actions[action_id] = action
         if purpose == DeliveryPurpose.ALERT and action.status == ActionStatus.ENDED:
             stopped.append((delivery_id, "action ended"))  # ended while this was in a queue
+            runtime.metrics.delivery(channel, purpose, DeliveryStatus.SKIPPED)
             continue
         key = (action_id, purpose.value, language.value)
         if key not in texts:
@@ -112,7 +115,7 @@ def messages(session: Session, runtime: Runtime, ids: Iterable[int]) -> list[Wor
                                  f"{runtime.status_callback}?delivery={delivery_id}",
                                  subject, action_id,
                                  priority_of(action, purpose),
-                                 tuple(push.get(participant_id, ())))))
+                                 tuple(push.get(participant_id, ()))), purpose))
     for delivery_id, reason in stopped:
         session.execute(update(Delivery).where(Delivery.id == delivery_id).values(
             status=DeliveryStatus.SKIPPED, provider_error=reason))

@@ -39,6 +39,7 @@ from outbound.actions import (
     start_and_queue,
 )
 from outbound.fanout import ActionError, preview_action
+from outbound.metrics import serve_process
 from outbound.progress import forecast, progress
 from outbound.providers.webpush import application_server_key, generate_vapid_key
 from outbound.runtime import Runtime, build_runtime
@@ -229,6 +230,7 @@ def sip_command(runtime: Runtime) -> None:
     endpoint = runner.endpoint
     assert endpoint is not None and settings.sip_proxy is not None
     runtime.ready_engine()
+    server = serve_process(runtime)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -249,3 +251,5 @@ def sip_command(runtime: Runtime) -> None:
         endpoint.stop()
         if report is not None:
             report.withdraw()
+        if server is not None:
+            server.close()

@@ -96,6 +96,7 @@ def send_code(runtime: Runtime, token: str) -> dict[str, int]:
     if sent is None:
         log.warning("a verification code job could not be opened: it expired, or the worker's "
                     "SECRET_KEY differs from the web's")
+        runtime.metrics.verification("expired")
         return {"sent": 0, "expired": 1}
     message = Message(0, Channel.SMS, sent.phone,
                       code_text(sent.code, sent.language, runtime.settings.public_url),
@@ -104,24 +105,36 @@ def send_code(runtime: Runtime, token: str) -> dict[str, int]:
         runtime.run(_send(runtime, message))
     except ProviderError as error:
         if error.retryable:
+            runtime.metrics.verification("retry")
             raise CodeNotSent(f"{error.code} ({error.provider_code or '-'})") from None
         log.warning("a verification code was refused by the provider: %s (%s)", error.code,
                     error.provider_code or "-")
+        runtime.metrics.verification("failed")
         return {"sent": 0, "failed": 1}
+    runtime.metrics.verification("sent")
     return {"sent": 1}
 
 
 async def _send(runtime: Runtime, message: Message) -> str:
     """One SMS in the sender's next free slot, under its sliding-second cap."""
     sender, rate = runtime.sender_key(Channel.SMS), runtime.rate(Channel.SMS)
+    before = time.monotonic()
     slot = runtime.throttle.reserve(sender, rate).start
     await asyncio.sleep(max(0.0, slot - time.time()))
     await runtime.send_window.wait(sender, rate, f"code:{time.time_ns()}")
+    runtime.metrics.waited(Channel.SMS, time.monotonic() - before)
     provider = runtime.provider(Channel.SMS)
+    start = time.monotonic()
     try:
-        return await provider.send(message)
+        sid = await provider.send(message)
+    except ProviderError as error:
+        runtime.metrics.provider_request(provider.name, Channel.SMS, time.monotonic() - start,
+                                         error)
+        raise
     finally:
         await runtime.release(provider)
+    runtime.metrics.provider_request(provider.name, Channel.SMS, time.monotonic() - start)
+    return sid
 
 
 # Checked and counted in one step. KEYS: recent (exists for RESEND_AFTER), per-number day
@@ -178,6 +191,11 @@ class CodeRequests:
                       "code request is refused until %s UTC (SMS pumping?)", self.budget,
                       time.strftime("%H:00", time.gmtime((hour + 1) * HOUR)))
         return None if answer == "ok" else answer
+
+    def spent(self, at: float | None = None) -> int:
+        """Codes admitted so far in the clock hour of AT, against `budget`."""
+        hour = int((time.time() if at is None else at) // HOUR)
+        return int(self.connection.get(f"{self.prefix}:budget:{hour}") or 0)
 
     def issued(self, phone: str) -> None:
         """A new code went out: its guesses start from zero."""

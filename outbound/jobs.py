@@ -36,10 +36,11 @@ def send_batch(runtime: Runtime, delivery_ids: list[int]) -> dict[str, int]:
         return {"claimed": 0}
     outcomes = runtime.run(send_all(runtime, work))
     with runtime.writer() as session, session.begin():
-        retry = record(session, outcomes, runtime.clock())
+        retry = record(session, outcomes, runtime.clock(), runtime.metrics)
     sent = [result for _work, result, _name in outcomes if isinstance(result, str)]
     with runtime.writer() as session, session.begin():
-        retry += apply_early(session, runtime.redis_for("sending"), sent, runtime.clock())
+        retry += apply_early(session, runtime.redis_for("sending"), sent, runtime.clock(),
+                             runtime.metrics)
     if retry:
         queue_again(runtime, retry)
     counts: dict[str, int] = defaultdict(int)

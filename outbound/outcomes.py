@@ -9,6 +9,7 @@ from typing import cast
 from sqlalchemy import Table, bindparam, update
 from sqlalchemy.orm import Session
 
+from core.metrics import Metrics
 from core.models import Delivery, DeliveryStatus
 from outbound.queues import schedule
 from outbound.retry import fail
@@ -16,7 +17,8 @@ from outbound.runtime import Runtime
 from outbound.sender import Outcome
 
 
-def record(session: Session, outcomes: list[Outcome], now: datetime) -> list[int]:
+def record(session: Session, outcomes: list[Outcome], now: datetime,
+           metrics: Metrics | None = None) -> list[int]:
     """Successes in one executemany; failures (few) through the retry policy. Returns the
     deliveries to try again."""
     table = cast(Table, Delivery.__table__)  # typed FromClause; a mapped class's is a Table
@@ -33,6 +35,9 @@ def record(session: Session, outcomes: list[Outcome], now: datetime) -> list[int
                     provider=bindparam("p_name"), provider_error=None, sent_at=now,
                     updated_at=now),
             sent)
+        for work, result, _name in outcomes:
+            if metrics is not None and isinstance(result, str):  # taken, whatever came first
+                metrics.delivery(work.channel, work.purpose, DeliveryStatus.SENT)
     retry = []
     for work, result, _name in outcomes:
         if isinstance(result, str):
@@ -41,6 +46,8 @@ def record(session: Session, outcomes: list[Outcome], now: datetime) -> list[int
         if delivery is None or delivery.status != DeliveryStatus.SENDING:
             continue  # a status callback already moved it on
         again = fail(session, delivery, str(result), result.retryable, now)
+        if metrics is not None:
+            metrics.delivery(delivery.channel, delivery.purpose, delivery.status)
         if again is not None:
             session.flush()
             retry.append(again.id)

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db import make_engine, session_factory
 from core.egress import Egress
 from core.errors import ConfigError
+from core.metrics import Metrics
 from core.models import Channel, Delivery
 from core.reference import load_national_fallback
 from core.schema import prepare_schema
@@ -72,6 +73,8 @@ class Runtime:
     #: batch makes its own inside its loop and closes them after (unless they `keep_open`).
     providers: dict[Channel, Callable[[], Provider]] = field(default_factory=dict)
     clock: Callable[[], datetime] = utc_now
+    #: The process's metric objects (`core.metrics`), on a registry of its own.
+    metrics: Metrics = field(default_factory=Metrics)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False)
     _kept: dict[Channel, Provider] = field(default_factory=dict, init=False, repr=False)
 
@@ -192,7 +195,8 @@ class Runtime:
     @cached_property
     def renderer(self) -> PromptRenderer:
         """Renders prompts to audio once, into var/sounds (SIP plays nothing else)."""
-        return PromptRenderer(sounds_dir(self.settings), use_gtts=self.settings.tts == "gtts")
+        return PromptRenderer(sounds_dir(self.settings), use_gtts=self.settings.tts == "gtts",
+                              metrics=self.metrics)
 
     @property
     def prompt_renderer(self) -> PromptRenderer | None:
@@ -215,13 +219,16 @@ class Runtime:
         runner = SipFlowRunner(self.writer, self.catalogue, self.renderer,
                                national_fallback=self.national_fallback,
                                message_text=self.message_text,
-                               dial_timeout=settings.dial_timeout, clock=self.clock)
+                               dial_timeout=settings.dial_timeout, clock=self.clock,
+                               metrics=self.metrics)
         host, port = settings.sip_proxy
-        runner.endpoint = SipEndpoint(
+        endpoint = runner.endpoint = SipEndpoint(
             proxy_host=host, proxy_port=port, username=username,
             password=settings.sip_password, local_ip=settings.sip_local_ip,
             rtp_ports=settings.sip_rtp_ports,
             on_call=runner.free_number_call if free_number else None)
+        self.metrics.registration("free_number" if free_number else "voice_out",
+                                  lambda: endpoint.registered)
         return runner
 
     def end_sip_call(self, delivery_id: int, call_id: str, status: str) -> None:
@@ -229,7 +236,7 @@ class Runtime:
         queues again queued."""
         with self.writer() as session:
             again = end_call(session, self.redis, self.settings, call_id, status, self.clock(),
-                             delivery_id=delivery_id)
+                             delivery_id=delivery_id, metrics=self.metrics)
             session.commit()
             if self.redis is not None:
                 schedule(self.redis, session, again)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import update
 
 from core.logs import bind_ids
+from core.metrics import Metrics
 from core.models import Channel, Delivery, DeliveryStatus
 from outbound.claim import LEASE_MARGIN, Work
 from outbound.providers import Provider, ProviderError
@@ -46,7 +47,7 @@ async def send_all(runtime: Runtime, work: list[Work]) -> list[Outcome]:
         for index, item in enumerate(items):
             capped = slots if channel == Channel.VOICE else None
             tasks.append(_send_one(provider, item, reservation.slot(index), in_flight, capped,
-                                   gate))
+                                   gate, runtime.metrics))
     try:
         return list(await asyncio.gather(*tasks))
     finally:
@@ -79,21 +80,31 @@ class _Gate:
 
 
 async def _send_one(provider: Provider, item: Work, at: float, in_flight: asyncio.Semaphore,
-                    slots: CallSlots | None, gate: _Gate | None = None) -> Outcome:
+                    slots: CallSlots | None, gate: _Gate | None = None,
+                    metrics: Metrics | None = None) -> Outcome:
     # a task of its own (gather), with its own copy of the context: its lines name the message
     bind_ids(delivery_id=item.delivery_id, action_id=item.message.action_id)
     delay = at - time.time()
     if delay > 0:
         await asyncio.sleep(delay)
+    waited = max(0.0, delay)
     token = call_token(item.delivery_id)
     while slots is not None and not slots.acquire(token):
         await asyncio.sleep(CALL_SLOT_POLL)  # the trunk is full: wait for a call to end
     async with in_flight:
         if gate is not None:  # as close to the request as it gets
+            before = time.monotonic()
             await gate.wait(f"{token}:{time.time_ns()}")
+            waited += time.monotonic() - before
+        metrics = metrics or Metrics()
+        metrics.waited(item.channel, waited)
+        start = time.monotonic()
         try:
-            return item, await provider.send(item.message), provider.name
+            result = await provider.send(item.message)
         except ProviderError as error:
+            metrics.provider_request(provider.name, item.channel, time.monotonic() - start, error)
             if slots is not None:
                 slots.release(token)
             return item, error, provider.name
+        metrics.provider_request(provider.name, item.channel, time.monotonic() - start)
+        return item, result, provider.name

@@ -17,6 +17,7 @@ from rq.serializers import JSONSerializer
 from core.logs import log_context
 from outbound.cli import pass_runtime
 from outbound.fanout import resume_outboxes
+from outbound.metrics import serve_process
 from outbound.purge import purge_unconfirmed
 from outbound.queues import RUNTIME_JOBS, enqueue, job_log_ids, queue, queue_names
 from outbound.reclaim import reclaim
@@ -95,12 +96,15 @@ class BatchWorker(SimpleWorker):
               help="queue to drain (repeatable); default: every outbound queue by priority")
 @click.option("--burst", is_flag=True, help="stop when the queues are empty")
 @click.option("--name", default=None, help="worker name (default: host and pid)")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="serve /metrics on this port (default: METRICS_PORT; 0: none)")
 @pass_runtime
 def worker_command(runtime: Runtime, names: tuple[str, ...], burst: bool,
-                   name: str | None) -> None:
+                   name: str | None, metrics_port: int | None) -> None:
     """Process outbound jobs from Redis until stopped."""
     connection = runtime.connect_redis("a worker")
     runtime.ready_engine()
+    server = serve_process(runtime, metrics_port)
     _reclaim_once(runtime)
     stop = threading.Event()
     if not burst:
@@ -115,6 +119,8 @@ def worker_command(runtime: Runtime, names: tuple[str, ...], burst: bool,
         worker.work(burst=burst, with_scheduler=True)
     finally:
         stop.set()
+        if server is not None:
+            server.close()
 
 
 RECLAIM_EVERY = 30.0

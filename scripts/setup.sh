@@ -27,6 +27,8 @@ if [ "$need" = test ]; then
   ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
   ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 \
     || missing+=(postgresql-15-postgis-3)
+  # A real Prometheus scrapes a running system; promtool checks and tests the alert rules.
+  command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
   # The browser of the web UI tests, driven by Playwright (which downloads no browser).
   command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-dejavu-core)
 fi

@@ -36,6 +36,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
 
     request_ids.init_app(app)  # first: every answer names its request, refused ones too
     inputs.init_app(app)  # before any blueprint: its converter bounds every <int:...>
+    from web import metrics
+
+    metrics.init_app(app)  # first: its clock starts before any other hook of a request
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_HTTPONLY=True,

@@ -14,6 +14,7 @@ import click
 from gunicorn.app.base import BaseApplication
 
 from core.cli import Context, load_reference_command, pass_context, seed_demo_command
+from core.metrics import process_gone, use_directory
 from core.redis_server import EmbeddedRedis
 from core.seed import DEMO_PASSWORD, DEMO_USERS
 from core.settings import Settings
@@ -44,6 +45,9 @@ def web_command(context: Context) -> None:
     """Serve the web app with gunicorn on WEB_HOST:WEB_PORT."""
     settings = context.settings
     context.ready_engine()
+    # Every gunicorn process keeps its metrics here; /metrics in any of them reads them all.
+    metrics_dir = settings.metrics_dir or settings.var_dir / "metrics"
+    use_directory(metrics_dir)
     _Gunicorn(settings, {
         "bind": f"{settings.web_host}:{settings.web_port}",
         "workers": settings.web_workers,
@@ -54,6 +58,7 @@ def web_command(context: Context) -> None:
         "logger_class": JsonPrivateLogger if settings.log_format == "json" else PrivateLogger,
         "loglevel": settings.log_level.lower(),
         "proc_name": "burgernet-web",
+        "child_exit": lambda _server, worker: process_gone(worker.pid, metrics_dir),
     }).run()
 
 

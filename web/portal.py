@@ -39,7 +39,7 @@ from core.participants import (
 from core.participants import verify as confirm_signup
 from outbound.codes import enqueue_code
 from web import portal_account as _account  # noqa: F401  (its views are the portal's too)
-from web.context import db
+from web.context import db, runtime
 from web.i18n import current_language, translate
 from web.portal_forms import CodeForm, LoginForm, SignupForm
 from web.portal_session import (
@@ -139,6 +139,8 @@ def _send_code(phone: str, purpose: str, issue: Callable[[], CodeToSend | None],
         raise CodeRefused(translate(NO_SMS), 503)
     try:
         refusal = limits.admit(phone, request.remote_addr, at=now().timestamp())
+        if refusal is not None:
+            runtime().metrics.refused(refusal)
         if refusal in {"budget", "budget-first"}:
             if refusal == "budget-first":
                 audit.record(db(), "code_budget_spent", "portal", actor="system",

@@ -48,7 +48,8 @@ def _twiml(body: str) -> Response:
 def _flows() -> Flows:
     rt = runtime()
     return Flows(db(write=True), rt.catalogue, national_fallback=rt.national_fallback,
-                 message_text=rt.message_text, dial_timeout=rt.settings.dial_timeout)
+                 message_text=rt.message_text, dial_timeout=rt.settings.dial_timeout,
+                 metrics=rt.metrics)
 
 
 def _urls() -> TwimlUrls:
@@ -146,7 +147,7 @@ def _machine_answered(call_id: str | None, verdict: str | None) -> None:
         return
     redis = runtime().redis
     again = apply_or_keep(db(), redis, call_id, "in-progress", datetime.now(UTC),
-                          answered=verdict)
+                          answered=verdict, metrics=runtime().metrics)
     if again:
         db().commit()
         if redis is not None:

@@ -112,6 +112,8 @@ def _apply(provider_id: str, value: str) -> list[int]:
     if form.get("CallSid") and value in CALL_ENDED:
         return end_call(db(write=True), rt.redis, rt.settings, provider_id, value,
                         datetime.now(UTC), delivery_id=request.args.get("delivery", type=int),
-                        error=form.get("ErrorCode"), answered=form.get("AnsweredBy"))
+                        error=form.get("ErrorCode"), answered=form.get("AnsweredBy"),
+                        metrics=rt.metrics)
     return apply_or_keep(db(write=True), rt.redis, provider_id, value, datetime.now(UTC),
-                         error=form.get("ErrorCode"), answered=form.get("AnsweredBy"))
+                         error=form.get("ErrorCode"), answered=form.get("AnsweredBy"),
+                         metrics=rt.metrics)

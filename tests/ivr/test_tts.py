@@ -20,6 +20,7 @@ import responses
 from click.testing import CliRunner
 
 from core.cli import Context
+from core.metrics import Metrics
 from core.settings import Settings
 from ivr.cli import sounds_command
 from ivr.prompts import LANGUAGES, load_catalogue
@@ -86,6 +87,17 @@ def test_the_same_text_is_synthesised_once(renderer: PromptRenderer) -> None:
     assert renderer.is_cached("Toets de vier cijfers van uw postcode.", "nl")
     english = renderer.render("Toets de vier cijfers van uw postcode.", "en")
     assert english.key != first.key and english.engine == "espeak-ng"
+
+
+def test_cache_hits_and_misses_are_counted(tmp_path: Path) -> None:
+    metrics = Metrics()
+    renderer = PromptRenderer(tmp_path / "sounds", use_gtts=False, metrics=metrics)
+    for _ in range(3):
+        renderer.render("Welkom bij Burgernet.", "nl")
+    renderer.speak_once("Beller 0612345678", "nl")  # private: never in the cache
+    lookups = {result: metrics.registry.get_sample_value(
+        "burgernet_prompt_cache_lookups_total", {"result": result}) for result in ("hit", "miss")}
+    assert lookups == {"hit": 2, "miss": 1}
 
 
 def test_keys_depend_on_text_and_language_only() -> None:
