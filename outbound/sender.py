@@ -1,5 +1,6 @@
 """Sending a claimed batch: every message of it concurrently, each in its own slot of the
-sender's shared rate (`outbound.throttle`), calls within the trunk's cap on calls in progress.
+sender's shared rate (`outbound.throttle`), calls within the trunk's cap on calls in progress,
+and each only while its claim's lease holds (`outbound.claim.Lease`).
 """
 
 from __future__ import annotations
@@ -8,12 +9,9 @@ import asyncio
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from sqlalchemy import update
-
-from core.models import Channel, Delivery, DeliveryStatus
-from outbound.claim import LEASE_MARGIN, Work
+from core.models import Channel
+from outbound.claim import Lease, Work
 from outbound.providers import Provider, ProviderError
 from outbound.runtime import Runtime
 from outbound.throttle import CallSlots, SendWindow, call_token
@@ -25,8 +23,16 @@ CALL_SLOT_POLL = 0.2
 Outcome = tuple[Work, str | ProviderError, str]
 
 
-async def send_all(runtime: Runtime, work: list[Work]) -> list[Outcome]:
-    """Send WORK, each channel at its sender's rate; the outcome of every message."""
+class LeaseLost(ProviderError):
+    """Not sent: the claim's lease was taken back before its turn came."""
+
+    def __init__(self) -> None:
+        super().__init__(True, "lease_lost", detail="the claim was taken back; not sent")
+
+
+async def send_all(runtime: Runtime, work: list[Work], lease: Lease | None = None) -> list[Outcome]:
+    """Send WORK, each channel at its sender's rate, each message only while LEASE holds its
+    claim; the outcome of every message."""
     by_channel: dict[Channel, list[Work]] = defaultdict(list)
     for item in work:
         by_channel[item.channel].append(item)
@@ -38,31 +44,17 @@ async def send_all(runtime: Runtime, work: list[Work]) -> list[Outcome]:
         provider = providers[channel]
         reservation = runtime.throttle.reserve(runtime.sender_key(channel),
                                                runtime.rate(channel), len(items))
-        extend_lease(runtime, [item.delivery_id for item in items],
-                     reservation.slot(len(items)))
         rate = runtime.rate(channel)
         gate = _Gate(runtime.send_window, runtime.sender_key(channel), rate) if rate > 0 else None
         for index, item in enumerate(items):
             capped = slots if channel == Channel.VOICE else None
             tasks.append(_send_one(provider, item, reservation.slot(index), in_flight, capped,
-                                   gate))
+                                   gate, lease))
     try:
         return list(await asyncio.gather(*tasks))
     finally:
         for provider in {id(p): p for p in providers.values()}.values():
             await runtime.release(provider)
-
-
-def extend_lease(runtime: Runtime, ids: list[int], last_slot: float) -> None:
-    """Hold the claim until this batch's last slot (which other workers' reservations may
-    have pushed far ahead) plus the usual margin, so reclaim never takes a message that a
-    live worker is still waiting to send."""
-    until = datetime.fromtimestamp(last_slot, UTC) + LEASE_MARGIN
-    with runtime.writer() as session, session.begin():
-        session.execute(update(Delivery)
-                        .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.SENDING,
-                               Delivery.next_attempt_at < until)
-                        .values(next_attempt_at=until))
 
 
 @dataclass(frozen=True)
@@ -78,16 +70,23 @@ class _Gate:
 
 
 async def _send_one(provider: Provider, item: Work, at: float, in_flight: asyncio.Semaphore,
-                    slots: CallSlots | None, gate: _Gate | None = None) -> Outcome:
+                    slots: CallSlots | None, gate: _Gate | None = None,
+                    lease: Lease | None = None) -> Outcome:
     delay = at - time.time()
     if delay > 0:
         await asyncio.sleep(delay)
+    if lease is not None and not await lease.wait(item.delivery_id):
+        return item, LeaseLost(), provider.name
     token = call_token(item.delivery_id)
     while slots is not None and not slots.acquire(token):
         await asyncio.sleep(CALL_SLOT_POLL)  # the trunk is full: wait for a call to end
     async with in_flight:
         if gate is not None:  # as close to the request as it gets
             await gate.wait(f"{token}:{time.time_ns()}")
+        if lease is not None and not lease.holds(item.delivery_id):
+            if slots is not None:  # a wait for a line or the rate outlasted the claim
+                slots.release(token)
+            return item, LeaseLost(), provider.name
         try:
             return item, await provider.send(item.message), provider.name
         except ProviderError as error:
