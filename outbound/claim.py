@@ -171,9 +171,10 @@ class Lease:
         self._thread.join()
 
     def holds(self, delivery_id: int) -> bool | None:
-        """True: the claim may be used now; False: it is lost; None: not renewed lately."""
+        """True: the claim may be used now; False: it is lost (or the batch is over); None:
+        not renewed lately."""
         with self._lock:
-            if delivery_id not in self._held:
+            if delivery_id not in self._held or self._stop.is_set():
                 return False
             return True if time.monotonic() < self._fresh_until else None
 

@@ -20,7 +20,7 @@ from outbound.providers import ProviderError
 from outbound.queues import schedule
 from outbound.retry import fail
 from outbound.runtime import Runtime
-from outbound.sender import LeaseLost, Outcome
+from outbound.sender import NotSent, Outcome
 
 #: How long after a request that got no answer the provider is asked whether it took the
 #: message: a late answer (far beyond the client's timeout) has come by then.
@@ -50,7 +50,7 @@ def record(session: Session, outcomes: list[Outcome], now: datetime) -> list[int
     for work, result, name in outcomes:
         if isinstance(result, str):
             continue
-        if isinstance(result, LeaseLost) or result.unknown:
+        if isinstance(result, NotSent) or result.unknown:
             retry += _not_answered(session, work, result, name, now)
             continue
         delivery = session.get(Delivery, work.delivery_id)
@@ -66,12 +66,12 @@ def record(session: Session, outcomes: list[Outcome], now: datetime) -> list[int
 
 def _not_answered(session: Session, work: Work, error: ProviderError, provider: str,
                   now: datetime) -> list[int]:
-    """A send that never went out (its claim was lost: queued again, the attempt not
-    counted), or whose answer never came (`unknown`, looked up after LOOK_UP_AFTER)."""
+    """A send that never went out (queued again, the attempt not counted), or whose answer
+    never came (`unknown`, looked up after LOOK_UP_AFTER)."""
     mine = update(Delivery).where(Delivery.id == work.delivery_id,
                                   Delivery.status == DeliveryStatus.SENDING,
                                   Delivery.attempts == work.attempt)
-    if isinstance(error, LeaseLost):
+    if isinstance(error, NotSent):
         again = changed_rows(session, mine.values(status=DeliveryStatus.QUEUED,
                                                   attempts=Delivery.attempts - 1,
                                                   next_attempt_at=None))

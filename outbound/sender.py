@@ -8,7 +8,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from contextlib import suppress
 from dataclasses import dataclass
+
+import redis
 
 from core.models import Channel
 from outbound.claim import Lease, Work
@@ -23,35 +26,57 @@ CALL_SLOT_POLL = 0.2
 Outcome = tuple[Work, str | ProviderError, str]
 
 
-class LeaseLost(ProviderError):
-    """Not sent: the claim's lease was taken back before its turn came."""
+class NotSent(ProviderError):
+    """Never handed to the provider: the claim was taken back before its turn came, or the
+    shared rate limits (in Redis) could not be reached. Queued again; the attempt does not
+    count."""
 
-    def __init__(self) -> None:
-        super().__init__(True, "lease_lost", detail="the claim was taken back; not sent")
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(True, code, detail=detail)
 
 
-async def send_all(runtime: Runtime, work: list[Work], lease: Lease | None = None) -> list[Outcome]:
+def _lease_lost() -> NotSent:
+    return NotSent("lease_lost", "the claim was taken back")
+
+
+def _no_limits(exc: redis.RedisError) -> NotSent:
+    return NotSent("no_rate_limits", f"Redis: {type(exc).__name__}")
+
+
+async def send_all(runtime: Runtime, work: list[Work],
+                   lease: Lease | None = None) -> list[Outcome]:
     """Send WORK, each channel at its sender's rate, each message only while LEASE holds its
-    claim; the outcome of every message."""
+    claim; the outcome of every message. A batch that fails all the same leaves none of its
+    sends behind to go out later."""
     by_channel: dict[Channel, list[Work]] = defaultdict(list)
     for item in work:
         by_channel[item.channel].append(item)
     in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
     providers = {channel: runtime.provider(channel) for channel in by_channel}
     slots = runtime.call_slots
-    tasks = []
+    outcomes: list[Outcome] = []
+    tasks: list[asyncio.Future[Outcome]] = []
     for channel, items in by_channel.items():
         provider = providers[channel]
-        reservation = runtime.throttle.reserve(runtime.sender_key(channel),
-                                               runtime.rate(channel), len(items))
         rate = runtime.rate(channel)
+        try:
+            reservation = runtime.throttle.reserve(runtime.sender_key(channel), rate,
+                                                   len(items))
+        except redis.RedisError as exc:
+            outcomes += [(item, _no_limits(exc), provider.name) for item in items]
+            continue
         gate = _Gate(runtime.send_window, runtime.sender_key(channel), rate) if rate > 0 else None
         for index, item in enumerate(items):
             capped = slots if channel == Channel.VOICE else None
-            tasks.append(_send_one(provider, item, reservation.slot(index), in_flight, capped,
-                                   gate, lease))
+            tasks.append(asyncio.ensure_future(_send_one(
+                provider, item, reservation.slot(index), in_flight, capped, gate, lease)))
     try:
-        return list(await asyncio.gather(*tasks))
+        return outcomes + list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:  # left pending, they would send whenever the loop next runs
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     finally:
         for provider in {id(p): p for p in providers.values()}.values():
             await runtime.release(provider)
@@ -76,20 +101,32 @@ async def _send_one(provider: Provider, item: Work, at: float, in_flight: asynci
     if delay > 0:
         await asyncio.sleep(delay)
     if lease is not None and not await lease.wait(item.delivery_id):
-        return item, LeaseLost(), provider.name
+        return item, _lease_lost(), provider.name
     token = call_token(item.delivery_id)
-    while slots is not None and not slots.acquire(token):
-        await asyncio.sleep(CALL_SLOT_POLL)  # the trunk is full: wait for a call to end
+    try:
+        while slots is not None and not slots.acquire(token):
+            await asyncio.sleep(CALL_SLOT_POLL)  # the trunk is full: wait for a call to end
+    except redis.RedisError as exc:
+        return item, _no_limits(exc), provider.name
     async with in_flight:
-        if gate is not None:  # as close to the request as it gets
-            await gate.wait(f"{token}:{time.time_ns()}")
+        try:
+            if gate is not None:  # as close to the request as it gets
+                await gate.wait(f"{token}:{time.time_ns()}")
+        except redis.RedisError as exc:
+            _free(slots, token)
+            return item, _no_limits(exc), provider.name
         if lease is not None and not lease.holds(item.delivery_id):
-            if slots is not None:  # a wait for a line or the rate outlasted the claim
-                slots.release(token)
-            return item, LeaseLost(), provider.name
+            _free(slots, token)  # a wait for a line or the rate outlasted the claim
+            return item, _lease_lost(), provider.name
         try:
             return item, await provider.send(item.message), provider.name
         except ProviderError as error:
-            if slots is not None:
-                slots.release(token)
+            _free(slots, token)
             return item, error, provider.name
+
+
+def _free(slots: CallSlots | None, token: str) -> None:
+    """The line of a call that was not placed; if Redis is gone, its entry runs out."""
+    if slots is not None:
+        with suppress(redis.RedisError):
+            slots.release(token)

@@ -16,7 +16,7 @@ from outbound.providers.twilio_rest import TwilioRestProvider
 from outbound.queues import enqueue
 from outbound.reclaim import reclaim
 from outbound.runtime import Runtime
-from outbound.sender import LeaseLost, send_all
+from outbound.sender import NotSent, send_all
 from tests.outbound.conftest import NOW
 
 
@@ -62,7 +62,8 @@ def test_a_claim_taken_back_is_never_used(
     lease.renew()
     assert lease.holds(ids[0]) is False and lease.holds(ids[1]) is True
     outcomes = runtime.run(send_all(runtime, work, lease))
-    lost = [item.delivery_id for item, result, _ in outcomes if isinstance(result, LeaseLost)]
+    lost = [item.delivery_id for item, result, _ in outcomes
+            if isinstance(result, NotSent) and result.code == "lease_lost"]
     assert lost == [ids[0]]
     assert {r.to for r in fake_twilio.fake.records} == \
         {w.message.to for w in work if w.delivery_id != ids[0]}
