@@ -33,20 +33,20 @@ from core.schema import ensure_schema
 from core.settings import DEFAULT_DATA_DIR
 from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
 from tests.conftest import MELDKAMER_CONFIG
-from tests.population import add_people, neighbourhood
+from tests.population import Neighbour, add_people, neighbourhood
 
 #: 120 participants within 5 km of Utrecht centre: 120 SMS and calls, 60 push messages.
 PEOPLE = neighbourhood(120, within_m=5_000)
 
 
-def prepared_database(url: str) -> int:
+def prepared_database(url: str, people: list[Neighbour] = PEOPLE) -> int:
     """The schema, the reference data, PEOPLE and an urgent action around them; its id."""
     engine = make_engine(url)
     ensure_schema(engine)
     sessions = session_factory(engine)
     with sessions() as session, session.begin():
         load_reference(session, DEFAULT_DATA_DIR, MELDKAMER_CONFIG)
-        add_people(session, PEOPLE, datetime.now(UTC))
+        add_people(session, people, datetime.now(UTC))
         police = Organisation(name="Politie Midden-Nederland", kind=OrganisationKind.POLICE)
         session.add(police)
     with sessions() as session, session.begin():
@@ -115,8 +115,9 @@ def statuses(url: str, ids: list[int] | None = None) -> Counter[DeliveryStatus]:
 
 
 def assert_each_sent_once(url: str, action_id: int, fake: FakeTwilioServer,
-                          expected: int) -> None:
-    """Every delivery sent, every SMS and call at the provider exactly once."""
+                          expected: int) -> int:
+    """Every delivery sent, every SMS and call at the provider exactly once; how many SMS
+    and calls it holds."""
     records = list(fake.fake.records)
     with Session(make_engine(url)) as session:
         deliveries = session.scalars(select(Delivery).where(
@@ -126,3 +127,4 @@ def assert_each_sent_once(url: str, action_id: int, fake: FakeTwilioServer,
     assert max(Counter((r.kind, r.to) for r in records).values()) == 1, "sent twice"
     assert len(records) == len(telephony), "every SMS and call reached the provider once"
     assert {d.provider_id for d in telephony} == {r.sid for r in records}
+    return len(records)

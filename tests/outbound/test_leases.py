@@ -2,18 +2,24 @@
 the provider before anything is sent again."""
 
 import asyncio
-from datetime import timedelta
+import socket
+import threading
+import time
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.models import Channel, Delivery, DeliveryStatus
+from core.redis_server import free_port
 from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
 from outbound.claim import LEASE, Lease, claim
 from outbound.fanout import start_action
 from outbound.outcomes import record
+from outbound.providers import Message, ProviderError
 from outbound.providers.twilio_rest import TwilioRestProvider
-from outbound.queues import enqueue
+from outbound.queues import Batch, enqueue
 from outbound.reclaim import reclaim
 from outbound.runtime import Runtime
 from outbound.sender import NotSent, send_all
@@ -152,14 +158,69 @@ def test_a_request_the_provider_never_took_is_sent_again_after_its_look_up(
     assert len(fake_twilio.fake.records) == len(ids)
 
 
-def start_batches(ids: list[int]):
-    from outbound.queues import Batch
+def start_batches(ids: list[int]) -> list[Batch]:
     return [Batch("sms-urgent", tuple(ids))]
 
 
 def _until(condition, seconds: float = 20) -> None:
-    import time
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def _message(to: str = "+31690000500", body: str = "Burgernet: test") -> Message:
+    return Message(1, Channel.SMS, to, body, "nl")
+
+
+def _provider(url: str, sender: str = "+31690000999") -> TwilioRestProvider:
+    return TwilioRestProvider(ACCOUNT_SID, AUTH_TOKEN, sender, base_url=url, timeout=2.0)
+
+
+async def _send(url: str, message: Message) -> str:
+    provider = _provider(url)
+    try:
+        return await provider.send(message)
+    finally:
+        await provider.close()
+
+
+def test_a_request_that_never_left_is_not_unknown_and_one_without_answer_is() -> None:
+    with pytest.raises(ProviderError) as refused:  # nothing listens there
+        asyncio.run(_send(f"http://127.0.0.1:{free_port()}", _message()))
+    assert refused.value.retryable and not refused.value.unknown
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def read_then_hang_up() -> None:
+        connection, _ = listener.accept()
+        connection.recv(65536)  # the whole request arrived: the carrier may act on it
+        connection.close()
+
+    threading.Thread(target=read_then_hang_up, daemon=True).start()
+    with pytest.raises(ProviderError) as reset:
+        asyncio.run(_send(f"http://127.0.0.1:{listener.getsockname()[1]}", _message()))
+    listener.close()
+    assert reset.value.retryable and reset.value.unknown and reset.value.code == "no_answer"
+
+
+def test_a_look_up_finds_only_our_message_to_that_number_since_the_attempt(
+        fake_twilio: FakeTwilioServer) -> None:
+    async def scenario() -> list[str | None]:
+        ours, other_sender = _provider(fake_twilio.url), _provider(fake_twilio.url, "+3197000")
+        since = datetime.now(UTC)
+        try:
+            sid = await ours.send(_message())
+            await ours.send(_message("+31690000501"))
+            await other_sender.send(_message("+31690000502"))
+            return [sid,
+                    await ours.find_sent(_message(), since),
+                    await ours.find_sent(_message(body="Burgernet: iets anders"), since),
+                    await ours.find_sent(_message(), since + timedelta(minutes=1)),
+                    await ours.find_sent(_message("+31690000502"), since)]
+        finally:
+            await ours.close()
+            await other_sender.close()
+
+    sid, found, other_text, later, other_sender = asyncio.run(scenario())
+    assert found == sid
+    assert other_text is None and later is None and other_sender is None
