@@ -152,12 +152,14 @@ class Lease:
     that may have run out."""
 
     def __init__(self, writer: sessionmaker[Session], clock: Callable[[], datetime],
-                 work: Iterable[Work]) -> None:
+                 work: Iterable[Work], claimed: datetime) -> None:
+        """WORK, claimed with a lease from CLAIMED on (the `now` the claim was given)."""
         self._writer = writer
         self._clock = clock
         self._held = {item.delivery_id: item.attempt for item in work}
         self._lock = threading.Lock()
-        self._fresh_until = time.monotonic() + LEASE.total_seconds() - GUARD
+        since = (clock() - claimed).total_seconds()  # a claim may have waited for a lock
+        self._fresh_until = time.monotonic() - since + LEASE.total_seconds() - GUARD
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew_forever, daemon=True, name="lease")
 
@@ -192,6 +194,8 @@ class Lease:
             by_attempt: dict[int, list[int]] = defaultdict(list)
             for delivery_id, attempt in self._held.items():
                 by_attempt[attempt].append(delivery_id)
+        if not by_attempt:
+            return
         kept: set[int] = set()
         try:
             with self._writer() as session, session.begin():

@@ -31,11 +31,12 @@ def write_action_outbox(runtime: Runtime, action_id: int) -> dict[str, int]:
 
 def send_batch(runtime: Runtime, delivery_ids: list[int]) -> dict[str, int]:
     """The job: claim, send at the shared rate, record. Returns counts for RQ's result."""
+    claimed = runtime.clock()
     with runtime.writer() as session, session.begin():
-        work = claim(session, runtime, delivery_ids, runtime.clock())
+        work = claim(session, runtime, delivery_ids, claimed)
     if not work:
         return {"claimed": 0}
-    with Lease(runtime.writer, runtime.clock, work) as lease:
+    with Lease(runtime.writer, runtime.clock, work, claimed) as lease:
         outcomes = runtime.run(send_all(runtime, work, lease))
     with runtime.writer() as session, session.begin():
         retry = record(session, outcomes, runtime.clock())

@@ -67,8 +67,8 @@ def reclaim(runtime: Runtime, now: datetime, limit: int = 5000) -> Reclaimed:
     through the retry policy. Each step is a short transaction: no lock is held while the
     provider is asked."""
     taken, work = _take(runtime, now, limit)
-    if not work:
-        return Reclaimed(pending=len(taken))
+    if not work:  # none, or only deliveries of participants who stopped (skipped)
+        return Reclaimed()
     found = asyncio.run(_find_all(runtime, work, taken))
     recorded, requeue_now, pending = [], [], 0
     with runtime.writer() as session, session.begin():

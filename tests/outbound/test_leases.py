@@ -46,7 +46,8 @@ def test_a_renewal_moves_the_lease_on_and_keeps_the_attempts_start(
         work = claim(session, runtime, ids, NOW)
     assert {d.next_attempt_at for d in _deliveries(db, ids)} == {NOW + LEASE}
     later = NOW + timedelta(seconds=5)
-    lease = Lease(runtime.writer, lambda: later, work)
+    lease = Lease(runtime.writer, lambda: later, work, NOW)
+    assert lease.holds(ids[0]) is None  # the claim waited long for a lock: not used as is
     lease.renew()
     deliveries = _deliveries(db, ids)
     assert {d.next_attempt_at for d in deliveries} == {later + LEASE}
@@ -60,7 +61,7 @@ def test_a_claim_taken_back_is_never_used(
     ids = _sms_batch(sessions, make_action, db)
     with runtime.writer() as session, session.begin():
         work = claim(session, runtime, ids, NOW)
-    lease = Lease(runtime.writer, lambda: NOW, work)
+    lease = Lease(runtime.writer, lambda: NOW, work, NOW)
     # its lease ran out, reclaim took the first back and another worker claimed it again
     db.execute(update(Delivery).where(Delivery.id == ids[0])
                .values(attempts=Delivery.attempts + 1))
@@ -86,7 +87,7 @@ def test_sends_wait_while_the_lease_is_not_renewed_and_go_once_it_is(
     ids = _sms_batch(sessions, make_action, db)[:3]
     with runtime.writer() as session, session.begin():
         work = claim(session, runtime, ids, NOW)
-    lease = Lease(runtime.writer, lambda: NOW, work)
+    lease = Lease(runtime.writer, lambda: NOW, work, NOW)
     lease._fresh_until = 0.0  # its renewals failed for a while (the database, say)
 
     async def send_then_renew():
