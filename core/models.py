@@ -169,7 +169,13 @@ class DeliveryPurpose(enum.StrEnum):
 
 class DeliveryStatus(enum.StrEnum):
     QUEUED = "queued"
+    #: Claimed by a worker, whose lease (`next_attempt_at`) it renews while it works.
     SENDING = "sending"
+    #: Handed to the provider with no answer (a timeout, a connection reset), or left in
+    #: `sending` by a worker that died: looked up at the provider before any new attempt
+    #: (`outbound.reclaim`), from `updated_at` (the attempt's start) on, once
+    #: `next_attempt_at` has passed.
+    UNKNOWN = "unknown"
     SENT = "sent"
     DELIVERED = "delivered"
     #: A voice message taken by a person.
@@ -476,6 +482,8 @@ class Delivery(Base):
         UniqueConstraint("action_id", "participant_id", "channel", "purpose",
                          name="uq_delivery_once"),
         Index("ix_delivery_action_status", "action_id", "status"),
+        #: The sweeps every few seconds: expired leases, outcomes to look up, the refill.
+        Index("ix_delivery_status_due", "status", "next_attempt_at"),
         NEVER_REUSED,
     )
 

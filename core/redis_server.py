@@ -22,7 +22,8 @@ def free_port() -> int:
 
 
 class EmbeddedRedis:
-    """Starts redis-server without persistence; stops it (and only it) on exit.
+    """Starts redis-server, without persistence unless APPENDONLY (an append-only file synced
+    every second, in WORKDIR); stops it (and only it) on exit.
 
     A free port can be taken by another program before redis-server binds it (tests and demos
     run side by side on one machine). Then our server exits, or, worse, another Redis answers
@@ -31,8 +32,10 @@ class EmbeddedRedis:
 
     ATTEMPTS = 3
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, *,
+                 appendonly: bool = False) -> None:
         self.workdir = workdir
+        self.appendonly = appendonly
         self.port = port or free_port()
         self._port_given = port is not None
         self.process: subprocess.Popen[bytes] | None = None
@@ -60,7 +63,8 @@ class EmbeddedRedis:
         log = (self.workdir / "redis.log").open("ab")
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir), "--protected-mode", "yes"],
+             "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
+             "--dir", str(self.workdir), "--protected-mode", "yes"],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
         client = redis.Redis.from_url(self.url, socket_timeout=1, socket_connect_timeout=1)
@@ -85,6 +89,13 @@ class EmbeddedRedis:
                 time.sleep(0.05)
         finally:
             client.close()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: what was not yet written to disk is lost."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
 
     def stop(self) -> None:
         if self.process is None:

@@ -4,6 +4,9 @@ It accepts Messages.json and Calls.json like Twilio's REST API (Basic auth with 
 SID and auth token), answers after a configurable latency, fails a configurable share of
 requests (HTTP 500, or 429 as Twilio does under load), and sends signed status callbacks
 (sent, then delivered; for calls completed, busy or no-answer) to the URL it was given.
+A share of requests (`late_rate`) is taken only after `late_ms`, beyond a client's timeout:
+the message exists, though the client that asked for it saw no answer. Its lists (GET) are
+filtered by To and From, newest first, as Twilio's are.
 
 An answered call requests its TwiML URL (the call's `Url`) as Twilio does. With
 MachineDetection it does so the way Twilio documents synchronous answering machine detection
@@ -53,6 +56,9 @@ class Behaviour:
     #: Status callbacks, and the request of an answered call's TwiML URL.
     callbacks: bool = True
     seed: int | None = None
+    #: The share of requests taken (and answered) only after late_ms.
+    late_rate: float = 0.0
+    late_ms: float = 12_000.0
 
 
 @dataclass
@@ -80,6 +86,8 @@ class FakeTwilio:
     auth_token: str = AUTH_TOKEN
     records: list[Record] = field(default_factory=list)
     rejected: int = 0
+    #: Requests held for late_ms.
+    late: int = 0
 
     def __post_init__(self) -> None:
         self.random = random.Random(self.behaviour.seed)
@@ -111,6 +119,9 @@ class FakeTwilio:
         form = await request.post()
         if self.behaviour.latency_ms:
             await asyncio.sleep(self.behaviour.latency_ms / 1000)
+        if self.behaviour.late_rate and self.random.random() < self.behaviour.late_rate:
+            self.late += 1  # aiohttp goes on with a request whose client has given up
+            await asyncio.sleep(self.behaviour.late_ms / 1000)
         roll = self.random.random()
         if roll < self.behaviour.error_rate:
             self.rejected += 1
@@ -150,13 +161,16 @@ class FakeTwilio:
         return self._list(request, "call", "calls")
 
     def _list(self, request: web.Request, kind: str, key: str) -> web.Response:
-        """Twilio's list resource, filtered by To (one page; dates are left to the client)."""
+        """Twilio's list resource, filtered by To and From, newest first (one page of
+        PageSize; the DateSent filters are left to the client)."""
         if not self._authorised(request):
             return web.json_response({"code": 20003, "status": 401}, status=401)
-        to = request.query.get("To")
+        to, sender = request.query.get("To"), request.query.get("From")
+        size = int(request.query.get("PageSize", "50"))
         items = [{"sid": r.sid, "to": r.to, "from": r.sender, "body": r.body,
-                  "date_created": r.created, "status": "sent"}
-                 for r in self.records if r.kind == kind and (to is None or r.to == to)]
+                  "date_created": r.created, "date_sent": r.created, "status": "sent"}
+                 for r in reversed(self.records)
+                 if r.kind == kind and to in (None, r.to) and sender in (None, r.sender)][:size]
         return web.json_response({key: items, "next_page_uri": None, "page": 0,
                                   "page_size": len(items), "uri": request.path,
                                   "first_page_uri": request.path, "previous_page_uri": None,
@@ -213,7 +227,7 @@ class FakeTwilio:
 
     async def list_records(self, _request: web.Request) -> web.Response:
         return web.json_response({"records": [r.__dict__ for r in self.records],
-                                  "rejected": self.rejected})
+                                  "rejected": self.rejected, "late": self.late})
 
     async def _close(self, _app: web.Application) -> None:
         for task in list(self._pending):
@@ -244,10 +258,14 @@ def main() -> None:
     parser.add_argument("--machine-rate", type=float, default=0.0,
                         help="share of answered calls an answering machine takes")
     parser.add_argument("--no-callbacks", action="store_true", help="send no status callbacks")
+    parser.add_argument("--late-rate", type=float, default=0.0,
+                        help="share of requests taken and answered only after --late-ms")
+    parser.add_argument("--late-ms", type=float, default=12_000.0)
     args = parser.parse_args()
     fake = FakeTwilio(Behaviour(args.latency_ms, args.error_rate, args.throttle_rate,
                                 args.busy_rate, args.no_answer_rate, args.machine_rate,
-                                callbacks=not args.no_callbacks))
+                                callbacks=not args.no_callbacks, late_rate=args.late_rate,
+                                late_ms=args.late_ms))
     web.run_app(fake.app(), host="127.0.0.1", port=args.port, access_log=None)
 
 

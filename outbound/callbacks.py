@@ -24,9 +24,9 @@ from outbound.throttle import call_slots, call_token
 
 #: How far along each state is; a callback may only move a delivery to a higher rank (and an
 #: answering machine's verdict turns "answered" into what it was: voicemail, or a fax).
-RANK = {DeliveryStatus.QUEUED: 0, DeliveryStatus.SENDING: 1, DeliveryStatus.SENT: 2,
-        DeliveryStatus.DELIVERED: 3, DeliveryStatus.ANSWERED: 3, DeliveryStatus.VOICEMAIL: 3,
-        DeliveryStatus.FAILED: 3, DeliveryStatus.SKIPPED: 3}
+RANK = {DeliveryStatus.QUEUED: 0, DeliveryStatus.SENDING: 1, DeliveryStatus.UNKNOWN: 1,
+        DeliveryStatus.SENT: 2, DeliveryStatus.DELIVERED: 3, DeliveryStatus.ANSWERED: 3,
+        DeliveryStatus.VOICEMAIL: 3, DeliveryStatus.FAILED: 3, DeliveryStatus.SKIPPED: 3}
 FINAL = {s for s, rank in RANK.items() if rank == 3}
 
 #: Twilio's MessageStatus and CallStatus values, as our states (None: no move). The lists are

@@ -47,7 +47,7 @@ from outbound.queues import enqueue, schedule
 MUNICIPAL_KINDS = (ActionKind.NEIGHBOURHOOD_INQUIRY, ActionKind.PREVENTIVE)
 REACTION_MAX = 2000
 CONTACT_MAX = 254
-WAITING = {DeliveryStatus.QUEUED, DeliveryStatus.SENDING}
+WAITING = {DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.UNKNOWN}
 FAILED = {DeliveryStatus.FAILED, DeliveryStatus.SKIPPED}
 
 

@@ -2,8 +2,9 @@
 its Runtime first; everything else comes from the database.
 
 `send_batch` claims its deliveries (`outbound.claim`), sends them within the sender's shared
-rate, all messages of the batch concurrently up to that rate (`outbound.sender`), and records
-every outcome in one transaction (`outbound.outcomes`). Their queueing: `outbound.queues`.
+rate, all messages of the batch concurrently up to that rate, while a thread renews the
+claims' lease (`outbound.sender`, `outbound.claim.Lease`), and records every outcome in one
+transaction (`outbound.outcomes`). Their queueing: `outbound.queues`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from outbound.callbacks import apply_early
-from outbound.claim import claim
+from outbound.claim import Lease, claim
 from outbound.fanout import write_outbox
 from outbound.outcomes import queue_again, record
 from outbound.queues import enqueue
@@ -30,11 +31,13 @@ def write_action_outbox(runtime: Runtime, action_id: int) -> dict[str, int]:
 
 def send_batch(runtime: Runtime, delivery_ids: list[int]) -> dict[str, int]:
     """The job: claim, send at the shared rate, record. Returns counts for RQ's result."""
+    claimed = runtime.clock()
     with runtime.writer() as session, session.begin():
-        work = claim(session, runtime, delivery_ids, runtime.clock())
+        work = claim(session, runtime, delivery_ids, claimed)
     if not work:
         return {"claimed": 0}
-    outcomes = runtime.run(send_all(runtime, work))
+    with Lease(runtime.writer, runtime.clock, work, claimed) as lease:
+        outcomes = runtime.run(send_all(runtime, work, lease))
     with runtime.writer() as session, session.begin():
         retry = record(session, outcomes, runtime.clock(), runtime.metrics)
     sent = [result for _work, result, _name in outcomes if isinstance(result, str)]
@@ -45,6 +48,6 @@ def send_batch(runtime: Runtime, delivery_ids: list[int]) -> dict[str, int]:
         queue_again(runtime, retry)
     counts: dict[str, int] = defaultdict(int)
     for _work, result, _name in outcomes:
-        counts["sent" if isinstance(result, str) else
+        counts["sent" if isinstance(result, str) else "unknown" if result.unknown else
                "retry" if result.retryable else "failed"] += 1
     return {"claimed": len(work), **counts}

@@ -1,36 +1,49 @@
 """What a batch's sends come to: recorded in one transaction, failures through the retry
-policy, and the deliveries to try again put back on their queues."""
+policy, unanswered requests left for a look-up at the provider, and the deliveries to try
+again put back on their queues.
+
+Each outcome is about one claim (a delivery and its attempt): once reclaim has taken a claim
+back (`outbound.reclaim`), only a send that went through is still recorded."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import cast
 
 from sqlalchemy import Table, bindparam, update
 from sqlalchemy.orm import Session
 
+from core.db import changed_rows
 from core.metrics import Metrics
 from core.models import Delivery, DeliveryStatus
+from outbound.claim import Work
+from outbound.providers import ProviderError
 from outbound.queues import schedule
 from outbound.retry import fail
 from outbound.runtime import Runtime
-from outbound.sender import Outcome
+from outbound.sender import NotSent, Outcome
+
+#: How long after a request that got no answer the provider is asked whether it took the
+#: message: a late answer (far beyond the client's timeout) has come by then.
+LOOK_UP_AFTER = timedelta(seconds=30)
 
 
 def record(session: Session, outcomes: list[Outcome], now: datetime,
            metrics: Metrics | None = None) -> list[int]:
-    """Successes in one executemany; failures (few) through the retry policy. Returns the
-    deliveries to try again."""
+    """Successes in one executemany; failures (few) through the retry policy; unanswered
+    requests `unknown`, to be looked up after LOOK_UP_AFTER. Returns the deliveries to try
+    again."""
     table = cast(Table, Delivery.__table__)  # typed FromClause; a mapped class's is a Table
     sent = [{"d_id": work.delivery_id, "p_id": result, "p_name": name}
             for work, result, name in outcomes if isinstance(result, str)]
     if sent:
         session.execute(
             update(table)
-            # also when reclaim already put it back in the queue: the provider has it
+            # also when reclaim already took it back: the provider has it
             .where(table.c.id == bindparam("d_id"),
                    (table.c.status == DeliveryStatus.SENDING)
-                   | (table.c.status == DeliveryStatus.QUEUED))
+                   | (table.c.status == DeliveryStatus.QUEUED)
+                   | (table.c.status == DeliveryStatus.UNKNOWN))
             .values(status=DeliveryStatus.SENT, provider_id=bindparam("p_id"),
                     provider=bindparam("p_name"), provider_error=None, sent_at=now,
                     updated_at=now),
@@ -39,12 +52,18 @@ def record(session: Session, outcomes: list[Outcome], now: datetime,
             if metrics is not None and isinstance(result, str):  # taken, whatever came first
                 metrics.delivery(work.channel, work.purpose, DeliveryStatus.SENT)
     retry = []
-    for work, result, _name in outcomes:
+    for work, result, name in outcomes:
         if isinstance(result, str):
             continue
+        if isinstance(result, NotSent) or result.unknown:
+            retry += _not_answered(session, work, result, name, now)
+            if metrics is not None and not isinstance(result, NotSent):
+                metrics.delivery(work.channel, work.purpose, DeliveryStatus.UNKNOWN)
+            continue
         delivery = session.get(Delivery, work.delivery_id)
-        if delivery is None or delivery.status != DeliveryStatus.SENDING:
-            continue  # a status callback already moved it on
+        if delivery is None or delivery.status != DeliveryStatus.SENDING \
+                or delivery.attempts != work.attempt:
+            continue  # a status callback moved it on, or reclaim took this claim back
         again = fail(session, delivery, str(result), result.retryable, now)
         if metrics is not None:
             metrics.delivery(delivery.channel, delivery.purpose, delivery.status)
@@ -52,6 +71,26 @@ def record(session: Session, outcomes: list[Outcome], now: datetime,
             session.flush()
             retry.append(again.id)
     return retry
+
+
+def _not_answered(session: Session, work: Work, error: ProviderError, provider: str,
+                  now: datetime) -> list[int]:
+    """A send that never went out (queued again, the attempt not counted), or whose answer
+    never came (`unknown`, looked up after LOOK_UP_AFTER)."""
+    mine = update(Delivery).where(Delivery.id == work.delivery_id,
+                                  Delivery.status == DeliveryStatus.SENDING,
+                                  Delivery.attempts == work.attempt)
+    if isinstance(error, NotSent):
+        again = changed_rows(session, mine.values(status=DeliveryStatus.QUEUED,
+                                                  attempts=Delivery.attempts - 1,
+                                                  next_attempt_at=None))
+        return [work.delivery_id] if again else []
+    # updated_at stays the attempt's start: the look-up searches from there
+    session.execute(mine.values(status=DeliveryStatus.UNKNOWN, provider=provider,
+                                provider_error=str(error)[:255],
+                                next_attempt_at=now + LOOK_UP_AFTER,
+                                updated_at=Delivery.updated_at))
+    return []
 
 
 def queue_again(runtime: Runtime, delivery_ids: list[int]) -> None:

@@ -29,7 +29,7 @@ def forecast(settings: Settings, messages: Mapping[Channel, int]) -> dict[Channe
             for channel, number in messages.items()}
 
 
-OPEN = {DeliveryStatus.QUEUED, DeliveryStatus.SENDING}
+OPEN = {DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.UNKNOWN}
 WINDOW = timedelta(seconds=10)
 
 

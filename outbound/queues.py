@@ -23,7 +23,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.logs import current_ids
-from core.models import Action, ActionKind, Channel, Delivery, DeliveryPurpose, Urgency
+from core.models import (
+    Action,
+    ActionKind,
+    Channel,
+    Delivery,
+    DeliveryPurpose,
+    DeliveryStatus,
+    Urgency,
+)
 
 #: AMBER and urgent search first, then result messages, then everything non-urgent.
 PRIORITIES = ("urgent", "result", "normal")
@@ -80,9 +88,14 @@ def job_log_ids(job: Job) -> dict[str, Any]:
 
 def priority_of(action: Action, purpose: DeliveryPurpose) -> str:
     """AMBER and urgent search first, then result messages, then everything non-urgent."""
+    return priority_for(action.kind, action.urgency, purpose)
+
+
+def priority_for(kind: ActionKind, urgency: Urgency, purpose: DeliveryPurpose) -> str:
+    """`priority_of` for an action's KIND and URGENCY."""
     if purpose != DeliveryPurpose.ALERT:
         return "result"
-    if action.kind == ActionKind.AMBER or action.urgency == Urgency.URGENT:
+    if kind == ActionKind.AMBER or urgency == Urgency.URGENT:
         return "urgent"
     return "normal"
 
@@ -159,3 +172,32 @@ def schedule(connection: redis.Redis, session: Session, delivery_ids: list[int])
         name = queue_name(delivery.channel, priority_of(action, delivery.purpose))
         delay = max(0.0, ((delivery.next_attempt_at or now) - now).total_seconds())
         enqueue(connection, [Batch(name, (delivery.id,))], delay=delay)
+
+
+#: Deliveries per batch when queued deliveries are put back on the queues.
+REQUEUE_BATCH = 250
+#: Deliveries held (a backoff, quiet hours) go in batches by the moment they are due, rounded
+#: up to this: a batch's job fires once the last of its deliveries is due.
+DUE_STEP = 10
+
+
+def requeue(connection: redis.Redis, session: Session, delivery_ids: list[int]) -> int:
+    """Those of DELIVERY_IDS still queued back on their queues, in batches (each held until
+    its deliveries are due): for jobs that Redis lost. Returns the number of batches."""
+    rows = session.execute(
+        select(Delivery.id, Delivery.channel, Delivery.purpose, Delivery.next_attempt_at,
+               Action.kind, Action.urgency)
+        .join(Action, Action.id == Delivery.action_id)
+        .where(Delivery.id.in_(delivery_ids), Delivery.status == DeliveryStatus.QUEUED)
+        .order_by(Delivery.id)).all()
+    now = datetime.now(UTC)
+    groups: dict[tuple[str, datetime | None], list[int]] = defaultdict(list)
+    for delivery_id, channel, purpose, due, kind, urgency in rows:
+        held = None
+        if due is not None and due > now:
+            held = datetime.fromtimestamp(-(-due.timestamp() // DUE_STEP) * DUE_STEP, UTC)
+        groups[(queue_name(channel, priority_for(kind, urgency, purpose)), held)].append(
+            delivery_id)
+    return enqueue(connection, [Batch(name, tuple(ids[start:start + REQUEUE_BATCH]), held)
+                                for (name, held), ids in groups.items()
+                                for start in range(0, len(ids), REQUEUE_BATCH)])

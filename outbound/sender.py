@@ -1,5 +1,6 @@
 """Sending a claimed batch: every message of it concurrently, each in its own slot of the
-sender's shared rate (`outbound.throttle`), calls within the trunk's cap on calls in progress.
+sender's shared rate (`outbound.throttle`), calls within the trunk's cap on calls in progress,
+and each only while its claim's lease holds (`outbound.claim.Lease`).
 """
 
 from __future__ import annotations
@@ -7,15 +8,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from sqlalchemy import update
+import redis
 
 from core.logs import bind_ids
 from core.metrics import Metrics
-from core.models import Channel, Delivery, DeliveryStatus
-from outbound.claim import LEASE_MARGIN, Work
+from core.models import Channel
+from outbound.claim import Lease, Work
 from outbound.providers import Provider, ProviderError
 from outbound.runtime import Runtime
 from outbound.throttle import CallSlots, SendWindow, call_token
@@ -27,44 +28,61 @@ CALL_SLOT_POLL = 0.2
 Outcome = tuple[Work, str | ProviderError, str]
 
 
-async def send_all(runtime: Runtime, work: list[Work]) -> list[Outcome]:
-    """Send WORK, each channel at its sender's rate; the outcome of every message."""
+class NotSent(ProviderError):
+    """Never handed to the provider: the claim was taken back before its turn came, or the
+    shared rate limits (in Redis) could not be reached. Queued again; the attempt does not
+    count."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(True, code, detail=detail)
+
+
+def _lease_lost() -> NotSent:
+    return NotSent("lease_lost", "the claim was taken back")
+
+
+def _no_limits(exc: redis.RedisError) -> NotSent:
+    return NotSent("no_rate_limits", f"Redis: {type(exc).__name__}")
+
+
+async def send_all(runtime: Runtime, work: list[Work],
+                   lease: Lease | None = None) -> list[Outcome]:
+    """Send WORK, each channel at its sender's rate, each message only while LEASE holds its
+    claim; the outcome of every message. A batch that fails all the same leaves none of its
+    sends behind to go out later."""
     by_channel: dict[Channel, list[Work]] = defaultdict(list)
     for item in work:
         by_channel[item.channel].append(item)
     in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
     providers = {channel: runtime.provider(channel) for channel in by_channel}
     slots = runtime.call_slots
-    tasks = []
+    outcomes: list[Outcome] = []
+    tasks: list[asyncio.Future[Outcome]] = []
     for channel, items in by_channel.items():
         provider = providers[channel]
-        reservation = runtime.throttle.reserve(runtime.sender_key(channel),
-                                               runtime.rate(channel), len(items))
-        extend_lease(runtime, [item.delivery_id for item in items],
-                     reservation.slot(len(items)))
         rate = runtime.rate(channel)
+        try:
+            reservation = runtime.throttle.reserve(runtime.sender_key(channel), rate,
+                                                   len(items))
+        except redis.RedisError as exc:
+            outcomes += [(item, _no_limits(exc), provider.name) for item in items]
+            continue
         gate = _Gate(runtime.send_window, runtime.sender_key(channel), rate) if rate > 0 else None
         for index, item in enumerate(items):
             capped = slots if channel == Channel.VOICE else None
-            tasks.append(_send_one(provider, item, reservation.slot(index), in_flight, capped,
-                                   gate, runtime.metrics))
+            tasks.append(asyncio.ensure_future(_send_one(
+                provider, item, reservation.slot(index), in_flight, capped, gate, lease,
+                runtime.metrics)))
     try:
-        return list(await asyncio.gather(*tasks))
+        return outcomes + list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:  # left pending, they would send whenever the loop next runs
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     finally:
         for provider in {id(p): p for p in providers.values()}.values():
             await runtime.release(provider)
-
-
-def extend_lease(runtime: Runtime, ids: list[int], last_slot: float) -> None:
-    """Hold the claim until this batch's last slot (which other workers' reservations may
-    have pushed far ahead) plus the usual margin, so reclaim never takes a message that a
-    live worker is still waiting to send."""
-    until = datetime.fromtimestamp(last_slot, UTC) + LEASE_MARGIN
-    with runtime.writer() as session, session.begin():
-        session.execute(update(Delivery)
-                        .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.SENDING,
-                               Delivery.next_attempt_at < until)
-                        .values(next_attempt_at=until))
 
 
 @dataclass(frozen=True)
@@ -81,21 +99,33 @@ class _Gate:
 
 async def _send_one(provider: Provider, item: Work, at: float, in_flight: asyncio.Semaphore,
                     slots: CallSlots | None, gate: _Gate | None = None,
-                    metrics: Metrics | None = None) -> Outcome:
-    # a task of its own (gather), with its own copy of the context: its lines name the message
+                    lease: Lease | None = None, metrics: Metrics | None = None) -> Outcome:
+    # a task of its own, with its own copy of the context: its lines name the message
     bind_ids(delivery_id=item.delivery_id, action_id=item.message.action_id)
     delay = at - time.time()
     if delay > 0:
         await asyncio.sleep(delay)
     waited = max(0.0, delay)
+    if lease is not None and not await lease.wait(item.delivery_id):
+        return item, _lease_lost(), provider.name
     token = call_token(item.delivery_id)
-    while slots is not None and not slots.acquire(token):
-        await asyncio.sleep(CALL_SLOT_POLL)  # the trunk is full: wait for a call to end
+    try:
+        while slots is not None and not slots.acquire(token):
+            await asyncio.sleep(CALL_SLOT_POLL)  # the trunk is full: wait for a call to end
+    except redis.RedisError as exc:
+        return item, _no_limits(exc), provider.name
     async with in_flight:
-        if gate is not None:  # as close to the request as it gets
-            before = time.monotonic()
-            await gate.wait(f"{token}:{time.time_ns()}")
-            waited += time.monotonic() - before
+        try:
+            if gate is not None:  # as close to the request as it gets
+                before = time.monotonic()
+                await gate.wait(f"{token}:{time.time_ns()}")
+                waited += time.monotonic() - before
+        except redis.RedisError as exc:
+            _free(slots, token)
+            return item, _no_limits(exc), provider.name
+        if lease is not None and not lease.holds(item.delivery_id):
+            _free(slots, token)  # a wait for a line or the rate outlasted the claim
+            return item, _lease_lost(), provider.name
         metrics = metrics or Metrics()
         metrics.waited(item.channel, waited)
         start = time.monotonic()
@@ -103,8 +133,14 @@ async def _send_one(provider: Provider, item: Work, at: float, in_flight: asynci
             result = await provider.send(item.message)
         except ProviderError as error:
             metrics.provider_request(provider.name, item.channel, time.monotonic() - start, error)
-            if slots is not None:
-                slots.release(token)
+            _free(slots, token)
             return item, error, provider.name
         metrics.provider_request(provider.name, item.channel, time.monotonic() - start)
         return item, result, provider.name
+
+
+def _free(slots: CallSlots | None, token: str) -> None:
+    """The line of a call that was not placed; if Redis is gone, its entry runs out."""
+    if slots is not None:
+        with suppress(redis.RedisError):
+            slots.release(token)

@@ -1,14 +1,22 @@
-"""`burgernet worker`: an RQ worker on the outbound queues, handing its Runtime to every job."""
+"""`burgernet worker`: an RQ worker on the outbound queues, handing its Runtime to every job.
+
+It outlives Redis: an RQ worker that lost its connection is followed by a new one once Redis
+answers again (with backoff), and a thread sweeps every SWEEP_EVERY seconds for what needs
+taking back (`outbound.reclaim`): expired leases, due look-ups, and the queues of a Redis
+that restarted or lost its data."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import click
 import redis
 from rq import SimpleWorker
+from rq.exceptions import StopRequested
 from rq.executions import Execution
 from rq.job import Job
 from rq.queue import Queue
@@ -20,7 +28,7 @@ from outbound.fanout import resume_outboxes
 from outbound.metrics import serve_process
 from outbound.purge import purge_unconfirmed
 from outbound.queues import RUNTIME_JOBS, enqueue, job_log_ids, queue, queue_names
-from outbound.reclaim import reclaim
+from outbound.reclaim import RedisWatch, reclaim, requeue_orphans
 from outbound.runtime import Runtime
 
 log = logging.getLogger("burgernet.worker")
@@ -34,13 +42,19 @@ class RuntimeJob(Job):
     runs them, never from a module global. Other functions run as RQ runs them."""
 
     runtime: Runtime | None = None
+    watch: RedisWatch | None = None
 
     def _execute(self) -> Any:  # RQ's one call of the job function (rq.job.Job.perform)
         if self.func_name not in RUNTIME_JOBS:
             return super()._execute()
         if self.runtime is None:
             raise RuntimeError(f"{self.func_name} needs a Runtime: it runs in `burgernet worker`")
-        return self.func(self.runtime, *self.args, **self.kwargs)
+        try:
+            return self.func(self.runtime, *self.args, **self.kwargs)
+        except redis.RedisError:
+            if self.watch is not None:  # what the job committed may not be on a queue
+                self.watch.trouble()
+            raise
 
 
 class BatchWorker(SimpleWorker):
@@ -57,9 +71,14 @@ class BatchWorker(SimpleWorker):
     heartbeat_every = 15.0
 
     def __init__(self, queues: list[Queue], *args: Any, runtime: Runtime | None = None,
-                 **kwargs: Any) -> None:
+                 watch: RedisWatch | None = None, **kwargs: Any) -> None:
         super().__init__(queues, *args, **kwargs)
         self.runtime = runtime
+        self.watch = watch
+        #: The queues were found empty (a burst worker's end).
+        self.drained = False
+        #: A signal asked it to stop.
+        self.stopping = False
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         stop = threading.Event()
@@ -78,9 +97,34 @@ class BatchWorker(SimpleWorker):
 
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         if isinstance(job, RuntimeJob):
-            job.runtime = self.runtime
+            job.runtime, job.watch = self.runtime, self.watch
         with log_context(**job_log_ids(job)):  # the request id the job was queued under
             return super().perform_job(job, queue, execution)
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None,
+                                     max_idle_time: int | None = None) -> tuple[Job, Queue] | None:
+        result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        self.drained = result is None
+        return result
+
+    def request_stop(self, signum: Any, frame: Any) -> None:
+        self.stopping = True
+        super().request_stop(signum, frame)
+
+    @property
+    def finished(self) -> bool:
+        """It ended as asked (a signal, or a burst that emptied the queues), not on an error."""
+        return self.stopping or self.drained
+
+    def abandon(self) -> None:
+        """After an error that ended `work` (Redis gone): stop what teardown may not have."""
+        thread = self.pubsub_thread
+        if thread is not None and thread.is_alive():
+            thread.stop()
+        try:
+            self.connection.delete(self.key)  # a new worker of the same name may register
+        except redis.RedisError:
+            pass
 
     def subscribe(self) -> None:
         self.pubsub = self.connection.pubsub()
@@ -105,25 +149,92 @@ def worker_command(runtime: Runtime, names: tuple[str, ...], burst: bool,
     connection = runtime.connect_redis("a worker")
     runtime.ready_engine()
     server = serve_process(runtime, metrics_port)
+    watch = RedisWatch()
     _reclaim_once(runtime)
+    _sweep_once(runtime, watch)
     stop = threading.Event()
     if not burst:
-        threading.Thread(target=_reclaim_forever, args=(runtime, stop), daemon=True,
+        threading.Thread(target=_sweep_forever, args=(runtime, watch, stop), daemon=True,
                          name="reclaim").start()
+
     # One process keeps its database pool and throttle warm; a batch is the unit of work,
     # so forking per job (~20 ms) buys isolation we do not need.
-    worker = BatchWorker([queue(connection, n) for n in names or queue_names()],
-                         connection=connection, name=name, serializer=JSONSerializer,
-                         runtime=runtime)
+    def worker() -> BatchWorker:
+        return BatchWorker([queue(connection, n) for n in names or queue_names()],
+                           connection=connection, name=name, serializer=JSONSerializer,
+                           runtime=runtime, watch=watch)
+
     try:
-        worker.work(burst=burst, with_scheduler=True)
+        _work(worker, connection, watch, burst)
     finally:
         stop.set()
         if server is not None:
             server.close()
 
 
+#: Seconds before the first attempt to reach Redis again; each next one waits twice as long,
+#: up to RECONNECT_MAX.
+RECONNECT_FIRST = 0.5
+RECONNECT_MAX = 15.0
+
+
+def _work(worker: Callable[[], BatchWorker], connection: redis.Redis, watch: RedisWatch,
+          burst: bool) -> None:
+    """RQ workers, one after the other, until one ends as asked: one that lost Redis is
+    followed by the next once Redis answers again."""
+    while True:
+        current = worker()
+        try:
+            current.work(burst=burst, with_scheduler=True)
+        except Exception:  # its teardown, when Redis is gone
+            log.warning("the worker's queue loop ended on an error", exc_info=True)
+        if current.finished:
+            return
+        watch.trouble()
+        current.abandon()
+        try:
+            _until_redis_answers(connection)
+        except StopRequested:  # RQ's signal handler, stopped while waiting
+            return
+
+
+def _until_redis_answers(connection: redis.Redis) -> None:
+    pause = RECONNECT_FIRST
+    while True:
+        try:
+            connection.ping()
+        except redis.RedisError as exc:
+            log.warning("Redis does not answer (%s); trying again in %.1f s", exc, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, RECONNECT_MAX)
+            continue
+        log.warning("Redis answers again: the worker goes on")
+        return
+
+
+#: Seconds between sweeps for expired leases, look-ups due and a Redis that lost its jobs: a
+#: dead worker's deliveries go out again within the lease (`outbound.claim.LEASE`) and this.
+SWEEP_EVERY = 2.0
+#: Seconds between the slower chores: interrupted outboxes, orphaned deliveries, sign-ups.
 RECLAIM_EVERY = 30.0
+
+
+def _sweep_once(runtime: Runtime, watch: RedisWatch) -> None:
+    try:
+        refilled = watch.check(runtime)
+        if refilled is not None:
+            log.warning("Redis may have lost jobs: %d queued deliveries put back on the queues",
+                        refilled)
+        done = reclaim(runtime, runtime.clock())
+    except Exception as exc:  # a failed round is retried at the next one
+        if isinstance(exc, redis.RedisError):
+            watch.trouble()
+        log.exception("reclaiming deliveries failed")
+        return
+    if done.recorded or done.requeued or done.pending:
+        log.warning("reclaimed: %d deliveries the provider had taken (recorded as sent), %d "
+                    "queued again, %d still to be looked up", done.recorded, done.requeued,
+                    done.pending)
 
 
 def _reclaim_once(runtime: Runtime) -> None:
@@ -133,13 +244,12 @@ def _reclaim_once(runtime: Runtime) -> None:
                                        lambda batches: enqueue(connection, batches)):
             log.warning("completed the interrupted outbox of action %d (%d deliveries queued)",
                         resumed.action_id, resumed.deliveries)
-        done = reclaim(runtime, runtime.clock())
+        orphans = requeue_orphans(runtime, runtime.clock())
     except Exception:  # a failed round is retried at the next one
         log.exception("reclaiming stale deliveries failed")
         return
-    if done.recorded or done.requeued or done.orphans:
-        log.warning("reclaimed: %d in-flight deliveries had been sent, %d queued again; "
-                    "%d orphaned ones enqueued", done.recorded, done.requeued, done.orphans)
+    if orphans:
+        log.warning("%d orphaned queued deliveries enqueued again", orphans)
 
 
 def _purge_once(runtime: Runtime) -> None:
@@ -152,9 +262,14 @@ def _purge_once(runtime: Runtime) -> None:
         log.info("erased %d sign-up(s) never confirmed", count)
 
 
-def _reclaim_forever(runtime: Runtime, stop: threading.Event) -> None:
-    """Deliveries a dead worker left in `sending` come back once their lease has run out;
-    sign-ups whose code expired unconfirmed are erased."""
-    while not stop.wait(RECLAIM_EVERY):
-        _reclaim_once(runtime)
-        _purge_once(runtime)
+def _sweep_forever(runtime: Runtime, watch: RedisWatch, stop: threading.Event) -> None:
+    """Every SWEEP_EVERY seconds, what a dead worker or a Redis that lost its jobs left
+    (`_sweep_once`); every RECLAIM_EVERY seconds, the slower chores, and sign-ups whose code
+    expired unconfirmed are erased."""
+    chores = time.monotonic()
+    while not stop.wait(SWEEP_EVERY):
+        _sweep_once(runtime, watch)
+        if time.monotonic() - chores >= RECLAIM_EVERY:
+            chores = time.monotonic()
+            _reclaim_once(runtime)
+            _purge_once(runtime)

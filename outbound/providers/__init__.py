@@ -29,13 +29,18 @@ class Message:
 
 
 class ProviderError(Exception):
-    """A failed send, as data: whether to retry, our code, and the provider's own code."""
+    """A failed send, as data: whether to retry, our code, and the provider's own code.
+
+    UNKNOWN: the request went out but no answer came back (a timeout, a connection reset),
+    so the provider may have taken the message: it is looked up (`find_sent`) before any new
+    attempt, never simply sent again."""
 
     def __init__(self, retryable: bool, code: str, provider_code: str | None = None,
-                 detail: str = "") -> None:
+                 detail: str = "", *, unknown: bool = False) -> None:
         self.retryable = retryable
         self.code = code
         self.provider_code = provider_code
+        self.unknown = unknown
         super().__init__(f"{code}{f' ({provider_code})' if provider_code else ''}: {detail}")
 
 
@@ -51,8 +56,9 @@ class Provider(Protocol):
     async def send(self, message: Message) -> str: ...
 
     async def find_sent(self, message: Message, since: datetime) -> str | None:
-        """The provider's id of MESSAGE if it already accepted it after SINCE (for reclaiming
-        deliveries whose worker died between the provider's answer and our record)."""
+        """The provider's id of MESSAGE if it already accepted it after SINCE: for a send
+        whose answer never came, and for deliveries whose worker died between the provider's
+        answer and our record. Raises ProviderError when the provider cannot be asked."""
         ...
 
     async def close(self) -> None: ...

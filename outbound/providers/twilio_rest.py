@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from urllib.parse import urlencode
 
-from aiohttp import ClientTimeout
+from aiohttp import ClientConnectorError, ClientError, ClientTimeout, ConnectionTimeoutError
 from twilio.base import values
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
@@ -33,6 +33,8 @@ PERMANENT = {"21211", "21214", "21408", "21610", "21612", "21614", "30003", "300
 
 
 FORM = "application/x-www-form-urlencoded"
+#: Messages or calls to one number asked for when looking one up (Twilio's default page).
+PAGE = 50
 
 
 @cache
@@ -108,26 +110,38 @@ class TwilioRestProvider:
                 retryable = False
             raise ProviderError(retryable, f"http_{exc.status}", code or None,
                                 str(exc.msg)[:200]) from None
-        except (TimeoutError, OSError) as exc:
+        except (ClientConnectorError, ConnectionTimeoutError) as exc:  # never reached Twilio
             raise ProviderError(True, "network", None, type(exc).__name__) from None
+        except (TimeoutError, OSError, ClientError) as exc:
+            # sent, and no answer (a timeout, a reset): Twilio may have taken it
+            raise ProviderError(True, "no_answer", None, type(exc).__name__,
+                                unknown=True) from None
 
     async def find_sent(self, message: Message, since: datetime) -> str | None:
-        """Look for a message (or call) to the same number, created since SINCE, same body."""
+        """The message (or call) to the same number from our number, created since SINCE
+        (less a margin for Twilio's clock and its whole seconds), with the same text.
+
+        Twilio's list filters are To, From and DateSent. DateSent counts whole days and leaves
+        out what Twilio still holds in its queue (no date sent yet), so only To and From are
+        asked and the page (newest first) is filtered here; one number gets few of our
+        messages, so a page of PAGE is plenty."""
         margin = since - timedelta(seconds=2)
         try:
             if message.channel == Channel.VOICE:
-                calls = await self.client.calls.list_async(to=message.to,
-                                                           start_time_after=margin, limit=50)
-                found = [c for c in calls if c.date_created and c.date_created >= margin]
+                calls = await self.client.calls.list_async(to=message.to, from_=self.sender,
+                                                           limit=PAGE)
+                found = [c.sid for c in calls if c.date_created and c.date_created >= margin]
             else:
-                sent = await self.client.messages.list_async(to=message.to,
-                                                             date_sent_after=margin, limit=50)
-                found = [m for m in sent if m.body == message.body
+                sent = await self.client.messages.list_async(to=message.to, from_=self.sender,
+                                                             limit=PAGE)
+                found = [m.sid for m in sent if m.body == message.body
                          and m.date_created and m.date_created >= margin]
         except TwilioRestException as exc:
             raise ProviderError(True, f"http_{exc.status}", str(exc.code or "") or None,
                                 "lookup failed") from None
-        return str(found[0].sid) if found else None
+        except (TimeoutError, OSError, ClientError) as exc:
+            raise ProviderError(True, "network", None, f"lookup: {type(exc).__name__}") from None
+        return str(found[0]) if found else None
 
     async def close(self) -> None:
         await self.http.close()

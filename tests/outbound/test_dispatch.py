@@ -222,29 +222,6 @@ def test_the_first_batches_are_queued_before_the_outbox_is_complete(
 
 
 
-def test_a_claim_is_held_until_the_batch_has_had_its_slots(
-        db: Session, sessions, population, make_action, runtime, work, redis_client) -> None:
-    from dataclasses import replace
-    from datetime import UTC, datetime, timedelta
-
-    from outbound.claim import LEASE_MARGIN
-    from outbound.sender import extend_lease
-
-    action = make_action()
-    result = start_action(sessions, action.id, now=NOW)
-    ids = list(result.batches[0].delivery_ids)
-    now = datetime.now(UTC)
-    db.execute(Delivery.__table__.update().where(Delivery.id.in_(ids))
-               .values(status=DeliveryStatus.SENDING, next_attempt_at=now))
-    db.commit()
-    far = now + timedelta(minutes=30)  # other workers' reservations came first
-    extend_lease(replace(runtime), ids, far.timestamp())
-    db.expire_all()
-    leases = {d.next_attempt_at for d in db.scalars(select(Delivery).where(
-        Delivery.id.in_(ids)))}
-    assert all(abs((lease - (far + LEASE_MARGIN)).total_seconds()) < 1 for lease in leases)
-
-
 #: 23:30 in Amsterdam: the night owls among the neighbours are in their quiet hours.
 NIGHT = datetime(2026, 11, 23, 23, 30, tzinfo=ZoneInfo("Europe/Amsterdam"))
 

@@ -12,7 +12,7 @@ from core.models import Channel, Delivery, DeliveryStatus
 from outbound.callbacks import apply_status
 from outbound.fanout import start_action
 from outbound.queues import enqueue, schedule
-from outbound.reclaim import reclaim
+from outbound.reclaim import requeue_orphans
 from outbound.retry import MAX_ATTEMPTS, backoff
 from tests.outbound.conftest import NOW
 
@@ -127,8 +127,10 @@ def test_calls_that_keep_failing_at_the_provider_end_as_an_sms(
 def test_queued_deliveries_without_a_job_are_enqueued_by_the_sweep(
         db: Session, started, runtime) -> None:
     action, result = started
-    assert reclaim(runtime, NOW + timedelta(minutes=1)).orphans == 0  # too young
-    assert reclaim(runtime, NOW + timedelta(minutes=10)).orphans == result.deliveries
-    queued = sum(Queue(n, connection=runtime.redis, serializer=JSONSerializer).count
-                 for n in ("voice-urgent", "sms-urgent", "push-urgent"))
-    assert queued == result.deliveries
+    assert requeue_orphans(runtime, NOW + timedelta(minutes=1)) == 0  # too young
+    assert requeue_orphans(runtime, NOW + timedelta(minutes=10)) == result.deliveries
+    queued = [delivery_id for n in ("voice-urgent", "sms-urgent", "push-urgent")
+              for job in Queue(n, connection=runtime.redis, serializer=JSONSerializer).jobs
+              for delivery_id in job.args[0]]
+    assert sorted(queued) == sorted(db.scalars(select(Delivery.id).where(
+        Delivery.action_id == action.id)))
