@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import redis
 from rq import Worker
@@ -116,7 +116,7 @@ def test_queue_depth_and_the_age_of_the_oldest_job(
     db.commit()
     enqueue(runtime.redis, result.batches)
     enqueue(runtime.redis, result.batches[:1], delay=600)  # a retry's backoff: scheduled
-    later = time.time() + 40
+    later = datetime.now(UTC) + timedelta(seconds=40)
     state = {(s.name, s.labels["queue"]): s.value
              for family in queue_state(runtime.redis, later) for s in family.samples}
     by_queue = Counter(batch.queue for batch in result.batches)
@@ -134,11 +134,11 @@ def test_the_oldest_job_is_the_one_a_worker_takes_next(redis_client: redis.Redis
     urgent.enqueue("outbound.jobs.send_batch", [1], job_id="first")
     time.sleep(0.05)
     urgent.enqueue("outbound.jobs.send_batch", [2], job_id="second")
-    now = time.time()
+    now = datetime.now(UTC)
     ages = {s.labels["queue"]: s.value for family in queue_state(redis_client, now)
             if family.name == "burgernet_queue_oldest_job_age_seconds" for s in family.samples}
-    first = urgent.fetch_job("first").enqueued_at.timestamp()
-    assert abs(ages["sms-urgent"] - (now - first)) < 0.01
+    first = urgent.fetch_job("first").enqueued_at
+    assert abs(ages["sms-urgent"] - (now - first).total_seconds()) < 0.01
 
 
 def test_the_outbox_backlog_counts_what_active_actions_still_have_to_send(
@@ -162,12 +162,14 @@ def test_the_outbox_backlog_counts_what_active_actions_still_have_to_send(
 
 
 def test_workers_count_while_their_heartbeat_lasts(redis_client: redis.Redis) -> None:
-    assert live_workers(redis_client) == 0
+    now = datetime.now(UTC)
+    assert live_workers(redis_client, now) == 0
     worker = Worker([queue(redis_client, "sms-urgent")], connection=redis_client, name="w1")
     worker.register_birth()
-    assert live_workers(redis_client) == 1
+    assert live_workers(redis_client, now) == 1
+    assert live_workers(redis_client, now + timedelta(minutes=2)) == 0  # silent too long
     redis_client.delete(worker.key)  # what the key's expiry does to a killed worker
-    assert live_workers(redis_client) == 0
+    assert live_workers(redis_client, now) == 0
 
 
 def test_the_verification_codes_of_this_hour_against_their_budget(
