@@ -17,7 +17,9 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -32,6 +34,7 @@ from core.redis_server import EmbeddedRedis
 from core.reference import load_reference
 from core.schema import ensure_schema
 from core.settings import DEFAULT_DATA_DIR, PACKAGE_DIR, VARIABLES, Settings
+from outbound.runtime import Runtime
 
 MELDKAMER_CONFIG = PACKAGE_DIR.parent / "config" / "meldkamers.toml"
 SERVER_URL = os.environ.get("TEST_DATABASE_URL")
@@ -154,3 +157,33 @@ def settings(tmp_path: Path, database_url: str, redis_server: EmbeddedRedis) -> 
         "MELDKAMER_CONFIG": str(MELDKAMER_CONFIG),
         "TTS": "espeak",  # no test talks to Google
     })
+
+
+#: Settings changes that let every channel send as fast as it can.
+UNTHROTTLED: dict[str, Any] = {"sms_rate": 0.0, "voice_rate": 0.0, "email_rate": 0.0,
+                               "push_rate": 0.0}
+
+#: Stands for "the test Redis" where None means "no Redis".
+TEST_REDIS: Any = object()
+
+
+@pytest.fixture
+def make_runtime(settings: Settings, engine: Engine, sessions: sessionmaker[Session],
+                 redis_client: redis.Redis) -> Iterator[Callable[..., Runtime]]:
+    """Runtimes on the test transaction: `make_runtime(redis=..., providers=..., clock=...,
+    **changes)` gives the test SETTINGS with CHANGES, on the test Redis unless REDIS is given
+    (None: none). Each is closed after the test."""
+    made: list[Runtime] = []
+
+    def make(*, redis: Any = TEST_REDIS, **changes: Any) -> Runtime:
+        extra = {key: changes.pop(key) for key in ("providers", "clock", "engine", "sessions")
+                 if key in changes}
+        runtime = Runtime(replace(settings, **changes), extra.pop("engine", engine),
+                          extra.pop("sessions", sessions),
+                          redis_client if redis is TEST_REDIS else redis, **extra)
+        made.append(runtime)
+        return runtime
+
+    yield make
+    for runtime in made:
+        runtime.close()

@@ -26,6 +26,7 @@ from outbound.providers.twilio_rest import TwilioRestProvider
 from outbound.queues import queue_names
 from outbound.runtime import Runtime
 from outbound.worker import BatchWorker
+from tests.conftest import UNTHROTTLED
 from tests.population import UTRECHT, add_people, elsewhere, neighbourhood
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
@@ -50,7 +51,7 @@ def runtime(settings: Settings, engine: Engine, sessions: sessionmaker[Session],
                                   voice_url="http://127.0.0.1:9/webhooks/twilio/voice")
 
     console = ConsoleProvider(tmp_path / "console.jsonl")
-    unthrottled = replace(settings, sms_rate=0.0, voice_rate=0.0, email_rate=0.0, push_rate=0.0)
+    unthrottled = replace(settings, **UNTHROTTLED)
     rt = Runtime(unthrottled, engine, sessions, redis_client, providers={
         Channel.SMS: twilio, Channel.VOICE: twilio,
         Channel.EMAIL: lambda: console, Channel.PUSH: lambda: console})

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from collections.abc import Callable
 
 import pytest
-import redis
+from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 
 from core.metrics import MOST_DIGITS
@@ -28,10 +28,7 @@ from core.models import (
     ParticipantStatus,
     Urgency,
 )
-from core.settings import Settings
 from fakes.twilio import AUTH_TOKEN
-from outbound.runtime import Runtime
-from web import create_app
 
 PUBLIC = "https://bn.example"
 TOKEN = "prometheus-reads-this-token"
@@ -39,11 +36,8 @@ CALLER = "+31612345678"
 
 
 @pytest.fixture
-def client(settings: Settings, engine: Engine, sessions: sessionmaker[Session],
-           redis_client: redis.Redis) -> FlaskClient:
-    signed = replace(settings, twilio_auth_token=AUTH_TOKEN, public_url=PUBLIC,
-                     metrics_token=TOKEN)
-    return create_app(runtime=Runtime(signed, engine, sessions, redis_client)).test_client()
+def client(make_app: Callable[..., Flask], twilio_signed: dict[str, str]) -> FlaskClient:
+    return make_app(**twilio_signed, public_url=PUBLIC, metrics_token=TOKEN).test_client()
 
 
 def _signed(client: FlaskClient, path: str, params: dict[str, str]):
@@ -88,10 +82,8 @@ def test_only_the_networks_or_the_token_read_metrics(client: FlaskClient, addres
 
 
 def test_behind_trusted_proxies_a_forwarded_loopback_is_no_loopback(
-        settings: Settings, engine: Engine, sessions: sessionmaker[Session],
-        redis_client: redis.Redis) -> None:
-    app = create_app(runtime=Runtime(replace(settings, trusted_proxies=1), engine, sessions,
-                                     redis_client))
+        make_app: Callable[..., Flask]) -> None:
+    app = make_app(trusted_proxies=1)
     response = app.test_client().get("/metrics", headers={"X-Forwarded-For": "127.0.0.1"},
                                      environ_base={"REMOTE_ADDR": "127.0.0.1"})
     assert response.status_code == 403

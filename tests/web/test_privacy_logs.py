@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,20 +19,18 @@ from flask import Flask
 from flask.testing import FlaskClient
 from rq import Queue
 from rq.serializers import JSONSerializer
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from twilio.request_validator import RequestValidator
 
 from core.models import Channel
 from core.seed import seed_demo
-from core.settings import Settings
 from fakes.twilio import AUTH_TOKEN
 from outbound.providers.console import ConsoleProvider
 from outbound.queues import OUTBOX_QUEUE, queue_names
 from outbound.runtime import Runtime
 from outbound.worker import BatchWorker
+from tests.conftest import UNTHROTTLED
 from tests.web.helpers import csrf_token, login_as
-from web import create_app
 
 PUBLIC = "https://bn.example"
 PHONE, E164, EMAIL = "06 12345678", "+31612345678", "deelnemer@example.org"
@@ -46,20 +44,14 @@ def outbox(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def site(settings: Settings, engine: Engine, sessions: sessionmaker[Session],
-         redis_client: redis.Redis, outbox: Path):
+def site(sessions: sessionmaker[Session], make_app: Callable[..., Flask],
+         twilio_signed: dict[str, str], outbox: Path) -> Flask:
     """The web app (Twilio webhooks signed over PUBLIC) and a worker run in this process,
     every channel on the demo's console provider."""
-    signed = replace(settings, twilio_auth_token=AUTH_TOKEN, twilio_account_sid="AC" + "0" * 32,
-                     public_url=PUBLIC, sms_rate=0.0, voice_rate=0.0, email_rate=0.0,
-                     push_rate=0.0)
     seed_demo(sessions, size=0)
     console = ConsoleProvider(outbox)
-    runtime = Runtime(signed, engine, sessions, redis_client,
-                      providers={channel: (lambda: console) for channel in Channel})
-    app = create_app(runtime=runtime)
-    yield app
-    runtime.close()
+    return make_app(**twilio_signed, **UNTHROTTLED, public_url=PUBLIC,
+                    providers={channel: (lambda: console) for channel in Channel})
 
 
 def _work(app: Flask) -> None:

@@ -4,28 +4,24 @@ client writes in X-Forwarded-For counts. Cookies are Secure behind an https PUBL
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable
 
-import redis
 from flask import Flask
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.models import AuditEvent
 from core.seed import DEMO_PASSWORD, seed_demo
 from core.settings import Settings
-from outbound.runtime import Runtime
 from tests.web.helpers import DEMO_EMAIL, csrf_token
-from web import create_app
 
 PROXY = "10.0.0.2"
 
 
-def _app(settings: Settings, engine: Engine, sessions: sessionmaker[Session],
-         redis_client: redis.Redis, **changes: object) -> Flask:
+def _app(sessions: sessionmaker[Session], make_app: Callable[..., Flask],
+         **changes: object) -> Flask:
     seed_demo(sessions, size=0)
-    return create_app(runtime=Runtime(replace(settings, **changes), engine, sessions,
-                                      redis_client))
+    return make_app(**changes)
 
 
 def _login(app: Flask, email: str, password: str, forwarded: str | None) -> int:
@@ -44,9 +40,8 @@ def _audited_ips(db: Session, verb: str) -> list[str | None]:
 
 
 def test_behind_a_trusted_proxy_each_client_has_its_own_limits(
-        settings: Settings, engine: Engine, sessions: sessionmaker[Session],
-        redis_client: redis.Redis, db: Session) -> None:
-    app = _app(settings, engine, sessions, redis_client, trusted_proxies=1)
+        sessions: sessionmaker[Session], make_app: Callable[..., Flask], db: Session) -> None:
+    app = _app(sessions, make_app, trusted_proxies=1)
     for n in range(20):
         assert _login(app, f"wie{n}@example.org", "Welkom2024!", "203.0.113.5") == 401
     assert _login(app, DEMO_EMAIL["admin"], DEMO_PASSWORD, "203.0.113.5") == 429
@@ -57,9 +52,8 @@ def test_behind_a_trusted_proxy_each_client_has_its_own_limits(
 
 
 def test_a_forged_hop_in_front_of_the_proxy_s_own_entry_is_ignored(
-        settings: Settings, engine: Engine, sessions: sessionmaker[Session],
-        redis_client: redis.Redis, db: Session) -> None:
-    app = _app(settings, engine, sessions, redis_client, trusted_proxies=1)
+        sessions: sessionmaker[Session], make_app: Callable[..., Flask], db: Session) -> None:
+    app = _app(sessions, make_app, trusted_proxies=1)
     for n in range(6):  # a new made-up address each time, the proxy appends the real one
         assert _login(app, DEMO_EMAIL["centralist"], "guess",
                       f"192.0.2.{n}, 203.0.113.5") in (401, 429)
@@ -75,9 +69,8 @@ def test_without_a_trusted_proxy_x_forwarded_for_is_the_client_s_own_text(
 
 
 def test_the_api_limits_each_client_behind_the_proxy(
-        settings: Settings, engine: Engine, sessions: sessionmaker[Session],
-        redis_client: redis.Redis) -> None:
-    app = _app(settings, engine, sessions, redis_client, trusted_proxies=1)
+        sessions: sessionmaker[Session], make_app: Callable[..., Flask]) -> None:
+    app = _app(sessions, make_app, trusted_proxies=1)
     client = app.test_client()
 
     def status(forwarded: str) -> int:
@@ -90,14 +83,14 @@ def test_the_api_limits_each_client_behind_the_proxy(
 
 
 def test_cookies_are_secure_behind_an_https_public_url(
-        settings: Settings, engine: Engine, sessions: sessionmaker[Session],
-        redis_client: redis.Redis) -> None:
+        settings: Settings, sessions: sessionmaker[Session],
+        make_app: Callable[..., Flask]) -> None:
     https = Settings.from_env({"BURGERNET_HOME": str(settings.home),
                                "DATABASE_URL": settings.database_url,
                                "SECRET_KEY": "test-secret-key",
                                "PUBLIC_URL": "https://burgernet.example.nl"})
-    app = _app(settings, engine, sessions, redis_client,
-               public_url=https.public_url, session_cookie_secure=https.session_cookie_secure)
+    app = _app(sessions, make_app, public_url=https.public_url,
+               session_cookie_secure=https.session_cookie_secure)
     response = app.test_client().get("/login", base_url="https://burgernet.example.nl")
     [cookie] = [c for c in response.headers.getlist("Set-Cookie") if c.startswith("session=")]
     assert "; Secure" in cookie and "HttpOnly" in cookie

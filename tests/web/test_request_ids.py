@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import replace
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -15,23 +15,22 @@ from flask import Flask
 from flask.testing import FlaskClient
 from rq import Queue
 from rq.serializers import JSONSerializer
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from twilio.request_validator import RequestValidator
 
 from core.db import transaction
 from core.models import Action, Channel, Organisation
-from core.settings import Settings
 from core.tokens import create_token
 from fakes.twilio import AUTH_TOKEN
 from outbound.providers.console import ConsoleProvider
 from outbound.queues import OUTBOX_QUEUE, queue_names
 from outbound.runtime import Runtime
 from outbound.worker import BatchWorker
+from tests.conftest import UNTHROTTLED
 from tests.logs import json_log
 from tests.population import add_people, neighbourhood
 from tests.web.test_api import MN, bearer
-from web import create_app
 
 GENERATED = re.compile(r"[0-9a-f]{32}")
 RID = "trace-7f3a-0042"
@@ -78,11 +77,9 @@ def test_a_views_lines_carry_the_request_and_its_action(app: Flask) -> None:
     assert "request_id" not in after and "action_id" not in after
 
 
-def test_a_webhooks_lines_name_the_call(settings: Settings, engine: Engine,
-                                        sessions: sessionmaker[Session],
-                                        redis_client: redis.Redis) -> None:
-    signed = replace(settings, twilio_auth_token=AUTH_TOKEN, public_url="https://bn.example")
-    client = create_app(runtime=Runtime(signed, engine, sessions, redis_client)).test_client()
+def test_a_webhooks_lines_name_the_call(make_app: Callable[..., Flask],
+                                        twilio_signed: dict[str, str]) -> None:
+    client = make_app(**twilio_signed, public_url="https://bn.example").test_client()
     params = {"CallSid": "CA" + "b" * 32, "CallStatus": "exploded"}
     url = "/webhooks/twilio/status"
     signature = RequestValidator(AUTH_TOKEN).compute_signature("https://bn.example" + url,
@@ -97,9 +94,8 @@ def test_a_webhooks_lines_name_the_call(settings: Settings, engine: Engine,
 
 
 def test_the_request_id_travels_into_the_jobs_and_the_workers_lines(
-        client: FlaskClient, settings: Settings,
-        engine: Engine, sessions: sessionmaker[Session], redis_client: redis.Redis,
-        tmp_path) -> None:
+        client: FlaskClient, sessions: sessionmaker[Session], redis_client: redis.Redis,
+        make_runtime: Callable[..., Runtime], tmp_path) -> None:
     """A national AMBER Alert started through the API: the request queues the outbox job, a
     real worker writes the outbox and queues the batches, and sends them; every line of the
     worker's jobs names the request, and the sends their action and delivery."""
@@ -119,15 +115,13 @@ def test_the_request_id_travels_into_the_jobs_and_the_workers_lines(
     assert [job.meta for job in outbox.get_jobs()] == [{"request_id": RID}]
 
     console = ConsoleProvider(tmp_path / "outbox.jsonl")
-    runtime = Runtime(replace(settings, sms_rate=0.0, voice_rate=0.0, email_rate=0.0,
-                              push_rate=0.0), engine, sessions, redis_client,
-                      providers={channel: (lambda: console) for channel in Channel})
+    runtime = make_runtime(**UNTHROTTLED,
+                           providers={channel: (lambda: console) for channel in Channel})
     worker = BatchWorker([Queue(n, connection=redis_client, serializer=JSONSerializer)
                           for n in queue_names()], connection=redis_client,
                          serializer=JSONSerializer, runtime=runtime)
     with json_log() as output:
         worker.work(burst=True)
-    runtime.close()
 
     with sessions() as session:
         assert session.scalar(select(Action.status).where(Action.id == action_id)) == "active"

@@ -5,17 +5,17 @@ from __future__ import annotations
 import io
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import pytest
 import redis
+from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 
 from core.models import (
@@ -34,29 +34,23 @@ from core.models import (
     Tip,
     Urgency,
 )
-from core.settings import Settings
 from fakes.media import MediaServer
 from fakes.twilio import AUTH_TOKEN
 from ivr.prompts import load_catalogue
 from ivr.tts import key_for, sounds_dir
-from outbound.runtime import Runtime
-from web import create_app
 
 PUBLIC = "https://bn.example"
 CALL = {"CallSid": "CA" + "1" * 32, "From": "anonymous", "To": "+31800001100"}
 
 
 @pytest.fixture
-def settings_signed(settings: Settings) -> Settings:
-    return replace(settings, twilio_auth_token=AUTH_TOKEN, twilio_account_sid="AC" + "0" * 32,
-                   public_url=PUBLIC)
+def signed(twilio_signed: dict[str, str]) -> dict[str, str]:
+    return {**twilio_signed, "public_url": PUBLIC}
 
 
 @pytest.fixture
-def client(settings_signed: Settings, engine: Engine, sessions: sessionmaker[Session],
-           redis_client: redis.Redis) -> FlaskClient:
-    return create_app(runtime=Runtime(settings_signed, engine, sessions,
-                                      redis_client)).test_client()
+def client(make_app: Callable[..., Flask], signed: dict[str, str]) -> FlaskClient:
+    return make_app(**signed).test_client()
 
 
 def post(client: FlaskClient, url: str, params: dict[str, str], token: str = AUTH_TOKEN):
@@ -74,7 +68,7 @@ def twiml(response) -> ET.Element:
 
 
 def test_a_call_is_greeted_asked_for_a_postcode_and_put_through_with_a_whisper(
-        client, db, settings_signed):
+        client, db, settings):
     root = twiml(post(client, "/webhooks/twilio/voice/inbound", CALL))
     gather = root.find("Gather")
     assert gather is not None and (gather.get("numDigits"), gather.get("finishOnKey")) == ("5", "#")
@@ -111,14 +105,14 @@ def test_a_call_is_greeted_asked_for_a_postcode_and_put_through_with_a_whisper(
 
 
 def test_the_whisper_naming_the_caller_leaves_no_sound_file_anyone_could_fetch(
-        client, settings_signed):
+        client, settings):
     """A rendered prompt is public at /sounds/<hash of its text>: had the whisper been one,
     anyone could test whether a number called about an action by asking for that hash."""
     caller = {**CALL, "CallSid": "CA" + "5" * 32, "From": "+31612345678"}
     root = twiml(post(client, "/webhooks/twilio/voice/inbound", caller))
     gather = root.find("Gather")
     dial = twiml(post(client, gather.get("action"), {**caller, "Digits": "3441#"})).find("Dial")
-    sounds = sounds_dir(settings_signed)
+    sounds = sounds_dir(settings)
     before = set(sounds.iterdir())
     whisper = twiml(post(client, dial.find("Number").get("url"), {"CallSid": "CA" + "6" * 32}))
     [said] = whisper.findall("Say")
@@ -276,13 +270,12 @@ def media() -> Iterator[MediaServer]:
 
 
 @pytest.fixture
-def media_client(settings_signed: Settings, engine: Engine, sessions: sessionmaker[Session],
-                 redis_client: redis.Redis, media: MediaServer) -> FlaskClient:
+def media_client(make_app: Callable[..., Flask], signed: dict[str, str],
+                 media: MediaServer) -> FlaskClient:
     """The webhooks with the provider's API and media on a local host: reachable over http
     on loopback through the test-only allowance alone."""
-    settings = replace(settings_signed, twilio_base_url=media.url,
-                       test_only_allow_loopback=True)
-    return create_app(runtime=Runtime(settings, engine, sessions, redis_client)).test_client()
+    return make_app(**signed, twilio_base_url=media.url,
+                    test_only_allow_loopback=True).test_client()
 
 
 def _jpeg_with_exif() -> bytes:
@@ -295,7 +288,7 @@ def _jpeg_with_exif() -> bytes:
 
 
 def test_an_mms_photo_is_fetched_stripped_of_its_metadata_and_kept(
-        media_client, media, db, voice_delivery, settings_signed):
+        media_client, media, db, voice_delivery, settings):
     media.files["ME1"] = (_jpeg_with_exif(), "image/jpeg")
     media.files["ME2"] = (b"MZ\x90\x00 not an image", "image/jpeg")
     sms(media_client, "+31690005151", "Foto van de auto", NumMedia="2",
@@ -303,7 +296,7 @@ def test_an_mms_photo_is_fetched_stripped_of_its_metadata_and_kept(
         MediaUrl1=f"{media.url}/media/ME2", MediaContentType1="image/jpeg")
     tips = db.scalars(select(Tip).where(Tip.action_id == voice_delivery.action_id)).all()
     assert len(tips) == 1 and tips[0].source == "mms" and tips[0].text == "Foto van de auto"
-    stored = settings_signed.var_dir / "media" / "tips" / tips[0].media_path
+    stored = settings.var_dir / "media" / "tips" / tips[0].media_path
     with Image.open(stored) as saved:
         assert saved.size == (40, 30) and not saved.getexif()
     requests = dict(media.requests)

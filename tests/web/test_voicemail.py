@@ -10,14 +10,14 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session, sessionmaker
+from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
 from core.models import (
@@ -35,28 +35,22 @@ from core.models import (
     ParticipantStatus,
     Urgency,
 )
-from core.settings import Settings
 from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, Behaviour, FakeTwilio, FakeTwilioServer
 from outbound.callbacks import apply_early
 from outbound.providers import Message
 from outbound.providers.twilio_rest import TwilioRestProvider
-from outbound.runtime import Runtime
-from web import create_app
 
 HOST = "127.0.0.1"
 
 
 @pytest.fixture
-def served(settings: Settings, engine: Engine, sessions: sessionmaker[Session],
-           redis_client: redis.Redis) -> Iterator[str]:
+def served(make_app: Callable[..., Flask], twilio_signed: dict[str, str]) -> Iterator[str]:
     """The app on a free loopback port, its PUBLIC_URL that address; yields the address.
     Requests are served one at a time, and the test reads the database only between them."""
     holder: dict[str, Any] = {}
     server = make_server(HOST, 0, lambda environ, start: holder["app"](environ, start))
     url = f"http://{HOST}:{server.port}"
-    signed = replace(settings, twilio_auth_token=AUTH_TOKEN, twilio_account_sid=ACCOUNT_SID,
-                     public_url=url)
-    holder["app"] = create_app(runtime=Runtime(signed, engine, sessions, redis_client))
+    holder["app"] = make_app(**twilio_signed, public_url=url)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

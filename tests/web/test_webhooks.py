@@ -1,13 +1,15 @@
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
 import redis
+from flask import Flask
 from flask.testing import FlaskClient
 from rq import Queue
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 from twilio.rest.api.v2010.account.call import CallInstance
 from twilio.rest.api.v2010.account.message import MessageInstance
@@ -25,19 +27,14 @@ from core.models import (
     Participant,
     Urgency,
 )
-from core.settings import Settings
 from fakes.twilio import AUTH_TOKEN
-from outbound.runtime import Runtime
-from web import create_app
 
 URL = "/webhooks/twilio/status"
 
 
 @pytest.fixture
-def client(settings: Settings, engine: Engine, sessions: sessionmaker[Session],
-           redis_client: redis.Redis) -> FlaskClient:
-    signed = replace(settings, twilio_auth_token=AUTH_TOKEN, public_url="https://bn.example")
-    return create_app(runtime=Runtime(signed, engine, sessions, redis_client)).test_client()
+def client(make_app: Callable[..., Flask], twilio_signed: dict[str, str]) -> FlaskClient:
+    return make_app(**twilio_signed, public_url="https://bn.example").test_client()
 
 
 @pytest.fixture
