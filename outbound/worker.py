@@ -7,7 +7,10 @@ that restarted or lost its data."""
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -149,6 +152,8 @@ def worker_command(runtime: Runtime, names: tuple[str, ...], burst: bool,
     connection = runtime.connect_redis("a worker")
     runtime.ready_engine()
     server = serve_process(runtime, metrics_port)
+    if not burst:  # a burst worker forks no scheduler
+        _release_sockets_in_children()
     watch = RedisWatch()
     _reclaim_once(runtime)
     _sweep_once(runtime, watch)
@@ -170,6 +175,48 @@ def worker_command(runtime: Runtime, names: tuple[str, ...], burst: bool,
         stop.set()
         if server is not None:
             server.close()
+
+
+@functools.cache
+def _release_sockets_in_children() -> None:
+    os.register_at_fork(after_in_child=_in_child)
+
+
+def _in_child() -> None:
+    release_inherited_sockets()
+    parent = os.getppid()
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="parent").start()
+
+
+def _exit_with(parent: int) -> None:
+    """End this child (RQ's scheduler) when the worker that forked it is gone: a worker
+    started in its place forks its own."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
+def release_inherited_sockets() -> None:
+    """In a child the worker forks (RQ's scheduler): let go of every socket the worker holds.
+
+    The scheduler opens its own connection. A copy of the worker's would keep that
+    connection open after the worker is killed alone (the OOM killer, `kill PID`): Redis
+    would go on counting the dead worker's blocking pop as a reader and hand it the next job,
+    which nobody reads. Each socket's descriptor is pointed at /dev/null rather than closed,
+    so its number is not reused under the Python objects the child inherited."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        for name in os.listdir("/proc/self/fd"):
+            descriptor = int(name)
+            if descriptor <= 2 or descriptor == devnull:
+                continue
+            try:
+                if stat.S_ISSOCK(os.fstat(descriptor).st_mode):
+                    os.dup2(devnull, descriptor)
+            except OSError:  # the listing's own descriptor, closed meanwhile
+                continue
+    finally:
+        os.close(devnull)
 
 
 #: Seconds before the first attempt to reach Redis again; each next one waits twice as long,
