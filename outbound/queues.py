@@ -134,7 +134,9 @@ def enqueue(connection: redis.Redis, batches: Iterable[Batch], delay: float = 0.
             for data, wait in zip(jobs, waits, strict=True):
                 if wait > 0:
                     target.enqueue_in(timedelta(seconds=wait), data.func, *data.args,
-                                      job_id=data.job_id, meta=data.meta, pipeline=pipe)
+                                      job_id=data.job_id, meta=data.meta,
+                                      result_ttl=data.result_ttl, failure_ttl=data.failure_ttl,
+                                      retry=data.retry, pipeline=pipe)
             now_jobs = [data for data, wait in zip(jobs, waits, strict=True) if wait <= 0]
             if now_jobs:
                 target.enqueue_many(now_jobs, pipeline=pipe)

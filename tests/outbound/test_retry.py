@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from core.models import Channel, Delivery, DeliveryStatus
 from outbound.callbacks import apply_status
 from outbound.fanout import start_action
-from outbound.queues import enqueue, schedule
+from outbound.queues import Batch, enqueue, schedule
 from outbound.reclaim import requeue_orphans
 from outbound.retry import MAX_ATTEMPTS, backoff
 from tests.outbound.conftest import NOW
@@ -134,3 +134,19 @@ def test_queued_deliveries_without_a_job_are_enqueued_by_the_sweep(
               for delivery_id in job.args[0]]
     assert sorted(queued) == sorted(db.scalars(select(Delivery.id).where(
         Delivery.action_id == action.id)))
+
+
+def test_a_job_held_for_later_keeps_its_retries_and_lifetimes(
+        redis_client: redis.Redis) -> None:
+    """A batch held by RQ's scheduler (a backoff, quiet hours) is the same job as one queued
+    at once: it is retried after an error and its record outlives a failure for a week."""
+    enqueue(redis_client, [Batch("sms-normal", (7, 8))])
+    enqueue(redis_client, [Batch("sms-normal", (9, 10))], delay=600)
+    target = Queue("sms-normal", connection=redis_client, serializer=JSONSerializer)
+    [now] = target.get_jobs()
+    [held_id] = ScheduledJobRegistry(queue=target).get_job_ids()
+    held = target.fetch_job(held_id)
+    assert held is not None and held.args == [[9, 10]]
+    for job in (now, held):
+        assert (job.retries_left, job.retry_intervals) == (3, [5, 30, 120])
+        assert (job.result_ttl, job.failure_ttl) == (3600, 7 * 86400)
