@@ -9,6 +9,7 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from markupsafe import escape
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -182,7 +183,9 @@ def test_a_refused_end_on_the_console_shows_the_end_form_again(client: FlaskClie
     before = refused_count(db)
     organisation_kind(db, staff.email, OrganisationKind.FIRE)
     response = staff.change(path, "end", outcome="found")
-    assert response.status_code == 400 and 'id="end-form"' in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400 and 'id="end-form"' in page
+    assert f'id="end-error-kind" role="alert">{escape(KIND_REFUSED)}</p>' in page
     assert refused_count(db) == before + 1 and staff.flashes() == []
 
 
