@@ -3,15 +3,15 @@ point on the map.
 
 Codes, postcodes and municipalities are looked up by indexed queries each time, so a changed
 number or SIP URI in the configuration counts at once after `burgernet load-reference`. The
-municipality boundaries are different: they change once a year at most, and testing a point
-against them needs them in memory, so they are read once per database and process into an
-STRtree (`warm_up` does it ahead of the first call; `clear_cache` after a boundary reload).
+municipality boundaries are different: testing a point against them needs them in memory, so
+they are read into an STRtree once per database and process, and again when they changed
+(`routing.reference_cache`; `warm_up` builds it ahead of the first call).
 """
 
 from __future__ import annotations
 
 import math
-import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, aliased
 from core.errors import BurgernetError
 from core.geo import WGS84_A, WGS84_E2, AreaError, check_coordinates, gaussian_radius
 from core.models import Meldkamer, Municipality, Postcode, SafetyRegion
+from routing.reference_cache import CHECK_EVERY, ReferenceCache
 
 #: A point off the Dutch land (Belgium, Germany, the sea) still counts for the nearest Dutch
 #: municipality up to this distance; border residents call about Dutch actions nearby.
@@ -233,32 +234,21 @@ def _metres_around(lat0: float, lon0: float) -> Callable[[np.ndarray], np.ndarra
 _ORIGIN = shapely.Point(0.0, 0.0)
 
 
-_indexes: dict[str, BoundaryIndex] = {}
-_lock = threading.Lock()
+def _build_boundary_index(session: Session) -> BoundaryIndex:
+    rows = session.execute(_place_query().add_columns(Municipality.boundary)
+                           .where(Municipality.boundary.is_not(None))
+                           .order_by(Municipality.code)).all()
+    return BoundaryIndex([tuple(row) for row in rows])
 
 
-def engine_key(session: Session) -> str:
-    """Which database SESSION is bound to, as a key for per-process caches."""
-    return session.get_bind().engine.url.render_as_string(hide_password=True)
+_indexes = ReferenceCache(_build_boundary_index, keep=lambda index: bool(index.places))
 
 
-def boundary_index(session: Session) -> BoundaryIndex:
-    """The boundary index of SESSION's database, built on first use and kept per process."""
-    key = engine_key(session)
-    index = _indexes.get(key)
-    if index is not None:
-        return index
-    with _lock:
-        index = _indexes.get(key)
-        if index is None:
-            rows = session.execute(
-                _place_query().add_columns(Municipality.boundary)
-                .where(Municipality.boundary.is_not(None))
-                .order_by(Municipality.code)).all()
-            index = BoundaryIndex([tuple(row) for row in rows])
-            if rows:  # before load-reference there is nothing to keep
-                _indexes[key] = index
-    return index
+def boundary_index(session: Session, *, check_every: float = CHECK_EVERY,
+                   clock: Callable[[], float] = time.monotonic) -> BoundaryIndex:
+    """The boundary index of SESSION's database, built on first use and again when the
+    boundaries changed (`routing.reference_cache`)."""
+    return _indexes.get(session, check_every=check_every, clock=clock)
 
 
 def warm_up(session: Session) -> None:
@@ -267,9 +257,8 @@ def warm_up(session: Session) -> None:
 
 
 def clear_cache() -> None:
-    """Forget the boundary indexes, e.g. after loading new municipality boundaries."""
-    with _lock:
-        _indexes.clear()
+    """Forget the boundary indexes; the next call builds them again."""
+    _indexes.clear()
 
 
 def place_at_point(session: Session, lat: float, lon: float, *, near_m: float = NEAR_M) -> Place:

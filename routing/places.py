@@ -2,10 +2,8 @@
 by a centralist (or sent by a dispatch system), to a point, a radius and who answers there.
 
 Offline, from the reference data only. The index (routing.place_index) is built once per
-database and process; a search scans it in memory (well under a millisecond). Whether the
-reference data changed is checked at most every CHECK_EVERY seconds by reading a fingerprint
-of the tables (a few milliseconds), so `burgernet load-reference` in another process is
-picked up without a restart.
+database and process and again when the reference data changed (`routing.reference_cache`);
+a search scans it in memory (well under a millisecond).
 
 Text is matched without regard to case, accents and punctuation ("fryslan" finds
 "Súdwest-Fryslân", "s-grav" finds "'s-Gravenhage"): a whole name first, then names that
@@ -15,22 +13,18 @@ within each, the place with more PC4 areas first.
 
 from __future__ import annotations
 
-import hashlib
 import re
-import threading
 import time
 from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from itertools import islice, takewhile
-from typing import Any
 
-from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from core.errors import BurgernetError
-from core.models import Meldkamer, Municipality, Postcode, SafetyRegion
-from routing.directory import boundary_index, engine_key
+from core.models import Municipality
+from routing.directory import boundary_index
 from routing.place_index import (
     MunicipalityRow,
     Note,
@@ -40,6 +34,12 @@ from routing.place_index import (
     Suggestion,
     normalise,
 )
+from routing.reference_cache import (
+    CHECK_EVERY,
+    POSTCODE_ROWS,
+    ReferenceCache,
+    municipality_query,
+)
 
 MAX_QUERY = 100
 DEFAULT_LIMIT = 10
@@ -47,7 +47,6 @@ MAX_LIMIT = 25
 #: The circle around typed coordinates: a street or two.
 COORDINATE_RADIUS_M = 1_000
 #: Seconds between checks whether the reference data in the database changed.
-CHECK_EVERY = 30.0
 
 POSTCODE = re.compile(r"(?P<digits>[0-9]{1,4})(?:\s*(?P<letters>[A-Za-z]{1,2}))?")
 _NUMBER = r"\d{1,3}(?:[.,]\d+)?"
@@ -246,38 +245,15 @@ def _at_coordinates(session: Session, index: PlaceIndex, point: TypedPoint) -> S
 
 # --- the index, once per database and process ---------------------------------------------------
 
-@dataclass
-class _Cached:
-    index: PlaceIndex
-    fingerprint: str
-    checked: float
-
-
-_cache: dict[str, _Cached] = {}
-_lock = threading.Lock()
+_indexes = ReferenceCache(lambda session: build_index(session),
+                          keep=lambda index: bool(index.postcodes))
 
 
 def place_index(session: Session, *, check_every: float = CHECK_EVERY,
                 clock: Callable[[], float] = time.monotonic) -> PlaceIndex:
     """The index of SESSION's database: built on first use, rebuilt when a check (at most
     every CHECK_EVERY seconds) finds that the reference data changed."""
-    key = engine_key(session)
-    now = clock()
-    cached = _cache.get(key)
-    if cached is not None and now - cached.checked < check_every:
-        return cached.index
-    with _lock:
-        cached = _cache.get(key)
-        if cached is not None and now - cached.checked < check_every:
-            return cached.index
-        fingerprint = reference_fingerprint(session)
-        if cached is not None and cached.fingerprint == fingerprint:
-            cached.checked = now
-            return cached.index
-        index = build_index(session)
-        if index.postcodes:  # before load-reference there is nothing to keep
-            _cache[key] = _Cached(index, fingerprint, now)
-        return index
+    return _indexes.get(session, check_every=check_every, clock=clock)
 
 
 def warm_up(session: Session) -> None:
@@ -287,38 +263,14 @@ def warm_up(session: Session) -> None:
 
 def clear_cache() -> None:
     """Forget every index; the next search builds it again."""
-    with _lock:
-        _cache.clear()
+    _indexes.clear()
 
 
-def reference_fingerprint(session: Session) -> str:
-    """A hash of every column the index is built from (boundaries by their length): equal
-    fingerprints, equal indexes."""
-    digest = hashlib.sha256()
-    for statement in (_POSTCODE_ROWS, _MUNICIPALITY_SHAPES):
-        for row in session.execute(statement):
-            digest.update(repr(tuple(row)).encode())
-    return digest.hexdigest()
-
-
-def _municipality_query(boundary: Any) -> Any:
-    return (select(Municipality.code, Municipality.name, Municipality.centroid_lat,
-                   Municipality.centroid_lon, boundary, Meldkamer.code, Meldkamer.name)
-            .join(SafetyRegion, Municipality.safety_region_id == SafetyRegion.id)
-            .join(Meldkamer, SafetyRegion.meldkamer_id == Meldkamer.id)
-            .order_by(Municipality.code))
-
-
-_POSTCODE_ROWS = (select(Postcode.pc4, Postcode.place, Postcode.lat, Postcode.lon,
-                         Municipality.code, Postcode.assignment)
-                  .join(Municipality, Postcode.municipality_id == Municipality.id)
-                  .order_by(Postcode.pc4))
-_MUNICIPALITY_SHAPES = _municipality_query(func.length(cast(Municipality.boundary, Text)))
-_MUNICIPALITY_ROWS = _municipality_query(Municipality.boundary)
+_MUNICIPALITY_ROWS = municipality_query(Municipality.boundary)
 
 
 def build_index(session: Session) -> PlaceIndex:
     """The index from the reference data in SESSION's database."""
     municipalities = [MunicipalityRow(*row) for row in session.execute(_MUNICIPALITY_ROWS)]
-    postcodes = [PostcodeRow(*row) for row in session.execute(_POSTCODE_ROWS)]
+    postcodes = [PostcodeRow(*row) for row in session.execute(POSTCODE_ROWS)]
     return PlaceIndex(municipalities, postcodes)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,9 +23,19 @@ from core.models import (
     ParticipantStatus,
     Urgency,
 )
+from routing import directory, places
 
 DATA = Path(__file__).parent / "data"
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def fresh_indexes() -> Iterator[None]:
+    """A test that changes the reference data in its transaction must not leave an index of
+    that data behind for the next (each is checked only every CHECK_EVERY seconds)."""
+    yield
+    directory.clear_cache()
+    places.clear_cache()
 
 
 def seconds_per_call(call: Callable[[], object], calls: int, rounds: int = 5) -> float:

@@ -111,3 +111,19 @@ def test_point_lookups_take_well_under_a_millisecond_after_warm_up(db: Session) 
             index.find(lat, lon)
 
     assert seconds_per_call(find_all, 1) / len(points) < 0.001
+
+
+def test_the_boundary_index_follows_a_change_of_the_reference_data(db: Session) -> None:
+    """`burgernet load-reference` in another process reaches a running IVR or web process
+    within one check, without a restart."""
+    index = boundary_index(db)
+    assert index.find(52.0907, 5.1214).meldkamer_code == "MN"
+    elsewhere = db.scalar(select(SafetyRegion).join(Meldkamer).where(Meldkamer.code == "NN")
+                          .order_by(SafetyRegion.id).limit(1))
+    utrecht = db.scalar(select(Municipality).where(Municipality.name == "Utrecht"))
+    utrecht.safety_region_id = elsewhere.id
+    db.flush()
+    assert boundary_index(db) is index  # not checked again yet
+    changed = boundary_index(db, check_every=0)
+    assert changed is not index and changed.find(52.0907, 5.1214).meldkamer_code == "NN"
+    assert boundary_index(db, check_every=0) is changed  # checked: nothing changed since

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import shapely
@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 from core.db import make_engine
 from core.models import Municipality, Postcode
 from core.schema import ensure_schema
-from routing import places
 from routing.directory import place_at_point
 from routing.place_index import (
     PC4_MAX_M,
@@ -35,14 +34,6 @@ from routing.places import (
     place_index,
     search_places,
 )
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache() -> Iterator[None]:
-    """A test that changes the reference data in its transaction must not leave an index of
-    that data behind for the next."""
-    yield
-    places.clear_cache()
 
 
 def labels(db: Session, query: str, limit: int = 10) -> list[str]:
