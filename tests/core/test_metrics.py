@@ -110,6 +110,13 @@ def test_a_taken_metrics_port_is_a_clear_error_at_start() -> None:
             serve(lambda: [], "127.0.0.1", port, LOOPBACK)
 
 
+def test_a_metrics_address_this_host_does_not_have_is_a_clear_error_at_start() -> None:
+    # 192.0.2.0/24 is TEST-NET-1 (RFC 5737): assigned to no host
+    with pytest.raises(ConfigError, match=r"METRICS_PORT=9464: cannot listen on "
+                                          r"192.0.2.1:9464 for /metrics \("):
+        serve(lambda: [], "192.0.2.1", 9464, LOOPBACK)
+
+
 def test_a_process_with_its_own_port_writes_no_multiprocess_files() -> None:
     check_single_process()  # this test process: prometheus_client's plain values
 
