@@ -10,6 +10,7 @@ from core.settings import Settings
 from fakes.sip import binary
 from tests.faults.ivr_pair import (
     DISPATCHER_LIST,
+    FREE_NUMBER,
     HOST_SETTINGS,
     KAMAILIO_CONFIG,
     KAMAILIO_DEFINES,
@@ -23,7 +24,6 @@ from tests.faults.ivr_pair import (
     node_command,
     node_sip_settings,
 )
-from tests.faults.test_ivr_node_killed import FREE_NUMBER
 
 
 def test_both_nodes_run_the_tested_command_and_differ_only_in_host_values() -> None:

@@ -36,6 +36,8 @@ DISPATCHER_LIST = ROOT / "docker" / "dispatcher.list"
 NODES = {"ivr-a": "127.0.0.2", "ivr-b": "127.0.0.3"}
 #: What differs between hosts: the only settings a test replaces in a node's compose service.
 HOST_SETTINGS = ("SIP_PROXY", "SIP_LOCAL_IP", "SIP_PORT", "SIP_RTP_PORTS")
+#: The free number as callers dial it (docker/kamailio.cfg's FREE_NUMBER matches it).
+FREE_NUMBER = "08000011"
 #: The defines of docker/kamailio.cfg a test gives (the site's own values).
 KAMAILIO_DEFINES = ("LISTEN", "ALIAS", "DISPATCHER_LIST", "TRUNK")
 

@@ -37,6 +37,7 @@ from ivr.prompts import load_catalogue
 from ivr.tts import PromptRenderer
 from tests.conftest import MELDKAMER_CONFIG
 from tests.faults.ivr_pair import (
+    FREE_NUMBER,
     KAMAILIO_CONFIG,
     NODES,
     Caller,
@@ -58,8 +59,6 @@ FULL = os.environ.get("FAULT_FULL") == "1"
 CALLS, EVERY, KILL_AFTER = (40, 0.5, 12) if FULL else (14, 0.8, 6)
 #: New calls reach the survivor within this of the kill (issue 14).
 NEW_CALLS_WITHIN = 5.0
-#: The free number as callers dial it (docker/kamailio.cfg's FREE_NUMBER).
-FREE_NUMBER = "08000011"
 #: A put-through call lasts ~9 s; a caller on the killed node gives up waiting after this.
 CALLER_WAITS_S = 18
 
