@@ -92,6 +92,8 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("SIP_OUT_USERNAME", "burgernet-out", "user the SIP voice provider registers as"),
     ("SIP_PASSWORD", "(none)", "SIP digest password, if the registrar asks"),
     ("SIP_LOCAL_IP", "127.0.0.1", "our address in SIP and SDP"),
+    ("SIP_PORT", "0", "UDP port `burgernet sip` takes SIP on (0: any free port; behind "
+     "Kamailio's dispatcher each node needs the fixed port of its dispatcher.list line)"),
     ("SIP_RTP_PORTS", "10000-20000", "UDP port range for audio"),
     ("DIAL_TIMEOUT", "20", "seconds a meldkamer or participant may ring"),
     ("TTS", "gtts", "prompts: gtts (Google, else espeak-ng), espeak (never Google) or off "
@@ -199,6 +201,7 @@ class Settings:
     sip_out_username: str = "burgernet-out"
     sip_password: str = ""
     sip_local_ip: str = "127.0.0.1"
+    sip_port: int = 0
     sip_rtp_ports: tuple[int, int] = (10000, 20000)
     dial_timeout: int = 20
     cap_sender: str = "burgernet@example.org"
@@ -427,6 +430,7 @@ def _sip(env: Mapping[str, str]) -> dict[str, Any]:
     low, _, high = ports.partition("-")
     if not (low.isdigit() and high.isdigit() and 1024 <= int(low) < int(high) < 65536):
         raise ConfigError(f"SIP_RTP_PORTS={ports!r} must be a range like 10000-20000")
+    sip_port = env.get("SIP_PORT", "0").strip() or "0"
     timeout = env.get("DIAL_TIMEOUT", "20")
     if not timeout.isdigit() or not 5 <= int(timeout) <= 120:
         raise ConfigError(f"DIAL_TIMEOUT={timeout!r} must be 5 to 120 seconds")
@@ -434,6 +438,7 @@ def _sip(env: Mapping[str, str]) -> dict[str, Any]:
             "sip_out_username": env.get("SIP_OUT_USERNAME", "burgernet-out"),
             "sip_password": env.get("SIP_PASSWORD", ""),
             "sip_local_ip": env.get("SIP_LOCAL_IP", "127.0.0.1"),
+            "sip_port": 0 if sip_port == "0" else _port(sip_port, "SIP_PORT"),
             "sip_rtp_ports": (int(low), int(high)), "dial_timeout": int(timeout)}
 
 

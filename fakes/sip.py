@@ -97,18 +97,18 @@ def wait_bound(port: int, process: subprocess.Popen[bytes], timeout: float = 5.0
         time.sleep(0.02)
 
 
-def sip_options(port: int, timeout: float = 0.2) -> str | None:
-    """The status line of the answer to an OPTIONS sent to 127.0.0.1:PORT, or None."""
+def sip_options(port: int, timeout: float = 0.2, *, host: str = HOST) -> str | None:
+    """The status line of the answer to an OPTIONS sent to HOST:PORT, or None."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind((HOST, 0))
         sock.settimeout(timeout)
         local = sock.getsockname()[1]
-        request = (f"OPTIONS sip:{HOST}:{port} SIP/2.0\r\n"
+        request = (f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
                    f"Via: SIP/2.0/UDP {HOST}:{local};branch=z9hG4bK{random.getrandbits(40):x}\r\n"
-                   f"From: <sip:probe@{HOST}>;tag=probe\r\nTo: <sip:{HOST}:{port}>\r\n"
+                   f"From: <sip:probe@{HOST}>;tag=probe\r\nTo: <sip:{host}:{port}>\r\n"
                    f"Call-ID: probe-{random.getrandbits(40):x}\r\nCSeq: 1 OPTIONS\r\n"
                    "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
-        sock.sendto(request.encode(), (HOST, port))
+        sock.sendto(request.encode(), (host, port))
         try:
             return sock.recv(4096).split(b"\r\n", 1)[0].decode()
         except OSError:
@@ -131,10 +131,11 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> Non
 
 @contextmanager
 def kamailio(config: str, workdir: Path, port: int, *, memory_mb: int = 32,
-             private_mb: int = 4) -> Iterator[subprocess.Popen[bytes]]:
+             private_mb: int = 4, defines: Sequence[str] = ()) -> Iterator[subprocess.Popen[bytes]]:
     """Kamailio running CONFIG (the text of a kamailio.cfg that listens on PORT), its config,
     pid, runtime files and log (kamailio.log) in WORKDIR; yields it once it answers OPTIONS
-    and stops it afterwards. MEMORY_MB of shared and PRIVATE_MB of private memory."""
+    and stops it afterwards. MEMORY_MB of shared and PRIVATE_MB of private memory; DEFINES
+    are the config's pre-processor defines (`NAME=value`, kamailio -A)."""
     path = binary("kamailio", "kamailio")
     (workdir / "kamailio.cfg").write_text(config)
     log_path = workdir / "kamailio.log"
@@ -142,7 +143,8 @@ def kamailio(config: str, workdir: Path, port: int, *, memory_mb: int = 32,
         process = subprocess.Popen(
             [path, "-f", str(workdir / "kamailio.cfg"), "-DD", "-E",
              "-P", str(workdir / "kamailio.pid"), "-Y", str(workdir), "-w", str(workdir),
-             "-m", str(memory_mb), "-M", str(private_mb)],
+             "-m", str(memory_mb), "-M", str(private_mb),
+             *(argument for define in defines for argument in ("-A", define))],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
     try:

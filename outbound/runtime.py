@@ -225,7 +225,7 @@ class Runtime:
         endpoint = runner.endpoint = SipEndpoint(
             proxy_host=host, proxy_port=port, username=username,
             password=settings.sip_password, local_ip=settings.sip_local_ip,
-            rtp_ports=settings.sip_rtp_ports,
+            sip_port=settings.sip_port if free_number else 0, rtp_ports=settings.sip_rtp_ports,
             on_call=runner.free_number_call if free_number else None)
         self.metrics.registration("free_number" if free_number else "voice_out",
                                   lambda: endpoint.registered)

@@ -26,13 +26,14 @@ def _compose() -> dict:
 
 
 def test_compose_has_every_component() -> None:
-    assert {"postgres", "redis", "web", "worker", "ivr", "sip"} <= set(_compose()["services"])
+    assert {"postgres", "redis", "web", "worker", "ivr-a", "ivr-b", "sip"} \
+        <= set(_compose()["services"])
 
 
 def test_compose_runs_existing_burgernet_commands() -> None:
     services = _compose()["services"]
     readme = (ROOT / "README.md").read_text()
-    for name in ("web", "worker", "ivr"):
+    for name in ("web", "worker", "ivr-a", "ivr-b"):
         command = services[name]["command"]
         assert command[0] == "burgernet"
         assert f"`{' '.join(command)}" in readme

@@ -12,9 +12,10 @@ it works around; `pyvoip_fixes.FIXES` lists them all. Two kinds:
   of pyVoIP's `SIPClient` and `VoIPPhone`; pyVoIP itself is left as it is.
 
 Known and left as is: pyVoIP sends every request and response to the configured
-registrar/proxy (fine behind Kamailio); it has no REFER, no OPTIONS, no 407 proxy
-authentication, no PRACK/100rel, no re-INVITE of its own; PCMU/PCMA and RFC 4733
-telephone-events only; INVITEs without SDP (late offer) are refused with 488.
+registrar/proxy (fine behind Kamailio; our answers to OPTIONS, 200, and to methods we do not
+know, 501, go where their Via says); it has no REFER, no 407 proxy authentication, no
+PRACK/100rel, no re-INVITE of its own; PCMU/PCMA and RFC 4733 telephone-events only; INVITEs
+without SDP (late offer) are refused with 488.
 """
 
 from __future__ import annotations

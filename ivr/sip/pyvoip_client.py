@@ -29,6 +29,9 @@ from ivr.sip.pyvoip_parsing import status_line
 
 log = logging.getLogger(__name__)
 
+#: The methods the endpoint answers (pyVoIP's, and OPTIONS: options-unanswered).
+ALLOWED = (*ALLOWED_METHODS, "OPTIONS")
+
 
 @dataclass
 class Dialog:
@@ -171,7 +174,32 @@ class SipClient(SIP.SIPClient):
         if message.method == "CANCEL":
             self.phone.on_cancel(message)
             return
+        if message.method not in ALLOWED_METHODS:
+            self.answer_unsupported(message)
+            return
         super().parse_message(message)
+
+    def answer_unsupported(self, request: SIP.SIPMessage) -> None:
+        """OPTIONS gets 200 with what we take (a proxy's keepalive probe: Kamailio's dispatcher
+        takes a node that does not answer for dead); any other method we do not know, 501."""
+        if request.method == "OPTIONS":
+            response = self.gen_response(request, 200, "OK", extra=(
+                f"Allow: {', '.join(ALLOWED)}", "Accept: application/sdp"))
+        else:
+            response = self.gen_response(request, 501, "Not Implemented",
+                                         extra=(f"Allow: {', '.join(ALLOWED)}",))
+        self.reply(response, request)
+
+    def reply(self, response: str, request: SIP.SIPMessage) -> None:
+        """Send RESPONSE where REQUEST's top Via says: its `received` address, and its `rport`
+        value or sent-by port (RFC 3261 §18.2.2, RFC 3581 §4), which need not be the proxy's."""
+        via = request.headers["Via"][0]
+        host = via.get("received") or via["address"][0]
+        port = int(via.get("rport") or via["address"][1])
+        try:
+            self.out.sendto(response.encode("utf8"), (host, port))
+        except OSError as exc:
+            log.warning("cannot answer %s: %s", request.method, exc)
 
     # registration
 
@@ -269,7 +297,7 @@ class SipClient(SIP.SIPClient):
                         invite_to=f"To: <{uri}>")
         lines = [f"INVITE {uri} SIP/2.0", dialog.invite_via, "Max-Forwards: 70", self._contact(),
                  dialog.invite_to, dialog.invite_from, f"Call-ID: {call_id}",
-                 f"CSeq: {cseq} INVITE", f"Allow: {', '.join(ALLOWED_METHODS)}",
+                 f"CSeq: {cseq} INVITE", f"Allow: {', '.join(ALLOWED)}",
                  f"User-Agent: pyVoIP {VERSION}",
                  *(f"{k}: {v}" for k, v in (extra_headers or {}).items()),
                  "Content-Type: application/sdp"]
@@ -331,8 +359,10 @@ class SipClient(SIP.SIPClient):
                            f"Call-ID: {call_id}", f"CSeq: {cseq} BYE", self._contact(),
                            f"User-Agent: pyVoIP {VERSION}"])
 
-    def gen_response(self, request: SIP.SIPMessage, code: int, reason: str) -> str:
-        """A response without body that keeps the To-tag of REQUEST (or of our 180)."""
+    def gen_response(self, request: SIP.SIPMessage, code: int, reason: str, *,
+                     extra: tuple[str, ...] = ()) -> str:
+        """A response without body that keeps the To-tag of REQUEST (or of our 180), with the
+        header lines EXTRA."""
         call_id = request.headers["Call-ID"]
         to = request.headers["To"]
         tag = to["tag"] or self.tagLibrary.get(call_id) or self.gen_tag()
@@ -340,7 +370,7 @@ class SipClient(SIP.SIPClient):
                  f"From: {request.headers['From']['raw']};tag={request.headers['From']['tag']}",
                  f"To: {to['raw']};tag={tag}", f"Call-ID: {call_id}",
                  f"CSeq: {request.headers['CSeq']['check']} {request.headers['CSeq']['method']}",
-                 f"User-Agent: pyVoIP {VERSION}"]
+                 f"User-Agent: pyVoIP {VERSION}", *extra]
         return self._join(lines)
 
     def bye(self, request: SIP.SIPMessage) -> None:
@@ -400,4 +430,12 @@ FIXES = (
         "restart (or in two endpoints on one address) the same Call-IDs come again.",
         rfc="RFC 3261 §8.1.1.4 (Call-IDs unique over space and time)",
         members=(SipClient.gen_call_id,)),
+    Fix("options-unanswered", "client",
+        "`SIPClient.parse_message` answers no OPTIONS (nor any method it does not know: it logs "
+        "a TODO), so a proxy probing its destinations with OPTIONS (Kamailio's dispatcher) "
+        "takes the endpoint for dead, and an INFO or MESSAGE is retransmitted until it times "
+        "out.",
+        rfc="RFC 3261 §11.2 (OPTIONS answered as an INVITE would be, with Allow and Accept), "
+            "§8.2.1 and §21.5.2 (501 for a method the UAS does not implement), §18.2.2",
+        members=(SipClient.parse_message, SipClient.answer_unsupported, SipClient.reply)),
 )

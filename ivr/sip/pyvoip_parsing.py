@@ -3,6 +3,7 @@ messages in many places no subclass reaches)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
@@ -11,6 +12,8 @@ from ivr.sip.headers import CANONICAL, COMPACT
 from ivr.sip.pyvoip import SIP, Fix, Patch
 
 SIPMessage = SIP.SIPMessage
+#: A request line's method: a token (RFC 3261 §25.1).
+_METHOD = re.compile(rb"[A-Za-z0-9.!%*_+`'~-]+")
 
 
 class StatusLine(Protocol):
@@ -61,6 +64,20 @@ def _parse_sdp_body(message: SIP.SIPMessage, body: bytes) -> None:
         message.parse_raw_body(sdp, message.parse_body)
     finally:
         message.headers["Content-Type"] = content_type
+
+
+def _parse(self: SIP.SIPMessage, data: bytes) -> None:
+    """pyVoIP's `parse`, taking a request of any method: what the endpoint does not support
+    is answered by the client (options-unanswered), not dropped here."""
+    words = data.split(b"\r\n", 1)[0].split(b" ")
+    if str(words[0], "utf8", "replace") in self.SIPCompatibleVersions:
+        self.type = SIP.SIPMessageType.RESPONSE
+        self.parse_sip_response(data)
+    elif len(words) == 3 and _METHOD.fullmatch(words[0]):
+        self.type = SIP.SIPMessageType.MESSAGE
+        self.parse_sip_message(data)
+    else:
+        raise SIP.SIPParseError(f"Unable to decipher SIP request: {words[0]!r}")
 
 
 def _parse_sip_message(self: SIP.SIPMessage, data: bytes) -> None:
@@ -124,4 +141,11 @@ FIXES = (
         "as in multipart-request-body.",
         rfc="RFC 3261 §8.1.3.2 (an unknown response code is treated as x00 of its class)",
         patches=(Patch.on(SIPMessage, "parse_sip_response", _parse_sip_response),)),
+    Fix("unknown-method", "parsing",
+        "`SIPMessage.parse` raises SIPParseError on a request of any method but INVITE, ACK, "
+        "BYE and CANCEL: an OPTIONS (a proxy's keepalive probe), INFO or MESSAGE is dropped "
+        "unanswered and its sender retransmits until its transaction times out.",
+        rfc="RFC 3261 §7.1 (a request line's method is any token), §8.2.1 (a UAS answers a "
+            "method it does not support)",
+        patches=(Patch.on(SIPMessage, "parse", _parse),)),
 )

@@ -81,6 +81,15 @@ def test_sip_voice_needs_a_proxy_at_start_up(tmp_path: Path) -> None:
     assert settings.sip_proxy == ("127.0.0.1", 5060) and settings.sip_rtp_ports == (10000, 20000)
 
 
+def test_a_sip_node_takes_any_free_port_unless_given_one(tmp_path: Path) -> None:
+    base = {"BURGERNET_HOME": str(tmp_path)}
+    assert Settings.from_env(base).sip_port == 0
+    assert Settings.from_env({**base, "SIP_PORT": "5070"}).sip_port == 5070
+    for wrong in ("sip", "-1", "70000"):
+        with pytest.raises(ConfigError, match="SIP_PORT="):
+            Settings.from_env({**base, "SIP_PORT": wrong})
+
+
 def test_pdok_tiles_are_credited_to_the_kadaster_unless_told_otherwise(tmp_path: Path) -> None:
     base = {"BURGERNET_HOME": str(tmp_path), "SECRET_KEY": "x"}
     pdok = Settings.from_env({**base, "MAP_TILES_URL": PDOK_TILES})

@@ -287,6 +287,30 @@ def test_unknown_status_code(fixed):
     assert (parsed.status_code, parsed.reason, int(parsed.status)) == (499, "Something New", 400)
 
 
+def options_probe(port: int, method: str = "OPTIONS") -> bytes:
+    """A request of METHOD outside any dialog, as a proxy on PORT sends it (Kamailio's
+    dispatcher probes its destinations with OPTIONS)."""
+    return sip_message([f"{method} sip:127.0.0.1:5062 SIP/2.0",
+                        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKprobe",
+                        "From: <sip:dispatcher@localhost>;tag=probe", "To: <sip:127.0.0.1:5062>",
+                        f"Call-ID: probe-{method}", f"CSeq: 10 {method}", "Max-Forwards: 70"])
+
+
+@WITH_AND_WITHOUT
+def test_unknown_method(fixed):
+    with fix_state("unknown-method", fixed):
+        if not fixed:
+            with pytest.raises(SIP.SIPParseError):
+                SIP.SIPMessage(options_probe(5060))
+            return
+        parsed = SIP.SIPMessage(options_probe(5060))
+        with pytest.raises(SIP.SIPParseError):
+            SIP.SIPMessage(b"HELLO THERE\r\n\r\n")
+
+    assert parsed.type == SIP.SIPMessageType.MESSAGE and parsed.method == "OPTIONS"
+    assert parsed.headers["CSeq"] == {"check": "10", "method": "OPTIONS"}
+
+
 # --- RTP ----------------------------------------------------------------------------------------
 
 @WITH_AND_WITHOUT
@@ -498,6 +522,33 @@ def test_call_id_repeats(fixed):
         return SipClient.gen_call_id(sip) if fixed else SIP.SIPClient.gen_call_id(sip)
 
     assert (call_id() != call_id()) == fixed  # two processes, or one restarted
+
+
+@WITH_AND_WITHOUT
+def test_options_unanswered(fixed, proxy, phone):
+    """A probe from elsewhere than the proxy is answered where its Via says; an INFO outside
+    any dialog gets 501 (through the proxy, its Via)."""
+    ours = phone()
+    parse_message = ours.sip.parse_message if fixed else (
+        lambda message: SIP.SIPClient.parse_message(ours.sip, message))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as monitor:
+        monitor.bind((HOST, 0))
+        monitor.settimeout(0.5)
+        parse_message(SIP.SIPMessage(options_probe(monitor.getsockname()[1])))
+        try:
+            answer: bytes | None = monitor.recv(65535)
+        except TimeoutError:
+            answer = None
+    parse_message(SIP.SIPMessage(options_probe(proxy.port, "INFO")))
+    refused = proxy.receive(timeout=0.5)
+
+    if not fixed:
+        assert answer is None and refused is None
+        return
+    assert answer is not None and first_line(answer) == "SIP/2.0 200 OK"
+    assert header(answer, "Allow") == "INVITE, ACK, BYE, CANCEL, OPTIONS"
+    assert header(answer, "CSeq") == "10 OPTIONS" and ";tag=" in (header(answer, "To") or "")
+    assert refused is not None and first_line(refused) == "SIP/2.0 501 Not Implemented"
 
 
 # --- phone --------------------------------------------------------------------------------------
