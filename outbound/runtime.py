@@ -12,6 +12,7 @@ when first used.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -303,10 +304,19 @@ def redis_client(settings: Settings) -> Redis | None:
                                              "socket_connect_timeout": SENTINEL_TIMEOUT},
                             password=settings.redis_password or None,
                             socket_connect_timeout=SENTINEL_TIMEOUT * 2,
-                            socket_keepalive=True)
+                            socket_keepalive=True, socket_keepalive_options=_keepalive())
         client: Redis = sentinel.master_for(settings.redis_sentinel_master)
         return client
     return redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+
+
+def _keepalive() -> dict[int, int]:
+    """TCP keepalive that gives up on a primary whose host vanished (no reset comes) after
+    about 15 s of silence: a worker's BLPOP waits minutes for an answer (RQ sets its socket
+    timeout), and would otherwise wait that long before asking the sentinels again."""
+    options = {"TCP_KEEPIDLE": 5, "TCP_KEEPINTVL": 2, "TCP_KEEPCNT": 5}
+    return {getattr(socket, name): value for name, value in options.items()
+            if hasattr(socket, name)}
 
 
 def _sentinel_answers(settings: Settings) -> list[str]:
