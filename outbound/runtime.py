@@ -112,6 +112,9 @@ class Runtime:
                 "REDIS_SENTINELS: no sentinel names a primary for REDIS_SENTINEL_MASTER="
                 f"{settings.redis_sentinel_master!r}: "
                 f"{'; '.join(_sentinel_answers(settings))}") from None
+        except redis.AuthenticationError as exc:
+            given = "REDIS_PASSWORD" if settings.redis_sentinels else "the password in REDIS_URL"
+            raise ConfigError(f"Redis refused {given} (missing or wrong): {exc}") from None
         except redis.RedisError as exc:
             where = "the primary that REDIS_SENTINELS named" if settings.redis_sentinels \
                 else "REDIS_URL"

@@ -50,6 +50,14 @@ def test_a_worker_will_not_start_when_the_sentinels_know_no_such_primary(
     assert f"{first} monitors no primary named 'elsewhere'" in output
 
 
+@pytest.mark.parametrize("password", ["", "wrong"])
+def test_a_worker_will_not_start_when_the_primary_refuses_the_password(
+        settings: Settings, sentinels: SentinelSet, password: str) -> None:
+    code, output = _worker(settings, REDIS_SENTINELS=sentinels.addresses,
+                           REDIS_PASSWORD=password)
+    assert code == 1 and "Redis refused REDIS_PASSWORD (missing or wrong)" in output
+
+
 def test_a_worker_will_not_start_with_redis_url_and_sentinels(settings: Settings) -> None:
     code, output = _worker(settings, REDIS_URL="redis://127.0.0.1:6379/0",
                            REDIS_SENTINELS="127.0.0.1:26379")
