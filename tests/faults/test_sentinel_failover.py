@@ -87,9 +87,10 @@ def test_the_primary_killed_mid_send_fails_over_and_nothing_is_lost_or_sent_twic
             until_answered(fake)
             lost, duplicated = lost_and_duplicated(url, action_id, fake)
             print(f"\nFAULT redis-sentinel-failover trial={trial} messages={started.deliveries} "
-                  f"lost={lost} duplicated={duplicated} recover_s={resumed - killed:.1f}  "
-                  f"(failover {failed_over - killed:.1f} s, all sent {done - killed:.1f} s "
-                  "after the kill)")
+                  f"lost={lost} duplicated={duplicated} recover_s={resumed - killed:.1f}\n"
+                  f"  (sending resumed {resumed - killed:.1f} s after the kill; the sentinels "
+                  f"named a new primary after {failed_over - killed:.1f} s; all sent after "
+                  f"{done - killed:.1f} s)")
             assert_each_sent_once(url, action_id, fake, started.deliveries)
         finally:
             for worker in workers:
