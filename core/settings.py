@@ -35,6 +35,14 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
      "SQLAlchemy URL; PostgreSQL as postgresql+psycopg://user:pass@host/db"),
     ("REDIS_URL", "(none: `burgernet run` starts its own redis-server)",
      "Redis for queues and rate limits, e.g. redis://127.0.0.1:6379/0"),
+    ("REDIS_SENTINELS", "(none)", "Redis through Redis Sentinel instead of REDIS_URL: the "
+     "sentinels as host:port, comma-separated (IPv6 as [addr]:port), e.g. "
+     "10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379; every process then finds the primary "
+     "through them and follows a failover"),
+    ("REDIS_SENTINEL_MASTER", "burgernet", "the name under which the sentinels monitor the "
+     "primary (`sentinel monitor NAME ...`)"),
+    ("REDIS_PASSWORD", "(none)", "password of the Redis primary and replicas found through "
+     "REDIS_SENTINELS (their requirepass; REDIS_URL carries its own)"),
     ("SECRET_KEY", "random, kept in var/secret_key", "Flask session and CSRF signing key"),
     ("WEB_HOST", "127.0.0.1", "address the web server binds to"),
     ("WEB_PORT", "8000", "port the web server listens on"),
@@ -155,6 +163,10 @@ class Settings:
     database_url: str
     redis_url: str | None
     secret_key: str
+    #: (host, port) of each sentinel; empty: Redis is REDIS_URL (or none).
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = "burgernet"
+    redis_password: str = field(default="", repr=False)
     web_host: str = "127.0.0.1"
     web_port: int = 8000
     web_workers: int = 2
@@ -243,7 +255,7 @@ class Settings:
         return cls(
             home=home,
             database_url=database_url,
-            redis_url=env.get("REDIS_URL") or None,
+            **_redis(env),
             secret_key=env.get("SECRET_KEY") or _stored_secret(var),
             web_host=host,
             web_port=port,
@@ -266,6 +278,54 @@ class Settings:
             **_abuse(env),
             **_metrics(env, var),
         )
+
+
+def _redis(env: Mapping[str, str]) -> dict[str, Any]:
+    """REDIS_URL, or the sentinels that know the primary: one or the other."""
+    url = env.get("REDIS_URL", "").strip() or None
+    sentinels = sentinel_addresses(env.get("REDIS_SENTINELS", ""))
+    if url and sentinels:
+        raise ConfigError("REDIS_URL and REDIS_SENTINELS are both set: set REDIS_SENTINELS "
+                          "alone to find the primary through Sentinel, or REDIS_URL alone")
+    master = env.get("REDIS_SENTINEL_MASTER", "burgernet").strip()
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", master):
+        raise ConfigError(f"REDIS_SENTINEL_MASTER={master!r} must be the name the sentinels "
+                          "monitor (letters, digits, '.', '_' or '-')")
+    return {"redis_url": url, "redis_sentinels": sentinels, "redis_sentinel_master": master,
+            "redis_password": env.get("REDIS_PASSWORD", "")}
+
+
+def sentinel_addresses(value: str) -> tuple[tuple[str, int], ...]:
+    """REDIS_SENTINELS as (host, port) pairs: "host:port, [v6addr]:port, ..."."""
+    found: list[tuple[str, int]] = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        address = _host_port(item)
+        if address is None:
+            raise ConfigError(f"REDIS_SENTINELS: {item!r} is not host:port (an IPv6 address "
+                              "in brackets: [::1]:26379); give the sentinels comma-separated")
+        if address in found:
+            raise ConfigError(f"REDIS_SENTINELS names {item!r} twice")
+        found.append(address)
+    if value.strip() and not found:
+        raise ConfigError(f"REDIS_SENTINELS={value!r} names no sentinel (host:port, ...)")
+    return tuple(found)
+
+
+def _host_port(item: str) -> tuple[str, int] | None:
+    """"name:port", "ipv4:port" or "[ipv6]:port"; None when it is none of these."""
+    v6 = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})", item)
+    plain = re.fullmatch(r"([A-Za-z0-9_.-]+):(\d{1,5})", item)
+    match = v6 or plain
+    if match is None or not 0 < int(match.group(2)) < 65536:
+        return None
+    if v6 is not None:
+        try:
+            ipaddress.IPv6Address(v6.group(1))
+        except ValueError:
+            return None
+    return match.group(1), int(match.group(2))
 
 
 def _sessions(env: Mapping[str, str], public_url: str) -> dict[str, Any]:

@@ -209,9 +209,11 @@ SKEW = 2.0
 
 class RedisWatch:
     """Notices when Redis may have lost jobs, and then has the outbox refilled once Redis is
-    back: Redis restarted (its run_id changed), it lost its data (REFILLED_KEY is gone), or
-    this process could not reach it (`trouble`: what it meant to enqueue may be lost). One
-    refill that began after a worker's trouble ended serves that worker too."""
+    back: Redis restarted or another took over after a failover (its run_id changed; the new
+    primary may lack the jobs last written to the old one, replication being asynchronous), it
+    lost its data (REFILLED_KEY is gone), this process still talks to a demoted primary (a
+    replica now), or it could not reach Redis (`trouble`: what it meant to enqueue may be
+    lost). One refill that began after a worker's trouble ended serves that worker too."""
 
     def __init__(self) -> None:
         self.run_id: str | None = None
@@ -230,10 +232,17 @@ class RedisWatch:
         try:
             with connection.pipeline(transaction=False) as pipe:
                 pipe.info("server")
+                pipe.info("replication")
                 pipe.get(REFILLED_KEY)
-                server, refilled = pipe.execute()
+                server, replication, refilled = pipe.execute()
         except redis.RedisError:
             self.trouble()
+            return None
+        if replication["role"] != "master":
+            # a primary demoted by a failover still answers reads: drop the connections, so
+            # that a Sentinel-managed client asks where the primary is now
+            self.trouble()
+            connection.connection_pool.disconnect()
             return None
         if refilled is None or (self.run_id is not None and server["run_id"] != self.run_id):
             self.trouble()

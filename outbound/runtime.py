@@ -12,6 +12,7 @@ when first used.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 
 import redis
 from redis import Redis
+from redis.sentinel import MasterNotFoundError, Sentinel
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -93,17 +95,30 @@ class Runtime:
     def redis_for(self, purpose: str) -> Redis:
         """Redis, for PURPOSE that cannot go on without it; ConfigError says so when unset."""
         if self.redis is None:
-            raise ConfigError(f"REDIS_URL is not set: {purpose} needs the Redis that "
-                              "`burgernet run` (see var/redis.url) or your deployment provides")
+            raise ConfigError(f"REDIS_URL is not set (nor REDIS_SENTINELS): {purpose} needs "
+                              "the Redis that `burgernet run` (see var/redis.url) or your "
+                              "deployment provides")
         return self.redis
 
     def connect_redis(self, purpose: str) -> Redis:
-        """`redis_for`, checked now: ConfigError when Redis cannot be reached."""
+        """`redis_for`, checked now: ConfigError when Redis cannot be reached (or, through
+        Sentinel, when no sentinel answers or none knows the primary)."""
         connection = self.redis_for(purpose)
+        settings = self.settings
         try:
             connection.ping()
+        except MasterNotFoundError:
+            raise ConfigError(
+                "REDIS_SENTINELS: no sentinel names a primary for REDIS_SENTINEL_MASTER="
+                f"{settings.redis_sentinel_master!r}: "
+                f"{'; '.join(_sentinel_answers(settings))}") from None
+        except redis.AuthenticationError as exc:
+            given = "REDIS_PASSWORD" if settings.redis_sentinels else "the password in REDIS_URL"
+            raise ConfigError(f"Redis refused {given} (missing or wrong): {exc}") from None
         except redis.RedisError as exc:
-            raise ConfigError(f"cannot reach Redis at REDIS_URL: {exc}") from None
+            where = "the primary that REDIS_SENTINELS named" if settings.redis_sentinels \
+                else "REDIS_URL"
+            raise ConfigError(f"cannot reach Redis at {where}: {exc}") from None
         return connection
 
     # --- rate limits ---------------------------------------------------------------------
@@ -245,8 +260,7 @@ class Runtime:
 def build_runtime(settings: Settings) -> Runtime:
     """Every client, from SETTINGS (once per process); nothing connects yet."""
     engine = make_engine(settings.database_url)
-    runtime = Runtime(settings, engine, session_factory(engine),
-                      redis.Redis.from_url(settings.redis_url) if settings.redis_url else None,
+    runtime = Runtime(settings, engine, session_factory(engine), redis_client(settings),
                       session_factory(engine, writer=True))
     console = ConsoleProvider(settings.var_dir / OUTBOX)
 
@@ -276,6 +290,59 @@ def build_runtime(settings: Settings) -> Runtime:
                             (Channel.PUSH, settings.push_provider)):
         runtime.providers[channel] = choices[channel][choice]
     return runtime
+
+
+#: Seconds a sentinel may take to connect and answer before the next one is asked.
+SENTINEL_TIMEOUT = 1.0
+
+
+def redis_client(settings: Settings) -> Redis | None:
+    """The one Redis client of a process: REDIS_URL's, or the primary that REDIS_SENTINELS
+    know as REDIS_SENTINEL_MASTER; None when neither is set. Through Sentinel, every new
+    connection asks the sentinels where the primary is, so after a failover the client
+    follows the new primary (a demoted one's READONLY answers end its connections)."""
+    if settings.redis_sentinels:
+        sentinel = Sentinel(settings.redis_sentinels,
+                            sentinel_kwargs={"socket_timeout": SENTINEL_TIMEOUT,
+                                             "socket_connect_timeout": SENTINEL_TIMEOUT},
+                            password=settings.redis_password or None,
+                            socket_connect_timeout=SENTINEL_TIMEOUT * 2,
+                            socket_keepalive=True, socket_keepalive_options=_keepalive())
+        client: Redis = sentinel.master_for(settings.redis_sentinel_master)
+        return client
+    return redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+
+
+def _keepalive() -> dict[int, int]:
+    """TCP keepalive that gives up on a primary whose host vanished (no reset comes) after
+    about 15 s of silence: a worker's BLPOP waits minutes for an answer (RQ sets its socket
+    timeout), and would otherwise wait that long before asking the sentinels again."""
+    options = {"TCP_KEEPIDLE": 5, "TCP_KEEPINTVL": 2, "TCP_KEEPCNT": 5}
+    return {getattr(socket, name): value for name, value in options.items()
+            if hasattr(socket, name)}
+
+
+def _sentinel_answers(settings: Settings) -> list[str]:
+    """What each sentinel of SETTINGS says about the primary, for a person to read."""
+    answers = []
+    name = settings.redis_sentinel_master
+    for host, port in settings.redis_sentinels:
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        client = Redis(host, port, socket_timeout=SENTINEL_TIMEOUT,
+                       socket_connect_timeout=SENTINEL_TIMEOUT)
+        try:
+            masters = client.sentinel_masters()  # {name: state} (RESP2, as here)
+            state = masters.get(name) if isinstance(masters, dict) else None
+        except redis.RedisError as exc:
+            answers.append(f"{where} does not answer ({exc})")
+            continue
+        finally:
+            client.close()
+        if state is None:
+            answers.append(f"{where} monitors no primary named {name!r}")
+        else:
+            answers.append(f"{where} finds {name!r} down")
+    return answers
 
 
 def _webpush(runtime: Runtime) -> Callable[[], Provider]:

@@ -129,6 +129,26 @@ class BatchWorker(SimpleWorker):
         except redis.RedisError:
             pass
 
+    def free_scheduler(self) -> None:
+        """Once Redis answers again after `work` ended on an error: stop this worker's RQ
+        scheduler, if its process outlived the error, and free its locks. Kept by a Redis
+        that restarted with its data, or replicated to the primary that took over, they would
+        keep the next worker's scheduler off until they expire and RQ looks again (at its
+        maintenance, every ten minutes): delayed retries would wait that long."""
+        if self.scheduler is None:
+            return
+        process = self.scheduler._process
+        if process is not None and process.is_alive():
+            process.terminate()
+            process.join(5)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+        try:
+            self.scheduler.release_locks()
+        except redis.RedisError:
+            pass  # then the locks expire, as they did before
+
     def subscribe(self) -> None:
         self.pubsub = self.connection.pubsub()
         self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
@@ -243,6 +263,7 @@ def _work(worker: Callable[[], BatchWorker], connection: redis.Redis, watch: Red
             _until_redis_answers(connection)
         except StopRequested:  # RQ's signal handler, stopped while waiting
             return
+        current.free_scheduler()
 
 
 def _until_redis_answers(connection: redis.Redis) -> None:

@@ -24,6 +24,8 @@ if [ "$need" = test ]; then
   # Kamailio's lost and http_client modules: a real LoST client for /lost.
   ls /usr/lib/*/kamailio/modules/lost.so >/dev/null 2>&1 || missing+=(kamailio-utils-modules)
   command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
+  # Redis without a single point of failure: a primary, a replica and three sentinels.
+  command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
   ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
   ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 \
     || missing+=(postgresql-15-postgis-3)

@@ -82,7 +82,7 @@ def _compose_environment(service: str, shell: dict[str, str]) -> dict[str, str]:
 
 
 def test_compose_makes_cookies_secure_behind_an_https_public_url(tmp_path: Path) -> None:
-    shell = {"SECRET_KEY": "s" * 40, "SIP_LOCAL_IP": "192.0.2.1"}
+    shell = {"SECRET_KEY": "s" * 40, "SIP_LOCAL_IP": "192.0.2.1", "REDIS_PASSWORD": "r" * 32}
     for service in ("web", "worker"):
         env = {**_compose_environment(service, {**shell,
                                                 "PUBLIC_URL": "https://burgernet.example.nl"}),

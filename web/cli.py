@@ -68,14 +68,15 @@ def web_command(context: Context) -> None:
 @pass_context
 @click.pass_context
 def run_command(ctx: click.Context, context: Context, participants: int) -> None:
-    """Start everything with demo data: Redis (if REDIS_URL is unset), web and a worker."""
+    """Start everything with demo data: Redis (unless REDIS_URL or REDIS_SENTINELS is set),
+    web and a worker."""
     settings = context.settings
     # A shell starts background jobs with SIGINT ignored; `kill -INT` must still stop us.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with ExitStack() as stack:
         redis_url = settings.redis_url
-        if not redis_url:
+        if not redis_url and not settings.redis_sentinels:
             redis_url = stack.enter_context(EmbeddedRedis(settings.var_dir / "redis")).url
             click.echo(f"started redis-server on {redis_url}")
             # for commands in another terminal: REDIS_URL=$(cat var/redis.url) burgernet ...
@@ -84,8 +85,10 @@ def run_command(ctx: click.Context, context: Context, participants: int) -> None
             stack.callback(marker.unlink, missing_ok=True)
         ctx.invoke(load_reference_command)
         ctx.invoke(seed_demo_command, size=participants, seed=2023, reset=False)
-        env = {**os.environ, "REDIS_URL": redis_url, "BURGERNET_HOME": str(settings.home),
+        env = {**os.environ, "BURGERNET_HOME": str(settings.home),
                "DATABASE_URL": settings.database_url, "SECRET_KEY": settings.secret_key}
+        if redis_url:  # else the children find Redis through REDIS_SENTINELS, as we do
+            env["REDIS_URL"] = redis_url
         if settings.sms_provider == "console":
             env.setdefault("SMS_RATE", "100")  # nothing leaves the machine: no carrier limit
         if settings.voice_provider == "console":

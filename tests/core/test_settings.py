@@ -38,6 +38,14 @@ def test_defaults_put_sqlite_and_secrets_under_var(tmp_path: Path) -> None:
     ("TRUSTED_PROXIES", "-1", "whole number of proxies, 0-5"),
     ("TRUSTED_PROXIES", "all", "whole number of proxies, 0-5"),
     ("STAFF_IDLE_MINUTES", "0", "whole number of minutes, 1-1440"),
+    ("REDIS_SENTINELS", "10.0.0.1", ": '10.0.0.1' is not host:port"),
+    ("REDIS_SENTINELS", "a:26379;b:26379", ": 'a:26379;b:26379' is not host:port"),
+    ("REDIS_SENTINELS", "a:26379, b:0", ": 'b:0' is not host:port"),
+    ("REDIS_SENTINELS", "::1:26379", "an IPv6 address in brackets"),
+    ("REDIS_SENTINELS", "[10.0.0.1]:26379", ": '.10.0.0.1.:26379' is not host:port"),
+    ("REDIS_SENTINELS", "a:26379,a:26379", " names 'a:26379' twice"),
+    ("REDIS_SENTINELS", " , ", "=' , ' names no sentinel"),
+    ("REDIS_SENTINEL_MASTER", "my master", "='my master' must be the name the sentinels"),
     ("STAFF_SESSION_HOURS", "200", "whole number of hours, 1-168"),
     ("PORTAL_IDLE_MINUTES", "half an hour", "whole number of minutes"),
     ("PORTAL_SESSION_HOURS", "25", "whole number of hours, 1-24"),
@@ -129,3 +137,17 @@ def test_session_and_proxy_defaults(tmp_path: Path) -> None:
     assert settings.trusted_proxies == 0
     assert (settings.staff_idle_minutes, settings.staff_session_hours) == (30, 12)
     assert (settings.portal_idle_minutes, settings.portal_session_hours) == (30, 2)
+
+
+def test_sentinels_are_read_as_addresses_with_ipv6_in_brackets(tmp_path: Path) -> None:
+    settings = Settings.from_env({"BURGERNET_HOME": str(tmp_path), "REDIS_PASSWORD": "pw",
+                                  "REDIS_SENTINELS": "10.0.0.1:26379, [fd00::2]:26380,s3:1"})
+    assert settings.redis_sentinels == (("10.0.0.1", 26379), ("fd00::2", 26380), ("s3", 1))
+    assert (settings.redis_url, settings.redis_sentinel_master) == (None, "burgernet")
+    assert "pw" not in repr(settings)
+
+
+def test_redis_url_and_sentinels_together_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="REDIS_URL and REDIS_SENTINELS are both set"):
+        Settings.from_env({"BURGERNET_HOME": str(tmp_path), "REDIS_URL": "redis://127.0.0.1/0",
+                           "REDIS_SENTINELS": "127.0.0.1:26379"})
