@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -87,17 +88,25 @@ def web_env(url: str, redis_url: str, home: Path, port: int, workers: int = 2,
             "WEB_WORKERS": str(workers), "TTS": "espeak", **more}
 
 
+@dataclass(frozen=True)
+class Web:
+    """A running `burgernet web`: its base URL and gunicorn's master process."""
+
+    base: str
+    pid: int
+
+
 @contextmanager
-def web(env: dict[str, str], log: Path) -> Iterator[str]:
-    """`burgernet web` running with ENV (its output to LOG); yields its base URL once it
-    answers, and stops it (SIGTERM) afterwards."""
+def web(env: dict[str, str], log: Path) -> Iterator[Web]:
+    """`burgernet web` running with ENV (its output to LOG), once it answers; stopped
+    (SIGTERM) afterwards."""
     base = f"http://127.0.0.1:{env['WEB_PORT']}"
     with log.open("ab") as out:
         process = subprocess.Popen([sys.executable, "-m", "core.cli", "web"], env=env,
                                    stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: _answers(f"{base}/livez", process), 60, "burgernet web answers")
-        yield base
+        yield Web(base, process.pid)
         assert process.poll() is None, "burgernet web exited"
     finally:
         process.send_signal(signal.SIGTERM)

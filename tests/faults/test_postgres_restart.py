@@ -161,7 +161,8 @@ def test_a_postgres_restart_loses_nothing_and_everyone_reconnects(
         node = _sip_node(url, tmp_path, kamailio, metrics_port)
         with FakeTwilioServer(fake) as carrier, \
                 web(web_env(url, server.url, tmp_path, free_port()),
-                    tmp_path / "web.log") as base:
+                    tmp_path / "web.log") as served:
+            base = served.base
             env = worker_env(url, server, tmp_path, carrier, rate="20")
             runtime = build_runtime(Settings.from_env(env))
             started = start_action(runtime.writer, action_id, now=datetime.now(UTC))
