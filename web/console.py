@@ -132,8 +132,9 @@ def _store_draft(form: ActionForm, errors: dict[str, str], photo: CleanImage | N
     name = None
     try:
         with transaction(writer()) as session:
-            earlier = submission and earlier_draft(session, current_user.id, submission, now())
-            if earlier:
+            earlier = (earlier_draft(session, current_user.id, submission, now())
+                       if submission else None)
+            if earlier is not None:
                 return earlier, {}, True
             action = create_draft(session, session_actor(session),
                                   ActionDraft(**form.draft_values()), errors)

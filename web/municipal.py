@@ -208,8 +208,9 @@ def _store(form: MunicipalForm, kind: ActionKind, errors: dict[str, str],
     submission = valid(form.submission.data) if replaces is None else None
     try:
         with transaction(writer()) as session:
-            earlier = submission and earlier_draft(session, current_user.id, submission, now())
-            if earlier:
+            earlier = (earlier_draft(session, current_user.id, submission, now())
+                       if submission else None)
+            if earlier is not None:
                 return earlier, {}, True
             actor = session_actor(session)
             action = create_draft(session, actor, form.draft(kind), errors, FIELD)

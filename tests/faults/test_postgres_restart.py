@@ -190,7 +190,10 @@ def test_a_postgres_restart_loses_nothing_and_everyone_reconnects(
             wait_until(lambda: len(fake.records) >= 40, 60, "two seconds of sending")
             postgres.stop(mode)
             in_flight = carrier.open_connections()
-            time.sleep(DOWN_S)
+            stopped = time.monotonic()
+            away = requests.get(f"{base}/readyz", timeout=10)
+            assert away.status_code == 503 and away.json()["checks"]["database"] != "ok"
+            time.sleep(max(0.0, DOWN_S - (time.monotonic() - stopped)))
             postgres.start()
             restarted = time.monotonic()
             meldkamer = sipp("uas_answer_then_bye.xml", port=meldkamer_port, timeout=60)
