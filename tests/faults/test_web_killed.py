@@ -119,6 +119,14 @@ def _half_sent(base: str, browser: requests.Session, form: dict[str, str]) -> so
 
 
 def _post(browser: requests.Session, url: str, form: dict[str, str]) -> requests.Response:
+    """FORM sent to URL; sent again when the connection it reused was reset (it was held
+    by the killed process), as a browser resends on a reused connection, or as the user
+    does after an error page."""
+    for _attempt in range(2):
+        try:
+            return browser.post(url, data=form, timeout=10, allow_redirects=False)
+        except requests.ConnectionError:
+            continue
     return browser.post(url, data=form, timeout=10, allow_redirects=False)
 
 
