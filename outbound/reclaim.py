@@ -222,7 +222,7 @@ class RedisWatch:
         self.owed_since: float | None = None
 
     def trouble(self) -> None:
-        """This process failed to reach Redis."""
+        """This process failed to reach Redis, or a job of it the database."""
         self.owed, self.owed_since = True, None
 
     def check(self, runtime: Runtime) -> int | None:

@@ -3,7 +3,10 @@
 It outlives Redis: an RQ worker that lost its connection is followed by a new one once Redis
 answers again (with backoff), and a thread sweeps every SWEEP_EVERY seconds for what needs
 taking back (`outbound.reclaim`): expired leases, due look-ups, and the queues of a Redis
-that restarted or lost its data."""
+that restarted or lost its data. It outlives the database as well: the engine tests a pooled
+connection before handing it out (`core.db.make_engine`), a sweep that fails is tried again
+at the next one, and a job that lost the database has the queues refilled from the outbox
+once it answers again, rather than waiting for RQ's next retry."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from rq.executions import Execution
 from rq.job import Job
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from core.logs import log_context
 from outbound.cli import pass_runtime
@@ -37,6 +41,9 @@ from outbound.runtime import Runtime
 log = logging.getLogger("burgernet.worker")
 #: Seconds between looks at the worker's command channel (RQ's shutdown, kill and stop-job).
 COMMAND_POLL = 1.0
+#: The database's errors that mean it could not be reached (a restart, a network fault), as
+#: opposed to a statement it refused.
+DATABASE_GONE = (OperationalError, InterfaceError)
 
 
 class RuntimeJob(Job):
@@ -54,8 +61,10 @@ class RuntimeJob(Job):
             raise RuntimeError(f"{self.func_name} needs a Runtime: it runs in `burgernet worker`")
         try:
             return self.func(self.runtime, *self.args, **self.kwargs)
-        except redis.RedisError:
-            if self.watch is not None:  # what the job committed may not be on a queue
+        except (redis.RedisError, *DATABASE_GONE):
+            # What the job committed may not be on a queue; one that lost the database may
+            # not have claimed its deliveries, or not have queued their retries.
+            if self.watch is not None:
                 self.watch.trouble()
             raise
 
@@ -291,8 +300,8 @@ def _sweep_once(runtime: Runtime, watch: RedisWatch) -> None:
     try:
         refilled = watch.check(runtime)
         if refilled is not None:
-            log.warning("Redis may have lost jobs: %d queued deliveries put back on the queues",
-                        refilled)
+            log.warning("the queues may have lost jobs (Redis or the database could not be "
+                        "reached): %d queued deliveries put back on the queues", refilled)
         done = reclaim(runtime, runtime.clock())
     except Exception as exc:  # a failed round is retried at the next one
         if isinstance(exc, redis.RedisError):

@@ -40,6 +40,7 @@ from web.inputs import page_number
 from web.media import PhotoInvalid, discard, media_dir, read_upload, send_photo
 from web.nav import STAFF
 from web.places import error_parts, places_json
+from web.submissions import earlier_draft, new_submission, remember, valid
 
 bp = Blueprint("console", __name__, url_prefix="/console")
 
@@ -98,9 +99,11 @@ def index() -> ResponseReturnValue:
 @bp.route("/actions/new", methods=["GET", "POST"])
 @roles_required(*CONSOLE_ROLES)
 def new() -> ResponseReturnValue:
-    """The form for a new draft; it is stored only when every field is right."""
+    """The form for a new draft; it is stored only when every field is right, and once per
+    form shown (`web.submissions`): sent again, it leads to the draft it made."""
     form = ActionForm.for_user(acting_user())
     if not form.is_submitted():
+        form.submission.data = new_submission()
         return render_template("console/new.html", form=form, errors={})
     errors = form.check()
     photo: CleanImage | None = None
@@ -108,36 +111,45 @@ def new() -> ResponseReturnValue:
         photo = read_upload(request.files.get("photo"))
     except PhotoInvalid as exc:
         errors["photo"] = str(exc)
-    action_id, errors = _store_draft(form, errors, photo)
+    action_id, errors, again = _store_draft(form, errors, photo)
     if action_id is None:
         if photo is not None:
             errors.setdefault("photo", "Kies de foto opnieuw; een browser stuurt hem niet "
                                        "vanzelf nog eens mee.")
         return render_template("console/new.html", form=form, errors=errors), 400
-    flash("Het concept is opgeslagen. Controleer wie het bereikt en start de actie.")
+    flash("Dit formulier was al verstuurd; er is geen tweede concept gemaakt." if again else
+          "Het concept is opgeslagen. Controleer wie het bereikt en start de actie.")
     return redirect(url_for("console.show", action_id=action_id))
 
 
-def _store_draft(form: ActionForm, errors: dict[str, str],
-                 photo: CleanImage | None) -> tuple[int | None, dict[str, str]]:
+def _store_draft(form: ActionForm, errors: dict[str, str], photo: CleanImage | None
+                 ) -> tuple[int | None, dict[str, str], bool]:
     """Create the draft with its photo in one transaction; the photo file stays only if the
-    transaction committed. Every wrong field is named at once."""
+    transaction committed. Every wrong field is named at once. The draft this form made
+    before, if it did (the third value says so)."""
     directory = media_dir(runtime().settings, "actions")
+    submission = valid(form.submission.data)
     name = None
     try:
         with transaction(writer()) as session:
+            earlier = (earlier_draft(session, current_user.id, submission, now())
+                       if submission else None)
+            if earlier is not None:
+                return earlier, {}, True
             action = create_draft(session, session_actor(session),
                                   ActionDraft(**form.draft_values()), errors)
+            if submission:
+                remember(session, action.id, submission)
             if photo is not None:
                 name = store_image(photo, directory)
                 action.photo_path, action.photo_type = name, photo.content_type
             action_id = action.id
     except Refused as refused:
-        return None, refused.recorded()
+        return None, refused.recorded(), False
     except BaseException:
         discard(directory, name)
         raise
-    return action_id, {}
+    return action_id, {}, False
 
 
 @bp.errorhandler(RequestEntityTooLarge)

@@ -107,6 +107,8 @@ class ActionForm(AreaFields, FlaskForm):
     meldkamer = StringField()
     meldkamer_choices: list[tuple[str, str]] = []
     photo = FileField()
+    #: The id of this copy of the form (`web.submissions`): sent twice, it makes one draft.
+    submission = HiddenField()
 
     @classmethod
     def for_user(cls, user: User, **kwargs: Any) -> ActionForm:

@@ -53,6 +53,7 @@ from web.i18n import translate
 from web.inputs import page_number
 from web.municipal_forms import FIELD, TEXT_LABEL, MunicipalForm, UpdateForm
 from web.nav import STAFF
+from web.submissions import earlier_draft, new_submission, remember, valid
 
 bp = Blueprint("municipal", __name__, url_prefix="/gemeente")
 
@@ -131,6 +132,7 @@ def new_message() -> ResponseReturnValue:
 def _new(kind: ActionKind) -> ResponseReturnValue:
     form = MunicipalForm.for_user(acting_user())
     if not form.is_submitted():
+        form.submission.data = new_submission()
         return _form_page(form, kind, {})
     return _save(form, kind, None)
 
@@ -165,10 +167,11 @@ def _bound_to() -> str | None:
 def _save(form: MunicipalForm, kind: ActionKind,
           replaces: Action | None) -> ResponseReturnValue:
     errors = form.check(kind)
-    action_id, errors = _store(form, kind, errors, replaces.id if replaces else None)
+    action_id, errors, again = _store(form, kind, errors, replaces.id if replaces else None)
     if action_id is None:
         return _form_page(form, kind, errors, replaces, 400)
-    flash("Het concept is opgeslagen. Controleer wie het bereikt en verstuur het.")
+    flash("Dit formulier was al verstuurd; er is geen tweede concept gemaakt." if again else
+          "Het concept is opgeslagen. Controleer wie het bereikt en verstuur het.")
     return redirect(url_for("municipal.show", action_id=action_id))
 
 
@@ -198,18 +201,26 @@ def _expired(_error: CSRFError) -> ResponseReturnValue:
 
 
 def _store(form: MunicipalForm, kind: ActionKind, errors: dict[str, str],
-           replaces: int | None) -> tuple[int | None, dict[str, str]]:
+           replaces: int | None) -> tuple[int | None, dict[str, str], bool]:
     """Create the draft (and drop the one it replaces) in one transaction; every wrong field
-    is named at once."""
+    is named at once. A new draft's form sent again leads to the draft it made (the third
+    value says so); a changed draft's cannot replace it twice."""
+    submission = valid(form.submission.data) if replaces is None else None
     try:
         with transaction(writer()) as session:
+            earlier = (earlier_draft(session, current_user.id, submission, now())
+                       if submission else None)
+            if earlier is not None:
+                return earlier, {}, True
             actor = session_actor(session)
             action = create_draft(session, actor, form.draft(kind), errors, FIELD)
+            if submission:
+                remember(session, action.id, submission)
             if replaces is not None:
                 _replace(session, replaces, actor, action.id)
-            return action.id, {}
+            return action.id, {}, False
     except Refused as refused:
-        return None, refused.recorded(replaces)
+        return None, refused.recorded(replaces), False
 
 
 def _replace(session: Session, old_id: int, actor: Actor, new_id: int) -> None:

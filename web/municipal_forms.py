@@ -36,6 +36,8 @@ class MunicipalForm(AreaFields, FlaskForm):
     radius_m = Number(default=1000)
     polygon = HiddenField()
     meldkamer = SelectField(validate_choice=False)
+    #: The id of this copy of a new draft's form (`web.submissions`): sent twice, one draft.
+    submission = HiddenField()
 
     @classmethod
     def for_user(cls, user: User, **kwargs: Any) -> MunicipalForm:

@@ -1,14 +1,20 @@
 import time
+from pathlib import Path
 
+import pytest
 import redis
 from click.testing import CliRunner
 from rq import Queue
 from rq.serializers import JSONSerializer
+from sqlalchemy.exc import OperationalError
 
 from core.cli import main
+from core.redis_server import EmbeddedRedis, free_port
 from core.settings import Settings
 from outbound.queues import queue_names
-from outbound.worker import BatchWorker
+from outbound.reclaim import RedisWatch
+from outbound.runtime import build_runtime
+from outbound.worker import BatchWorker, RuntimeJob
 
 
 def test_queues_are_drained_most_urgent_first() -> None:
@@ -58,3 +64,31 @@ def test_stopping_a_worker_does_not_wait_for_its_command_listener(
     worker.unsubscribe()
     assert time.monotonic() - started < 5
     assert not worker.pubsub_thread.is_alive()
+
+
+def test_a_job_that_cannot_reach_the_database_has_the_queues_refilled(
+        tmp_path: Path, redis_server: EmbeddedRedis, redis_client: redis.Redis) -> None:
+    """Its deliveries may still be queued with no job left for them (RQ retries it only
+    30 s after a second failure): the watch owes a refill from the outbox."""
+    port = free_port()  # nothing listens there: the database is down
+    runtime = build_runtime(Settings.from_env({
+        "BURGERNET_HOME": str(tmp_path), "REDIS_URL": redis_server.url,
+        "DATABASE_URL": f"postgresql+psycopg://burgernet@127.0.0.1:{port}/burgernet"}))
+    job = RuntimeJob.create("outbound.jobs.send_batch", args=([1, 2],),
+                            connection=redis_client, serializer=JSONSerializer)
+    job.runtime, job.watch = runtime, RedisWatch()
+    try:
+        with pytest.raises(OperationalError):
+            job.perform()
+    finally:
+        runtime.close()
+    assert job.watch.owed
+
+
+def test_a_job_that_fails_otherwise_owes_no_refill(redis_client: redis.Redis) -> None:
+    job = RuntimeJob.create("operator.truediv", args=(1, 0), connection=redis_client,
+                            serializer=JSONSerializer)
+    job.watch = RedisWatch()
+    with pytest.raises(ZeroDivisionError):
+        job.perform()
+    assert not job.watch.owed

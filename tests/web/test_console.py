@@ -140,6 +140,25 @@ def test_a_circle_action_is_stored_as_typed(centralist, db):
                                               AuditEvent.object_id == str(action.id)))
 
 
+def test_a_form_sent_twice_makes_one_draft(centralist, db):
+    page = centralist.get("/console/actions/new").get_data(as_text=True)
+    submission = re.search(r'name="submission" value="([0-9a-f]{32})"', page).group(1)
+    before = db.scalar(select(func.count(Action.id)))
+    data = {**action_form(), "csrf_token": csrf_token(centralist, "/console/actions/new"),
+            "submission": submission}
+    first = created_id(centralist.post("/console/actions/new", data=dict(data),
+                                       content_type="multipart/form-data"))
+    again = centralist.post("/console/actions/new", data=dict(data),
+                            content_type="multipart/form-data")
+    assert created_id(again) == first
+    assert db.scalar(select(func.count(Action.id))) == before + 1
+    shown = centralist.get(again.headers["Location"]).get_data(as_text=True)
+    assert "Dit formulier was al verstuurd; er is geen tweede concept gemaakt." in shown
+    other = centralist.get("/console/actions/new").get_data(as_text=True)
+    assert submission not in other, "every form shown gets an id of its own"
+    assert created_id(create(centralist)) != first
+
+
 def test_a_polygon_action_is_stored_as_drawn(centralist, db):
     response = create(centralist, lat="", lon="", radius_m="", polygon=json.dumps(SQUARE))
     action = db.get(Action, created_id(response))

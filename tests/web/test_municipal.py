@@ -254,6 +254,21 @@ def test_municipality_officers_create_no_search_actions(officer: FlaskClient, db
     assert officer.get(path).status_code == 200
 
 
+def test_a_new_draft_form_sent_twice_makes_one_draft(officer: FlaskClient, db: Session) -> None:
+    path = "/gemeente/buurtonderzoek/nieuw"
+    page = officer.get(path).get_data(as_text=True)
+    submission = re.search(r'name="submission" value="([0-9a-f]{32})"', page).group(1)
+    data = form_data(officer, path, submission=submission)
+    before = db.scalar(select(func.count(Action.id)))
+    first = officer.post(path, data=dict(data))
+    again = officer.post(path, data=dict(data))
+    assert first.status_code == again.status_code == 302
+    assert first.headers["Location"] == again.headers["Location"]
+    assert db.scalar(select(func.count(Action.id))) == before + 1
+    assert "er is geen tweede concept gemaakt" in officer.get(
+        again.headers["Location"]).get_data(as_text=True)
+
+
 def test_a_draft_can_be_changed_and_thrown_away(officer: FlaskClient, db: Session) -> None:
     first = create(officer)
     form = officer.get(f"/gemeente/{first}/wijzigen").get_data(as_text=True)
