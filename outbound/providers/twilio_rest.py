@@ -30,6 +30,8 @@ from outbound.providers import Message, ProviderError
 MACHINE_DETECTION = "DetectMessageEnd"
 #: Twilio error codes that no retry can fix (invalid or unreachable numbers, opt-outs).
 PERMANENT = {"21211", "21214", "21408", "21610", "21612", "21614", "30003", "30005", "30006"}
+#: HTTP statuses by which the carrier refuses service as a whole, not this message.
+UNAVAILABLE = {429, 503}
 
 
 FORM = "application/x-www-form-urlencoded"
@@ -109,9 +111,11 @@ class TwilioRestProvider:
             if code in PERMANENT:
                 retryable = False
             raise ProviderError(retryable, f"http_{exc.status}", code or None,
-                                str(exc.msg)[:200]) from None
+                                str(exc.msg)[:200],
+                                unavailable=retryable and exc.status in UNAVAILABLE) from None
         except (ClientConnectorError, ConnectionTimeoutError) as exc:  # never reached Twilio
-            raise ProviderError(True, "network", None, type(exc).__name__) from None
+            raise ProviderError(True, "network", None, type(exc).__name__,
+                                unavailable=True) from None
         except (TimeoutError, OSError, ClientError) as exc:
             # sent, and no answer (a timeout, a reset): Twilio may have taken it
             raise ProviderError(True, "no_answer", None, type(exc).__name__,

@@ -65,6 +65,7 @@ def test_a_server_that_is_down_is_worth_a_retry() -> None:
     with pytest.raises(ProviderError) as caught:
         _send(free_port(), "deelnemer@example.org")
     assert caught.value.retryable and caught.value.code == "network"
+    assert caught.value.unavailable  # nothing was taken: no attempt counts
 
 
 def test_a_preventive_message_goes_out_by_email(db: Session, sessions, population, make_action,
