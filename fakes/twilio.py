@@ -93,6 +93,11 @@ class FakeTwilio:
     late: int = 0
     #: Requests answered 503 in an outage.
     unavailable: int = 0
+    #: Sends (POSTs) being answered now, the most there were at once, and when each came in
+    #: (the loop's clock) by kind: message or call.
+    in_flight: int = 0
+    most_in_flight: int = 0
+    arrivals: list[tuple[str, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.random = random.Random(self.behaviour.seed)
@@ -118,6 +123,15 @@ class FakeTwilio:
         return await self._create(request, "call")
 
     async def _create(self, request: web.Request, kind: str) -> web.Response:
+        self.arrivals.append((kind, asyncio.get_running_loop().time()))
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            return await self._answer_create(request, kind)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer_create(self, request: web.Request, kind: str) -> web.Response:
         if not self._authorised(request):
             return web.json_response({"code": 20003, "message": "Authenticate", "status": 401},
                                      status=401)

@@ -149,3 +149,11 @@ def test_past_its_patience_a_refusal_counts_as_a_failed_attempt(
     [delivery] = _deliveries(db, ids)
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.QUEUED, 1)
     assert "503" in (delivery.provider_error or "")
+
+
+def test_a_provider_holds_as_many_connections_as_a_batch_has_sends_in_flight() -> None:
+    """Fewer, and sends the rate let go would wait for a connection and leave in a burst."""
+    from outbound.providers.twilio_rest import CONNECTIONS
+    from outbound.sender import MAX_IN_FLIGHT
+
+    assert CONNECTIONS >= MAX_IN_FLIGHT
