@@ -20,6 +20,8 @@ class Inbox:
         self.messages: list[tuple[Envelope, object]] = []
         #: Recipient address -> the SMTP reply that refuses it, e.g. "550 no such user".
         self.refuse: dict[str, str] = {}
+        #: Keep the message, then drop the connection before the reply to DATA.
+        self.drop_after_data = False
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         if address in self.refuse:
@@ -29,6 +31,8 @@ class Inbox:
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
         self.messages.append((envelope, message_from_bytes(envelope.content)))
+        if self.drop_after_data:
+            server.transport.close()
         return "250 Message accepted for delivery"
 
 
