@@ -108,6 +108,17 @@ class Metrics:
         self.code_refusals = Counter(
             "burgernet_verification_code_refusals", "Code requests refused, by reason (wait, "
             "today, client, budget)", ["reason"], registry=reg)
+        self.breaker_open = Gauge(
+            "burgernet_provider_breaker_open", "1 while this process holds sends to the "
+            "provider back: it refused service (5xx, 429, unreachable) several times in a row",
+            ["provider", "channel"], multiprocess_mode="livemax", registry=reg)
+        self.breaker_trips = Counter(
+            "burgernet_provider_breaker_trips", "Times a process's breaker for a provider "
+            "opened (or stayed open after a failed probe)", ["provider", "channel"],
+            registry=reg)
+        self.held_back = Counter(
+            "burgernet_sends_held_back", "Messages put back unsent (no attempt counted) "
+            "because the provider's breaker was open", ["provider", "channel"], registry=reg)
         self._registrations = _Registrations()
         reg.register(self._registrations)
 
@@ -129,6 +140,18 @@ class Metrics:
             code = label_value(error.code)
         self.provider_requests.labels(name, lane, outcome, code).inc()
         self.provider_seconds.labels(name, lane).observe(seconds)
+
+    def breaker_opened(self, provider: str, channel: object, seconds: float) -> None:
+        """PROVIDER's breaker for CHANNEL opened for SECONDS."""
+        labels = (label_value(provider), label_value(channel))
+        self.breaker_open.labels(*labels).set(1)
+        self.breaker_trips.labels(*labels).inc()
+
+    def breaker_closed(self, provider: str, channel: object) -> None:
+        self.breaker_open.labels(label_value(provider), label_value(channel)).set(0)
+
+    def sends_held_back(self, provider: str, channel: object, count: int = 1) -> None:
+        self.held_back.labels(label_value(provider), label_value(channel)).inc(count)
 
     def waited(self, channel: object, seconds: float) -> None:
         self.rate_limit_wait.labels(label_value(channel)).observe(max(0.0, seconds))

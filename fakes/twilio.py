@@ -6,7 +6,8 @@ requests (HTTP 500, or 429 as Twilio does under load), and sends signed status c
 (sent, then delivered; for calls completed, busy or no-answer) to the URL it was given.
 A share of requests (`late_rate`) is taken only after `late_ms`, beyond a client's timeout:
 the message exists, though the client that asked for it saw no answer. Its lists (GET) are
-filtered by To and From, newest first, as Twilio's are.
+filtered by To and From, newest first, as Twilio's are. In an outage (`outage`, switched by
+a test) every request is answered 503 Service Unavailable, after `latency_ms`.
 
 An answered call requests its TwiML URL (the call's `Url`) as Twilio does. With
 MachineDetection it does so the way Twilio documents synchronous answering machine detection
@@ -59,6 +60,8 @@ class Behaviour:
     #: The share of requests taken (and answered) only after late_ms.
     late_rate: float = 0.0
     late_ms: float = 12_000.0
+    #: Every request (sends and look-ups) answered 503 while set.
+    outage: bool = False
 
 
 @dataclass
@@ -88,6 +91,13 @@ class FakeTwilio:
     rejected: int = 0
     #: Requests held for late_ms.
     late: int = 0
+    #: Requests answered 503 in an outage.
+    unavailable: int = 0
+    #: Sends (POSTs) being answered now, the most there were at once, and when each came in
+    #: (the loop's clock) by kind: message or call.
+    in_flight: int = 0
+    most_in_flight: int = 0
+    arrivals: list[tuple[str, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.random = random.Random(self.behaviour.seed)
@@ -113,12 +123,23 @@ class FakeTwilio:
         return await self._create(request, "call")
 
     async def _create(self, request: web.Request, kind: str) -> web.Response:
+        self.arrivals.append((kind, asyncio.get_running_loop().time()))
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            return await self._answer_create(request, kind)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer_create(self, request: web.Request, kind: str) -> web.Response:
         if not self._authorised(request):
             return web.json_response({"code": 20003, "message": "Authenticate", "status": 401},
                                      status=401)
         form = await request.post()
         if self.behaviour.latency_ms:
             await asyncio.sleep(self.behaviour.latency_ms / 1000)
+        if self.behaviour.outage:
+            return self._unavailable()
         if self.behaviour.late_rate and self.random.random() < self.behaviour.late_rate:
             self.late += 1  # aiohttp goes on with a request whose client has given up
             await asyncio.sleep(self.behaviour.late_ms / 1000)
@@ -165,6 +186,8 @@ class FakeTwilio:
         PageSize; the DateSent filters are left to the client)."""
         if not self._authorised(request):
             return web.json_response({"code": 20003, "status": 401}, status=401)
+        if self.behaviour.outage:
+            return self._unavailable()
         to, sender = request.query.get("To"), request.query.get("From")
         size = int(request.query.get("PageSize", "50"))
         items = [{"sid": r.sid, "to": r.to, "from": r.sender, "body": r.body,
@@ -175,6 +198,11 @@ class FakeTwilio:
                                   "page_size": len(items), "uri": request.path,
                                   "first_page_uri": request.path, "previous_page_uri": None,
                                   "start": 0, "end": len(items)})
+
+    def _unavailable(self) -> web.Response:
+        self.unavailable += 1
+        return web.json_response({"code": 20503, "message": "Service Unavailable",
+                                  "status": 503}, status=503)
 
     def _authorised(self, request: web.Request) -> bool:
         expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
@@ -227,7 +255,8 @@ class FakeTwilio:
 
     async def list_records(self, _request: web.Request) -> web.Response:
         return web.json_response({"records": [r.__dict__ for r in self.records],
-                                  "rejected": self.rejected, "late": self.late})
+                                  "rejected": self.rejected, "late": self.late,
+                                  "unavailable": self.unavailable})
 
     async def _close(self, _app: web.Application) -> None:
         for task in list(self._pending):

@@ -7,7 +7,7 @@ back (`outbound.reclaim`), only a send that went through is still recorded."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from sqlalchemy import Table, bindparam, update
@@ -16,12 +16,13 @@ from sqlalchemy.orm import Session
 from core.db import changed_rows
 from core.metrics import Metrics
 from core.models import Delivery, DeliveryStatus
+from outbound import retry as policy
 from outbound.claim import Work
 from outbound.providers import ProviderError
 from outbound.queues import schedule
-from outbound.retry import fail
+from outbound.retry import PATIENCE, fail
 from outbound.runtime import Runtime
-from outbound.sender import NotSent, Outcome
+from outbound.sender import HeldBack, NotSent, Outcome
 
 #: How long after a request that got no answer the provider is asked whether it took the
 #: message: a late answer (far beyond the client's timeout) has come by then.
@@ -52,14 +53,17 @@ def record(session: Session, outcomes: list[Outcome], now: datetime,
             if metrics is not None and isinstance(result, str):  # taken, whatever came first
                 metrics.delivery(work.channel, work.purpose, DeliveryStatus.SENT)
     retry = []
+    skew = now - datetime.now(UTC)  # a test's clock against the breaker's Unix times
     for work, result, name in outcomes:
         if isinstance(result, str):
             continue
         if isinstance(result, NotSent) or result.unknown:
-            retry += _not_answered(session, work, result, name, now)
+            put_back = _not_answered(session, work, result, name, now, skew)
             if metrics is not None and not isinstance(result, NotSent):
                 metrics.delivery(work.channel, work.purpose, DeliveryStatus.UNKNOWN)
-            continue
+            if put_back is not None:
+                retry += put_back
+                continue
         delivery = session.get(Delivery, work.delivery_id)
         if delivery is None or delivery.status != DeliveryStatus.SENDING \
                 or delivery.attempts != work.attempt:
@@ -74,12 +78,21 @@ def record(session: Session, outcomes: list[Outcome], now: datetime,
 
 
 def _not_answered(session: Session, work: Work, error: ProviderError, provider: str,
-                  now: datetime) -> list[int]:
+                  now: datetime, skew: timedelta = timedelta(0)) -> list[int] | None:
     """A send that never went out (queued again, the attempt not counted), or whose answer
-    never came (`unknown`, looked up after LOOK_UP_AFTER)."""
+    never came (`unknown`, looked up after LOOK_UP_AFTER). None: held back by a provider that
+    has refused service for longer than PATIENCE: a failed attempt after all."""
     mine = update(Delivery).where(Delivery.id == work.delivery_id,
                                   Delivery.status == DeliveryStatus.SENDING,
                                   Delivery.attempts == work.attempt)
+    if isinstance(error, HeldBack):
+        # those held back by one opening of the breaker are due at the same moment
+        due = (datetime.fromtimestamp(error.until, UTC) + skew if error.until is not None
+               else now + policy.backoff(work.attempt))
+        again = changed_rows(session, mine.where(Delivery.created_at > now - PATIENCE).values(
+            status=DeliveryStatus.QUEUED, attempts=Delivery.attempts - 1,
+            next_attempt_at=max(due, now), provider_error=str(error)[:255], updated_at=now))
+        return [work.delivery_id] if again else None
     if isinstance(error, NotSent):
         again = changed_rows(session, mine.values(status=DeliveryStatus.QUEUED,
                                                   attempts=Delivery.attempts - 1,

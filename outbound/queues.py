@@ -7,6 +7,7 @@ functions themselves are named here by their dotted path, so queueing imports no
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections import defaultdict
@@ -170,10 +171,15 @@ def schedule(connection: redis.Redis, session: Session, delivery_ids: list[int])
                            .join(Action, Action.id == Delivery.action_id)
                            .where(Delivery.id.in_(delivery_ids))).all()
     now = datetime.now(UTC)
+    # those due in the same second share a job: a provider's breaker puts back many at once
+    due: dict[tuple[str, int], list[int]] = defaultdict(list)
     for delivery, action in rows:
         name = queue_name(delivery.channel, priority_of(action, delivery.purpose))
         delay = max(0.0, ((delivery.next_attempt_at or now) - now).total_seconds())
-        enqueue(connection, [Batch(name, (delivery.id,))], delay=delay)
+        due[(name, math.ceil(delay))].append(delivery.id)
+    for (name, delay), ids in due.items():
+        enqueue(connection, [Batch(name, tuple(ids[start:start + REQUEUE_BATCH]))
+                             for start in range(0, len(ids), REQUEUE_BATCH)], delay=delay)
 
 
 #: Deliveries per batch when queued deliveries are put back on the queues.

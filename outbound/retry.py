@@ -6,6 +6,13 @@ exponential backoff with full jitter, up to a per-channel number of attempts; a 
 (an invalid number) is not. After the last failure the channel's failover is tried once:
 a call that never got through becomes an SMS. STOP is final: nothing is retried for a
 participant who stopped.
+
+A provider that refuses service as a whole (503, 429, unreachable: `outbound.breaker`) says
+nothing about the message: such a send counts no attempt and waits for the provider, as long
+as the delivery is younger than PATIENCE. A meldkamer wants an alert out as soon as the
+carrier is back, not marked failed after half a minute of outage; ending the action stops
+what still waits (`outbound.claim.messages`). Past PATIENCE a late alert is of little use,
+and the refusals count as failed attempts again, so the delivery ends.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from core.models import Channel, Delivery, DeliveryStatus
 
 MAX_ATTEMPTS = {Channel.SMS: 4, Channel.VOICE: 3, Channel.EMAIL: 3, Channel.PUSH: 3}
 FAILOVER = {Channel.VOICE: Channel.SMS}
+#: How long a delivery waits out a provider refusing service before refusals count.
+PATIENCE = timedelta(hours=1)
 
 
 def backoff(attempt: int) -> timedelta:

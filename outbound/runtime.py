@@ -38,6 +38,7 @@ from ivr.prompts import Catalogue, load_catalogue
 from ivr.sip import SipEndpoint
 from ivr.sip_runner import SipFlowRunner
 from ivr.tts import PromptRenderer, sounds_dir
+from outbound.breaker import Breakers
 from outbound.callbacks import end_call
 from outbound.progress import channel_rate
 from outbound.providers import Provider
@@ -130,6 +131,11 @@ class Runtime:
     @cached_property
     def send_window(self) -> SendWindow:
         return SendWindow(self.redis_for("the rate limits"))
+
+    @cached_property
+    def breakers(self) -> Breakers:
+        """This process's circuit breakers, one per provider and channel."""
+        return Breakers(self.metrics)
 
     @property
     def call_slots(self) -> CallSlots:

@@ -1,6 +1,7 @@
 """Sending a claimed batch: every message of it concurrently, each in its own slot of the
 sender's shared rate (`outbound.throttle`), calls within the trunk's cap on calls in progress,
-and each only while its claim's lease holds (`outbound.claim.Lease`).
+and each only while its claim's lease holds (`outbound.claim.Lease`) and the provider's
+breaker is closed (`outbound.breaker`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import redis
 from core.logs import bind_ids
 from core.metrics import Metrics
 from core.models import Channel
+from outbound.breaker import Breakers
 from outbound.claim import Lease, Work
 from outbound.providers import Provider, ProviderError
 from outbound.runtime import Runtime
@@ -35,6 +37,16 @@ class NotSent(ProviderError):
 
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(True, code, detail=detail)
+
+
+class HeldBack(NotSent):
+    """Not taken: the provider refused service as a whole, or its breaker was open, so no
+    request went out. Tried again at UNTIL (a Unix time: when the breaker closes) or, where
+    the breaker is still closed, after the usual backoff; the attempt does not count."""
+
+    def __init__(self, detail: str, until: float | None) -> None:
+        super().__init__("provider_unavailable", detail)
+        self.until = until
 
 
 def _lease_lost() -> NotSent:
@@ -60,6 +72,12 @@ async def send_all(runtime: Runtime, work: list[Work],
     tasks: list[asyncio.Future[Outcome]] = []
     for channel, items in by_channel.items():
         provider = providers[channel]
+        until = runtime.breakers.held_until(provider.name, channel)
+        if until is not None:  # not even a slot of the rate for them
+            runtime.metrics.sends_held_back(provider.name, channel, len(items))
+            outcomes += [(item, HeldBack("breaker open", until), provider.name)
+                         for item in items]
+            continue
         rate = runtime.rate(channel)
         try:
             reservation = runtime.throttle.reserve(runtime.sender_key(channel), rate,
@@ -72,7 +90,7 @@ async def send_all(runtime: Runtime, work: list[Work],
             capped = slots if channel == Channel.VOICE else None
             tasks.append(asyncio.ensure_future(_send_one(
                 provider, item, reservation.slot(index), in_flight, capped, gate, lease,
-                runtime.metrics)))
+                runtime.metrics, runtime.breakers)))
     try:
         return outcomes + list(await asyncio.gather(*tasks))
     except BaseException:
@@ -99,7 +117,8 @@ class _Gate:
 
 async def _send_one(provider: Provider, item: Work, at: float, in_flight: asyncio.Semaphore,
                     slots: CallSlots | None, gate: _Gate | None = None,
-                    lease: Lease | None = None, metrics: Metrics | None = None) -> Outcome:
+                    lease: Lease | None = None, metrics: Metrics | None = None,
+                    breakers: Breakers | None = None) -> Outcome:
     # a task of its own, with its own copy of the context: its lines name the message
     bind_ids(delivery_id=item.delivery_id, action_id=item.message.action_id)
     delay = at - time.time()
@@ -108,6 +127,11 @@ async def _send_one(provider: Provider, item: Work, at: float, in_flight: asynci
     waited = max(0.0, delay)
     if lease is not None and not await lease.wait(item.delivery_id):
         return item, _lease_lost(), provider.name
+    metrics = metrics or Metrics()
+    breakers = breakers or Breakers(metrics)
+    if (until := breakers.held_until(provider.name, item.channel)) is not None:
+        metrics.sends_held_back(provider.name, item.channel)
+        return item, HeldBack("breaker open", until), provider.name
     token = call_token(item.delivery_id)
     try:
         while slots is not None and not slots.acquire(token):
@@ -126,7 +150,6 @@ async def _send_one(provider: Provider, item: Work, at: float, in_flight: asynci
         if lease is not None and not lease.holds(item.delivery_id):
             _free(slots, token)  # a wait for a line or the rate outlasted the claim
             return item, _lease_lost(), provider.name
-        metrics = metrics or Metrics()
         metrics.waited(item.channel, waited)
         start = time.monotonic()
         try:
@@ -134,9 +157,23 @@ async def _send_one(provider: Provider, item: Work, at: float, in_flight: asynci
         except ProviderError as error:
             metrics.provider_request(provider.name, item.channel, time.monotonic() - start, error)
             _free(slots, token)
-            return item, error, provider.name
+            return item, _as_held_back(breakers, provider.name, item.channel, error), \
+                provider.name
         metrics.provider_request(provider.name, item.channel, time.monotonic() - start)
+        breakers.answered(provider.name, item.channel)
         return item, result, provider.name
+
+
+def _as_held_back(breakers: Breakers, provider: str, channel: Channel,
+                  error: ProviderError) -> ProviderError:
+    """ERROR told to the breaker; as HeldBack where the provider refused service as a whole."""
+    if error.unknown:
+        return error  # no answer: says nothing about whether the provider is there
+    if not error.retryable:
+        breakers.answered(provider, channel)  # an answer about this message
+        return error
+    until = breakers.refused(provider, channel)
+    return HeldBack(str(error), until) if error.unavailable else error
 
 
 def _free(slots: CallSlots | None, token: str) -> None:

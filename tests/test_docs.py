@@ -46,3 +46,24 @@ def test_every_test_a_document_names_exists(doc: str) -> None:
     missing = [f"{file}::{name}" for file, name in references
                if not (ROOT / file).is_file() or name not in _test_names(ROOT / file)]
     assert missing == []
+
+
+FAULT_TABLE = "docs/reliability.md"
+COMMAND = re.compile(r"`((?:\w+=\S+ )*)\.venv/bin/pytest -s (tests/[\w/]+\.py)(?: -k ([\w-]+))?`")
+
+
+def test_every_command_in_the_fault_table_runs_a_test_that_exists() -> None:
+    rows = [line for line in (ROOT / FAULT_TABLE).read_text(encoding="utf-8").splitlines()
+            if line.startswith("| ") and ".venv/bin/pytest" in line]
+    assert len(rows) >= 7
+    for row in rows:
+        [(variables, file, selection)] = COMMAND.findall(row)
+        path = ROOT / file
+        assert path.is_file(), row
+        names = _test_names(path)
+        assert names, row
+        # -k matches a test's name or the id of one of its parameters
+        assert not selection or any(selection in name for name in names) \
+            or f'"{selection}"' in path.read_text(encoding="utf-8"), row
+        assert {v.split("=")[0] for v in variables.split()} <= {"FAULT_TRIALS", "FAULT_FULL",
+                                                                  "TEST_DATABASE_URL"}

@@ -33,14 +33,19 @@ class ProviderError(Exception):
 
     UNKNOWN: the request went out but no answer came back (a timeout, a connection reset),
     so the provider may have taken the message: it is looked up (`find_sent`) before any new
-    attempt, never simply sent again."""
+    attempt, never simply sent again.
+
+    UNAVAILABLE: the provider refused service as a whole (503, 429, not reachable), which says
+    nothing about this message and means it was not taken: it is tried again without counting
+    an attempt (`outbound.breaker`)."""
 
     def __init__(self, retryable: bool, code: str, provider_code: str | None = None,
-                 detail: str = "", *, unknown: bool = False) -> None:
+                 detail: str = "", *, unknown: bool = False, unavailable: bool = False) -> None:
         self.retryable = retryable
         self.code = code
         self.provider_code = provider_code
         self.unknown = unknown
+        self.unavailable = unavailable
         super().__init__(f"{code}{f' ({provider_code})' if provider_code else ''}: {detail}")
 
 

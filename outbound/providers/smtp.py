@@ -1,4 +1,12 @@
-"""E-mail over SMTP with aiosmtplib: one connection per message, STARTTLS when configured."""
+"""E-mail over SMTP with aiosmtplib: one connection per message, STARTTLS when configured.
+
+What a failure means for the message: a server that cannot be reached, or refuses the
+connection or the session (421), took nothing: that is "not sent", and the sender holds back
+(`outbound.breaker`) without counting an attempt. A reply refusing the message (4xx, 5xx)
+took nothing either. A connection that drops or times out in the middle of the session may
+have dropped after the end of DATA, when the server had the message: SMTP keeps no record we
+could ask (`find_sent`), so that send counts as a failed attempt and the message is sent
+again: a possible second e-mail rather than a lost alert."""
 
 from __future__ import annotations
 
@@ -49,13 +57,16 @@ class SmtpProvider:
                                 ",".join(codes), str(exc)[:200]) from None
         except aiosmtplib.SMTPResponseException as exc:
             raise ProviderError(exc.code < 500, f"smtp_{exc.code}", str(exc.code),
-                                exc.message[:200]) from None
+                                exc.message[:200], unavailable=exc.code == 421) from None
+        except aiosmtplib.SMTPConnectError as exc:  # nothing was said: nothing was taken
+            raise ProviderError(True, "network", None, type(exc).__name__,
+                                unavailable=True) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise ProviderError(True, "network", None, type(exc).__name__) from None
         return str(email["Message-ID"])
 
     async def find_sent(self, message: Message, since: datetime) -> str | None:
-        return None  # SMTP keeps no record to ask; a reclaimed e-mail may go twice
+        return None  # SMTP keeps no record to ask; a reclaimed or dropped e-mail may go twice
 
     async def close(self) -> None:
         return None

@@ -14,9 +14,17 @@ from __future__ import annotations
 import base64
 from datetime import datetime, timedelta
 from functools import cache
+from typing import Any
 from urllib.parse import urlencode
 
-from aiohttp import ClientConnectorError, ClientError, ClientTimeout, ConnectionTimeoutError
+from aiohttp import (
+    ClientConnectorError,
+    ClientError,
+    ClientSession,
+    ClientTimeout,
+    ConnectionTimeoutError,
+    TCPConnector,
+)
 from twilio.base import values
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
@@ -30,11 +38,18 @@ from outbound.providers import Message, ProviderError
 MACHINE_DETECTION = "DetectMessageEnd"
 #: Twilio error codes that no retry can fix (invalid or unreachable numbers, opt-outs).
 PERMANENT = {"21211", "21214", "21408", "21610", "21612", "21614", "30003", "30005", "30006"}
+#: HTTP statuses by which the carrier refuses service as a whole, not this message.
+UNAVAILABLE = {429, 503}
 
 
 FORM = "application/x-www-form-urlencoded"
 #: Messages or calls to one number asked for when looking one up (Twilio's default page).
 PAGE = 50
+#: Connections a provider may hold open at once: at least the sends a batch keeps in flight
+#: (`outbound.sender.MAX_IN_FLIGHT`). aiohttp's default of 100 made the rest wait for a
+#: connection after the rate limit had let them go, and then leave together: a slow carrier
+#: saw bursts above the rate.
+CONNECTIONS = 256
 
 
 @cache
@@ -46,7 +61,13 @@ class LeanAsyncHttpClient(AsyncTwilioHttpClient):
     """The twilio client's own aiohttp transport, without three per-request costs that buy
     nothing here and took a third of a worker's CPU: aiohttp's FormData (a multipart writer
     built for every form), a new BasicAuth object (deprecated, with its warning), and the
-    debug-log lines formatted even when logging is off. Same requests on the wire."""
+    debug-log lines formatted even when logging is off. Same requests on the wire, on up to
+    CONNECTIONS connections at once."""
+
+    def __init__(self, timeout: float | None = None, connections: int = CONNECTIONS) -> None:
+        super().__init__(pool_connections=False, timeout=timeout)
+        session: Any = ClientSession(connector=TCPConnector(limit=connections))
+        self.session = session  # the base class's attribute, as it types it
 
     async def request(self, method: str, url: str, params: dict[str, object] | None = None,
                       data: dict[str, object] | None = None,
@@ -109,9 +130,11 @@ class TwilioRestProvider:
             if code in PERMANENT:
                 retryable = False
             raise ProviderError(retryable, f"http_{exc.status}", code or None,
-                                str(exc.msg)[:200]) from None
+                                str(exc.msg)[:200],
+                                unavailable=retryable and exc.status in UNAVAILABLE) from None
         except (ClientConnectorError, ConnectionTimeoutError) as exc:  # never reached Twilio
-            raise ProviderError(True, "network", None, type(exc).__name__) from None
+            raise ProviderError(True, "network", None, type(exc).__name__,
+                                unavailable=True) from None
         except (TimeoutError, OSError, ClientError) as exc:
             # sent, and no answer (a timeout, a reset): Twilio may have taken it
             raise ProviderError(True, "no_answer", None, type(exc).__name__,

@@ -22,6 +22,7 @@ from fakes.twilio import Behaviour, FakeTwilio, FakeTwilioServer
 from outbound.fanout import start_action
 from outbound.queues import enqueue
 from outbound.runtime import build_runtime
+from tests.faults.carrier import count, fault_line
 from tests.integration.outbox import (
     assert_each_sent_once,
     prepared_database,
@@ -65,6 +66,8 @@ def test_late_answers_are_looked_up_and_never_sent_twice(
                 worker.terminate()
             codes = [worker.wait(30) for worker in workers]
         until_answered(fake)
+        fault_line("carrier-late-answers", trial, count(url, action_id, fake), done - began,
+                   late=carrier.late, refused=carrier.rejected)
         assert carrier.late > 0
         at_carrier = assert_each_sent_once(url, action_id, fake, started.deliveries)
         print(f"\n{started.deliveries} deliveries ({at_carrier} SMS and calls), "

@@ -24,6 +24,7 @@ from fakes.twilio import FakeTwilioServer
 from outbound.fanout import start_action
 from outbound.queues import enqueue
 from outbound.runtime import build_runtime
+from tests.faults.carrier import count, fault_line
 from tests.integration.outbox import (
     assert_each_sent_once,
     prepared_database,
@@ -79,6 +80,8 @@ def test_workers_outlive_a_redis_restart_and_nothing_is_lost_or_sent_twice(
             until_answered(fake)
             print(f"\nRedis restarted {'with its data' if keep_data else 'empty'}: "
                   f"everything sent {done - restarted:.1f} s after the restart")
+            fault_line(f"redis-restart-{'aof' if keep_data else 'emptied'}", trial,
+                       count(url, action_id, fake), done - restarted)
             assert_each_sent_once(url, action_id, fake, started.deliveries)
     finally:
         for worker in workers:

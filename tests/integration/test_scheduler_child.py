@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import redis
 from core.redis_server import EmbeddedRedis
 from fakes.twilio import FakeTwilioServer
 from outbound.queues import queue
+from tests.faults.carrier import TRIALS, Count, fault_line
 from tests.integration.outbox import start_worker, wait_for, worker_env
 
 
@@ -43,9 +45,10 @@ def _blocked_clients(connection: redis.Redis) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("trial", range(TRIALS))
 def test_a_worker_killed_alone_leaves_no_reader_behind_and_the_next_job_is_taken(
         tmp_path: Path, new_database_url: Callable[[], str], redis_server: EmbeddedRedis,
-        redis_client: redis.Redis) -> None:
+        redis_client: redis.Redis, trial: int) -> None:
     with FakeTwilioServer() as fake:
         env = worker_env(new_database_url(), redis_server, tmp_path, fake, "0")
         first = start_worker(env, "--name", "first", "--queue", "sms-urgent",
@@ -58,6 +61,7 @@ def test_a_worker_killed_alone_leaves_no_reader_behind_and_the_next_job_is_taken
             orphans = _children(first.pid)
             [scheduler] = orphans
             os.kill(first.pid, signal.SIGKILL)
+            killed = time.monotonic()
             first.wait(10)
             wait_for(lambda: _blocked_clients(redis_client) == 0, 10,
                      "Redis lets go of the dead worker's pop")
@@ -67,8 +71,9 @@ def test_a_worker_killed_alone_leaves_no_reader_behind_and_the_next_job_is_taken
                                   log=tmp_path / "second.log")
             wait_for(lambda: _blocked_clients(redis_client) >= 1, 30, "the second worker waits")
             job = queue(redis_client, "sms-urgent").enqueue("outbound.jobs.send_batch", [])
-            wait_for(lambda: job.get_status(refresh=True) in {"finished", "failed"}, 30,
-                     "the next job is taken by the live worker")
+            taken = wait_for(lambda: job.get_status(refresh=True) in {"finished", "failed"},
+                             30, "the next job is taken by the live worker")
+            fault_line("worker-killed-alone", trial, Count(1, 0, 0), taken - killed)
         finally:
             for process in (first, second):
                 if process is not None and process.poll() is None:

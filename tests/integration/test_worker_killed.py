@@ -32,6 +32,7 @@ from outbound.providers import Message, Provider
 from outbound.queues import enqueue
 from outbound.reclaim import Reclaimed, reclaim
 from outbound.runtime import build_runtime
+from tests.faults.carrier import count, fault_line
 from tests.integration.outbox import (
     assert_each_sent_once,
     prepared_database,
@@ -129,6 +130,8 @@ def test_a_killed_workers_deliveries_go_out_again_within_seconds(
         until_answered(fake)
         print(f"\nworker killed: {len(held)} deliveries held, all sent "
               f"{resent - killed:.1f} s after the kill")
+        fault_line("worker-killed", trial, count(url, action_id, fake), resent - killed,
+                   held=len(held))
         assert_each_sent_once(url, action_id, fake, started.deliveries)
     assert resent - killed <= RESENT_WITHIN
 

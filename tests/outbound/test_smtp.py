@@ -65,6 +65,20 @@ def test_a_server_that_is_down_is_worth_a_retry() -> None:
     with pytest.raises(ProviderError) as caught:
         _send(free_port(), "deelnemer@example.org")
     assert caught.value.retryable and caught.value.code == "network"
+    assert caught.value.unavailable  # nothing was taken: no attempt counts
+
+
+def test_a_connection_dropped_after_data_is_a_failed_attempt_not_a_lookup(smtp_server) -> None:
+    """The server may have the message (here it does), and SMTP cannot be asked: the send
+    counts as a failed attempt and goes again, a possible second e-mail rather than a lost
+    alert (docs/reliability.md)."""
+    inbox, port = smtp_server
+    inbox.drop_after_data = True
+    with pytest.raises(ProviderError) as caught:
+        _send(port, "deelnemer@example.org")
+    assert len(inbox.messages) == 1
+    error = caught.value
+    assert error.retryable and not error.unavailable and not error.unknown
 
 
 def test_a_preventive_message_goes_out_by_email(db: Session, sessions, population, make_action,
