@@ -300,6 +300,8 @@ def build_runtime(settings: Settings) -> Runtime:
 
 #: Seconds a sentinel may take to connect and answer before the next one is asked.
 SENTINEL_TIMEOUT = 1.0
+#: Seconds to connect to Redis (the primary) before giving up.
+CONNECT_TIMEOUT = 2.0
 
 
 def redis_client(settings: Settings) -> Redis | None:
@@ -312,18 +314,23 @@ def redis_client(settings: Settings) -> Redis | None:
                             sentinel_kwargs={"socket_timeout": SENTINEL_TIMEOUT,
                                              "socket_connect_timeout": SENTINEL_TIMEOUT},
                             password=settings.redis_password or None,
-                            socket_connect_timeout=SENTINEL_TIMEOUT * 2,
-                            socket_keepalive=True, socket_keepalive_options=_keepalive())
+                            socket_connect_timeout=CONNECT_TIMEOUT,
+                            socket_keepalive=True, socket_keepalive_options=keepalive())
         client: Redis = sentinel.master_for(settings.redis_sentinel_master)
         return client
-    return redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+    if not settings.redis_url:
+        return None
+    return redis.Redis.from_url(settings.redis_url, socket_connect_timeout=CONNECT_TIMEOUT,
+                                socket_keepalive=True, socket_keepalive_options=keepalive())
 
 
-def _keepalive() -> dict[int, int]:
-    """TCP keepalive that gives up on a primary whose host vanished (no reset comes) after
-    about 15 s of silence: a worker's BLPOP waits minutes for an answer (RQ sets its socket
-    timeout), and would otherwise wait that long before asking the sentinels again."""
-    options = {"TCP_KEEPIDLE": 5, "TCP_KEEPINTVL": 2, "TCP_KEEPCNT": 5}
+def keepalive() -> dict[int, int]:
+    """TCP options that give up on a Redis whose host vanished (no reset comes) after about
+    15 s: keepalive probes while a worker's BLPOP waits minutes for an answer (RQ sets its
+    socket timeout), and a limit on unanswered data for a command sent into the void (a
+    /readyz or `burgernet status` would otherwise hang for the kernel's many minutes)."""
+    options = {"TCP_KEEPIDLE": 5, "TCP_KEEPINTVL": 2, "TCP_KEEPCNT": 5,
+               "TCP_USER_TIMEOUT": 15_000}
     return {getattr(socket, name): value for name, value in options.items()
             if hasattr(socket, name)}
 

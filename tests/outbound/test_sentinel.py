@@ -2,6 +2,7 @@
 sentinels do not answer or do not know the primary, and runs its jobs through the primary
 they name (tests/faults/test_sentinel_failover.py kills that primary)."""
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from core.cli import main
 from core.redis_server import free_port
 from core.settings import Settings
 from outbound.reclaim import RedisWatch
-from outbound.runtime import build_runtime
+from outbound.runtime import build_runtime, keepalive
 from tests.faults.sentinels import MASTER, SentinelSet
 from tests.integration.outbox import wait_for
 
@@ -116,3 +117,25 @@ def test_the_watch_will_not_take_a_replica_for_the_primary(
         "REDIS_URL": f"redis://:s3cret@127.0.0.1:{replica.port}/0"}))
     watch = RedisWatch()
     assert watch.check(runtime) is None and watch.owed
+
+
+def test_a_redis_whose_host_vanishes_is_given_up_on_not_waited_for(settings: Settings) -> None:
+    """No reset comes from a host that vanished: the sockets carry keepalive probes and a
+    limit on unanswered data, so a worker's wait and a /readyz give up within about 15 s
+    instead of the kernel's many minutes. (Set on the socket; a vanished host cannot be
+    made on loopback without a firewall.)"""
+    runtime = build_runtime(settings)
+    try:
+        assert runtime.redis is not None and runtime.redis.ping()
+        connection = runtime.redis.connection_pool.get_connection()
+        try:
+            sock = connection._sock
+            assert sock is not None
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            for option, value in keepalive().items():
+                assert sock.getsockopt(socket.IPPROTO_TCP, option) == value
+            assert keepalive()[socket.TCP_USER_TIMEOUT] == 15_000
+        finally:
+            runtime.redis.connection_pool.release(connection)
+    finally:
+        runtime.close()
