@@ -19,6 +19,7 @@ from core.models import Channel, Delivery, DeliveryStatus, Participant
 from fakes.smtp import Inbox
 from fakes.twilio import FakeTwilioServer
 
+#: Runs of each fault (FAULT_TRIALS=5, or 20, for the table in docs/reliability.md).
 TRIALS = int(os.environ.get("FAULT_TRIALS", "1"))
 #: The issue's durations; CI runs shorter outages.
 FULL = os.environ.get("FAULT_FULL") == "1"

@@ -25,8 +25,6 @@ from tests.conftest import MELDKAMER_CONFIG
 
 PG_SH = Path(__file__).resolve().parents[2] / "scripts" / "pg.sh"
 CENTRALIST = "centralist@example.org"
-#: Runs of each variant (FAULT_TRIALS=5 for the fault table in docs/reliability.md).
-TRIALS = int(os.environ.get("FAULT_TRIALS", "1"))
 
 
 #: A crash must not lose a transaction whose commit returned (the suite's cluster trades

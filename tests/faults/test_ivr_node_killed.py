@@ -36,6 +36,7 @@ from fakes.sip import PeerError, free_udp_port, stop_process
 from ivr.prompts import load_catalogue
 from ivr.tts import PromptRenderer
 from tests.conftest import MELDKAMER_CONFIG
+from tests.faults.carrier import TRIALS
 from tests.faults.ivr_pair import (
     FREE_NUMBER,
     KAMAILIO_CONFIG,
@@ -53,7 +54,6 @@ from tests.faults.ivr_pair import (
 from tests.sip.conftest import DATA
 from tests.sip.test_free_number import caller_scenario
 
-TRIALS = int(os.environ.get("FAULT_TRIALS", "1"))
 FULL = os.environ.get("FAULT_FULL") == "1"
 #: Calls per trial, seconds between them, and the call after whose start ivr-a is killed.
 CALLS, EVERY, KILL_AFTER = (40, 0.5, 12) if FULL else (14, 0.8, 6)

@@ -37,8 +37,8 @@ from outbound.fanout import start_action
 from outbound.queues import enqueue
 from outbound.runtime import build_runtime
 from tests.conftest import MELDKAMER_CONFIG
+from tests.faults.carrier import TRIALS
 from tests.faults.postgres import (
-    TRIALS,
     Cluster,
     cluster,
     console_works,

@@ -7,7 +7,6 @@ different Redis and refills the queues from the outbox: every message reaches th
 carrier exactly once.
 """
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -25,6 +24,7 @@ from fakes.twilio import FakeTwilioServer
 from outbound.fanout import start_action
 from outbound.queues import enqueue
 from outbound.runtime import build_runtime
+from tests.faults.carrier import TRIALS
 from tests.faults.sentinels import SentinelSet, lost_and_duplicated, sentinel_env
 from tests.integration.outbox import (
     assert_each_sent_once,
@@ -35,8 +35,6 @@ from tests.integration.outbox import (
     wait_for,
 )
 
-#: Runs of the fault (FAULT_TRIALS=5 for the table in docs/reliability.md).
-TRIALS = int(os.environ.get("FAULT_TRIALS", "1"))
 #: Sending goes on within this after the primary died (the issue's 30 s for an emptied Redis).
 RESUMED_WITHIN = 30.0
 #: A job delayed by a second runs within this after the failover (RQ's scheduler: its locks

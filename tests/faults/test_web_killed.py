@@ -30,8 +30,8 @@ from core.reference import load_reference
 from core.schema import ensure_schema
 from core.settings import DEFAULT_DATA_DIR
 from tests.conftest import MELDKAMER_CONFIG
+from tests.faults.carrier import TRIALS
 from tests.faults.postgres import (
-    TRIALS,
     console_works,
     form_token,
     logged_in,

@@ -7,7 +7,6 @@ takes 2 % only after 12 s, beyond the provider's 10 s timeout. Every message rea
 fake exactly once (before the look-up, each late answer was a duplicate: 614 at the fake).
 """
 
-import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from fakes.twilio import Behaviour, FakeTwilio, FakeTwilioServer
 from outbound.fanout import start_action
 from outbound.queues import enqueue
 from outbound.runtime import build_runtime
-from tests.faults.carrier import count, fault_line
+from tests.faults.carrier import TRIALS, count, fault_line
 from tests.integration.outbox import (
     assert_each_sent_once,
     prepared_database,
@@ -36,7 +35,6 @@ from tests.population import neighbourhood
 
 #: 600 participants.
 CROWD = neighbourhood(600, within_m=5_000)
-TRIALS = int(os.environ.get("FAULT_TRIALS", "1"))
 
 
 @pytest.mark.slow

@@ -7,7 +7,6 @@ or with its data lost. The workers stay up, reconnect, find that Redis may have 
 message reaches the fake carrier exactly once.
 """
 
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from fakes.twilio import FakeTwilioServer
 from outbound.fanout import start_action
 from outbound.queues import enqueue
 from outbound.runtime import build_runtime
-from tests.faults.carrier import count, fault_line
+from tests.faults.carrier import TRIALS, count, fault_line
 from tests.integration.outbox import (
     assert_each_sent_once,
     prepared_database,
@@ -35,8 +34,6 @@ from tests.integration.outbox import (
     worker_env,
 )
 
-#: Runs of each variant (FAULT_TRIALS=5 for the fault table in docs/reliability.md).
-TRIALS = int(os.environ.get("FAULT_TRIALS", "1"))
 #: An emptied Redis is refilled from the outbox within this (issue 14).
 REFILLED_WITHIN = 30.0
 

@@ -5,7 +5,6 @@ Real processes: `burgernet worker` against a real redis-server, a file database,
 Twilio-compatible fake over HTTP.
 """
 
-import os
 import subprocess
 import sys
 import threading
@@ -32,7 +31,7 @@ from outbound.providers import Message, Provider
 from outbound.queues import enqueue
 from outbound.reclaim import Reclaimed, reclaim
 from outbound.runtime import build_runtime
-from tests.faults.carrier import count, fault_line
+from tests.faults.carrier import TRIALS, count, fault_line
 from tests.integration.outbox import (
     assert_each_sent_once,
     prepared_database,
@@ -43,8 +42,6 @@ from tests.integration.outbox import (
     worker_env,
 )
 
-#: Runs of the timed kill (FAULT_TRIALS=20 for the fault table in docs/reliability.md).
-TRIALS = int(os.environ.get("FAULT_TRIALS", "1"))
 #: A dead worker's deliveries go out again within this (issue 14).
 RESENT_WITHIN = 15.0
 
