@@ -2,9 +2,9 @@
 # The full test suite, as CI runs it: lint, layer contract, types (mypy), then pytest on
 # SQLite and on PostgreSQL (a throwaway cluster started here) side by side, since the suite
 # spends more than half its time waiting on servers, browsers and calls. The fault suite
-# (tests/faults: real processes killed and restarted, each bringing its own servers) runs once,
-# in the PostgreSQL pass. Each run's output is printed when both are done; the exit status is
-# non-zero if either failed. Extra arguments go to pytest.
+# (tests/faults: real processes killed and restarted) runs each fault once, shared between
+# the passes (FAULT_PASS, tests/faults/conftest.py). Each run's output is printed when both
+# are done; the exit status is non-zero if either failed. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh test
@@ -27,10 +27,10 @@ scripts/pg.sh start "$pgdir" "$pgport"
 
 echo "== tests on SQLite and on PostgreSQL (port $pgport), side by side"
 started=$SECONDS
-env -u TEST_DATABASE_URL .venv/bin/pytest --ignore=tests/faults "$@" >"$work/sqlite.log" 2>&1 &
+env -u TEST_DATABASE_URL FAULT_PASS=sqlite .venv/bin/pytest "$@" >"$work/sqlite.log" 2>&1 &
 sqlite=$!
 TEST_DATABASE_URL="postgresql+psycopg://burgernet@127.0.0.1:$pgport/postgres" \
-  .venv/bin/pytest "$@" >"$work/postgresql.log" 2>&1 &
+  FAULT_PASS=postgresql .venv/bin/pytest "$@" >"$work/postgresql.log" 2>&1 &
 postgresql=$!
 status=0
 wait "$sqlite" || status=1
