@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -93,6 +94,7 @@ def run_command(ctx: click.Context, context: Context, participants: int) -> None
             env.setdefault("SMS_RATE", "100")  # nothing leaves the machine: no carrier limit
         if settings.voice_provider == "console":
             env.setdefault("VOICE_RATE", "20")
+        _write_demo_env(stack, settings, env)
         children = {name: _spawn(stack, [sys.executable, "-m", "core.cli", name], env)
                     for name in ("web", "worker")}
         _banner(settings)
@@ -104,6 +106,19 @@ def run_command(ctx: click.Context, context: Context, participants: int) -> None
                 time.sleep(0.5)
         except KeyboardInterrupt:
             click.echo("\nstopping")
+
+
+#: What `burgernet run` sets for its children that a command in another terminal needs too
+#: (the Redis it started, the demo's rates, which `action preview` and `status` report).
+DEMO_ENV = ("REDIS_URL", "SMS_RATE", "VOICE_RATE")
+
+
+def _write_demo_env(stack: ExitStack, settings: Settings, env: dict[str, str]) -> None:
+    """`var/demo.env`, for another terminal: `set -a; . var/demo.env; set +a`."""
+    path = settings.var_dir / "demo.env"
+    path.write_text("".join(f"{name}={shlex.quote(env[name])}\n"
+                            for name in DEMO_ENV if name in env))
+    stack.callback(path.unlink, missing_ok=True)
 
 
 def _spawn(stack: ExitStack, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -58,6 +58,8 @@ def test_run_starts_everything_with_demo_data_and_stops_cleanly(
         assert status == 200 and "Inloggen" in body
         redis_url = (tmp_path / "var" / "redis.url").read_text().strip()
         assert redis_url.startswith("redis://127.0.0.1:")
+        demo_env = (tmp_path / "var" / "demo.env").read_text().splitlines()
+        assert demo_env == [f"REDIS_URL={redis_url}", "SMS_RATE=100", "VOICE_RATE=20"]
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -68,6 +70,7 @@ def test_run_starts_everything_with_demo_data_and_stops_cleanly(
             raise AssertionError(f"SIGINT did not stop burgernet run:\n{output}") from None
     assert process.returncode == 0, output
     assert not (tmp_path / "var" / "redis.url").exists()
+    assert not (tmp_path / "var" / "demo.env").exists()
     assert f"Burgernet is running: http://127.0.0.1:{port}/" in output
     assert "centralist@example.org" in output
     assert "300 participants with" in output
