@@ -165,6 +165,23 @@ class Sampler:
         self._thread.join()
 
 
+#: SIPp times a response to the millisecond: a shorter one reads 0.
+TIMER_RESOLUTION_MS = 1.0
+
+
+def ratio(ours: float, bare: float, resolution: float = 0.0) -> str:
+    """OURS ÷ BARE for the report, whatever BARE is: a BARE below RESOLUTION (the timer's
+    step) counts as RESOLUTION and makes the ratio a lower bound ("≥"); a BARE of 0 or NaN says
+    so instead of failing."""
+    if bare != bare or ours != ours:  # NaN: nothing measured
+        return "n/a"
+    if bare < resolution:
+        return f"≥{ours / resolution:.2f} (bare below the {resolution:g} ms timer step)"
+    if bare <= 0:
+        return "n/a (bare took no time)"
+    return f"{ours / bare:.2f}"
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else float("nan")
@@ -368,11 +385,14 @@ def main() -> None:
     if baseline is not None:
         report(baseline)
         ours_ms, bare_ms = ours.answer_ms, baseline.answer_ms
-        ratio = [f"answer p50 {percentile(ours_ms, 0.5) / percentile(bare_ms, 0.5):.2f}",
-                 f"p99 {percentile(ours_ms, 0.99) / percentile(bare_ms, 0.99):.2f}",
-                 f"CPU per call {ours.cpu_per_call / baseline.cpu_per_call:.2f}",
-                 f"rate {ours.rate / baseline.rate:.3f}"]
-        print("  ratio free/bare: " + ", ".join(ratio))
+        ratios = [
+            "answer p50 " + ratio(percentile(ours_ms, 0.5), percentile(bare_ms, 0.5),
+                                  TIMER_RESOLUTION_MS),
+            "p99 " + ratio(percentile(ours_ms, 0.99), percentile(bare_ms, 0.99),
+                           TIMER_RESOLUTION_MS),
+            f"CPU per call {ratio(ours.cpu_per_call, baseline.cpu_per_call)}",
+            f"rate {ratio(ours.rate, baseline.rate)}"]
+        print("  ratio free/bare: " + ", ".join(ratios))
     met_concurrent = ours.failed == 0 and ours.exit_code == 0 and ours.peak >= 200
     met_rate = (ours.failed == 0 and ours.successful == round(args.rate * args.seconds)
                 and ours.rate >= 0.98 * args.rate)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -13,12 +14,41 @@ import redis
 
 from core.errors import ConfigError
 
+#: Where `free_port` looks: the ports just below the kernel's usual ephemeral range.
+PORTS_BELOW = 10_000
+
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
+    """A TCP port on 127.0.0.1 that nothing listens on right now, for a server about to bind.
+
+    It is taken below the kernel's ephemeral range: every outgoing connection takes its local
+    port from that range, and one that took the port between this check and the server's bind
+    made the server fail ("Address already in use"), with many clients running side by
+    side."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - PORTS_BELOW), low)
+        if _bindable(port):
+            return port
+    with socket.socket() as sock:  # the range is full: the kernel's pick
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 class EmbeddedRedis:

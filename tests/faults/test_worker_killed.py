@@ -106,7 +106,11 @@ def test_a_killed_workers_deliveries_go_out_again_within_seconds(
         started = start_action(runtime.writer, action_id, now=datetime.now(UTC))
         enqueue(runtime.redis, started.batches)
         runtime.close()
-        victim = start_worker(env, "--burst", "--name", f"victim-{trial}")
+        # the victim sends slowly, so that the kill lands mid-batch even on a starved machine
+        # (at 100 a second its whole batch was once recorded before the test saw 20 sends);
+        # the survivor sends at full speed
+        slow = worker_env(url, redis_server, tmp_path, fake, rate="20")
+        victim = start_worker(slow, "--burst", "--name", f"victim-{trial}")
         wait_for(lambda: len(fake.fake.records) >= 20, 60, "the first sends")
         victim.kill()  # SIGKILL: no cleanup, no chance to record what it sent
         killed = time.monotonic()
